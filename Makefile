@@ -1,0 +1,55 @@
+# The README's two commands: `make report` and `make test`. Both set up .venv first (idempotent).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.srgan-nb-installed
+KERNEL := srgan-nb
+
+# knobs for the real hand-in: make report DATA_DIR=../shared/data/faces-utk QUICK=0 STRATEGIES="s1 s2"
+DATA_DIR ?=
+DATA_SOURCE ?=
+QUICK ?= 1
+STRATEGIES ?= s1 s2
+RUN_ID ?=
+DEVICE ?= auto
+EXTRA ?=
+
+.PHONY: setup report test nbtest pytest export readme check-readme bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): settings.ini setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (srgan-nb)" >/dev/null
+	@touch $(STAMP)
+	@echo "set up: $(VENV) with srgan-nb and the Jupyter kernel '$(KERNEL)'"
+
+report: setup
+	$(BIN)/srgan-nb run --strategies $(STRATEGIES) --device $(DEVICE) \
+		$(if $(filter 1 true yes,$(QUICK)),--quick,) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR),) \
+		$(if $(DATA_SOURCE),--data-source $(DATA_SOURCE),) \
+		$(if $(RUN_ID),--run-id $(RUN_ID),) $(EXTRA)
+
+test: setup nbtest pytest
+
+nbtest: setup
+	cd $(CURDIR) && $(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: setup
+	$(PY) -m pytest -q tests
+
+export: setup
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+readme: setup
+	$(BIN)/jupyter nbconvert --to markdown --log-level WARN nbs/index.ipynb --output-dir . --output README
+
+bench: setup
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,26 @@
+"Shared pytest fixtures: the shared data folder (skips cleanly when absent) and a scratch reports folder."
+import os
+import pytest
+from srgan_nb.config import shared_data
+
+
+@pytest.fixture(scope='session')
+def shared():
+    "The shared data folder, or a skip with the reason printed."
+    p = shared_data()
+    if p is None: pytest.skip('shared data absent (set SRGAN_SHARED_DATA or place ../shared/data beside the checkout)')
+    return p
+
+
+@pytest.fixture(scope='session')
+def faces_dir(shared):
+    p = shared/'faces-utk'
+    if not p.exists(): pytest.skip(f'{p} absent')
+    return p
+
+
+@pytest.fixture
+def reports_tmp(tmp_path, monkeypatch):
+    "Point reports/ (runs and cache) at a temporary folder for the test."
+    monkeypatch.setenv('SRGAN_REPORTS', str(tmp_path/'reports'))
+    return tmp_path/'reports'
