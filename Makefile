@@ -22,7 +22,7 @@ setup: $(STAMP)
 
 $(STAMP): settings.ini setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev]" 2> >(grep -v "is ignored: it is neither" >&2)
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (srgan-nb)" >/dev/null
 	@touch $(STAMP)
 	@echo "set up: $(VENV) with srgan-nb and the Jupyter kernel '$(KERNEL)'"
