@@ -1,0 +1,137 @@
+"Report figures, tables and text on small made-up frames; HTML rendering hides code and embeds images."
+import json
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from srgan_nb.config import RunConfig, QUICK_CAPS, save_config
+from srgan_nb import report as R
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close('all')
+
+
+def test_loss_table_keeps_the_seed_columns_and_values():
+    h = R.fake_history(pretrain_epochs=1, epochs=2)
+    t = R.loss_table(h)
+    assert list(t.columns[:5]) == ['epoch', 'phase', 'generator loss', 'discriminator loss (fake)', 'discriminator loss (real)']
+    assert t['generator loss'].tolist() == h['g_loss'].tolist()
+    assert t['discriminator loss (real)'].isna().tolist() == [True, False, False]   # no discriminator while pretraining
+
+
+def test_plot_losses_draws_generator_per_phase_and_both_discriminator_curves():
+    fig = R.plot_losses(R.fake_history(pretrain_epochs=2, epochs=3))
+    assert len(fig.axes[0].lines) == 2                        # pretrain and gan
+    assert len(fig.axes[1].lines) == 2                        # fake and real
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_xdata(), [3, 4, 5])
+    fig = R.plot_losses(R.fake_history(pretrain_epochs=2, epochs=0))
+    assert len(fig.axes[1].lines) == 0
+
+
+def test_headline_means_and_abstract_use_image_level_rows():
+    pi = R.fake_per_image(n=4, strategies=('s2',))
+    patch = pi.assign(level='patch', psnr=0.0)                # patch rows must not leak into the headline
+    hm = R.headline_means(pd.concat([pi, patch]))
+    want = pi[pi.method == 'srgan'].psnr.mean()
+    assert hm.loc['srgan', 's2'] == pytest.approx(want)
+    run = dict(run_id='r', strategies=['s2'], cfg=RunConfig(), per_image=pi, data_summary={'source': 'folder', 'demo': False})
+    ab = R.abstract_markdown(run)
+    assert f"SRGAN {want:.2f}" in ab and 'On 4 held-out test images' in ab and 'demo data' not in ab
+
+
+def test_interval_table_and_plot_from_stats_summarize():
+    stats = pytest.importorskip('srgan_nb.stats')
+    pi = R.fake_per_image(n=6)
+    s = stats.summarize(pi, metrics=['psnr', 'ssim'], n_resamples=199)
+    it = R.interval_table(s)
+    row = it[(it.method == 'SRGAN') & (it.strategy == 's1') & (it.metric == 'psnr')].iloc[0]
+    src = s[(s.method == 'srgan') & (s.strategy == 's1') & (s.metric == 'psnr')].iloc[0]
+    assert row['mean'] == f"{src['mean']:.3f}" and row['95% CI (t)'] == f"[{src['t_low']:.3f}, {src['t_high']:.3f}]"
+    fig = R.plot_intervals(s, ['psnr'])
+    assert len(fig.axes) == 1 and len(fig.axes[0].get_yticklabels()) == 6    # 3 methods x 2 strategies
+
+
+def test_plot_intervals_on_a_fake_summary():
+    s = R.fake_summary(R.fake_per_image(n=5), metrics=('psnr', 'ssim'))
+    fig = R.plot_intervals(s)
+    ax = fig.axes[0]
+    means = sorted(l.get_xdata()[0] for l in ax.lines if l.get_marker() == 'o')
+    assert means == pytest.approx(sorted(s[s.metric == 'psnr']['mean']))
+
+
+def test_distributions_skip_absent_metrics():
+    fig = R.plot_distributions(R.fake_per_image(n=4), ('psnr', 'lpips', 'ssim'))
+    assert len(fig.axes) == 2
+
+
+def test_strategy_comparison_is_paired_and_signed():
+    pi = R.fake_per_image(n=6)
+    pi.loc[(pi.strategy == 's1') & (pi.method == 'srgan'), 'psnr'] += 1.0
+    sc = R.strategy_comparison(pi, 's1', 's2', metrics=('psnr',), methods=('srgan',))
+    w = pi[pi.method == 'srgan'].pivot_table(index='image_id', columns='strategy', values='psnr')
+    assert sc.iloc[0]['s1 - s2'] == pytest.approx((w.s1 - w.s2).mean())
+    assert sc.iloc[0]['CI low'] < sc.iloc[0]['s1 - s2'] < sc.iloc[0]['CI high']
+    assert R.strategy_comparison(pi[pi.strategy == 's1'], 's1', 's2').empty     # nothing to pair
+
+
+def test_comparison_grid_and_examples():
+    img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    fig = R.comparison_grid([('a', {'LR': img[::4, ::4], 'bicubic': img, 'HR': img})] * 2)
+    assert len(fig.axes) == 6 and fig.axes[2].get_title() == 'HR'
+    fig = R.example_figure([('x', img)], scale=4)
+    assert [a.get_title() for a in fig.axes] == ['HR 32x32', 'LR 8x8', 'LR enlarged (bicubic x4)']
+    with pytest.raises(ValueError, match='no images'): R.comparison_grid([])
+
+
+def test_limitations_name_backbone_quick_caps_and_coverage():
+    run = dict(run_id='r', strategies=['s2'], cfg=RunConfig(quick=True), train_summaries={'s2': {'backbone': 'effnet_lite0'}},
+               data_summary={'source': 'samples', 'demo': True})
+    lm = R.limitations_markdown(run)
+    assert 'test images only' in lm and 'effnet_lite0' in lm and 'demo data' in lm
+    assert all(f'{k}={v}' in lm for k, v in QUICK_CAPS.items())
+    assert 'Quick mode' not in R.limitations_markdown(dict(run, cfg=RunConfig()))
+    ap = R.applications_markdown()
+    assert all(w in ap for w in ('Surveillance', 'Medical', 'restoration', 'identify'))
+
+
+def test_load_run_reads_the_stage_files(tmp_path):
+    rd = tmp_path/'runs'/'r1'
+    (rd/'data').mkdir(parents=True); (rd/'s2'/'eval').mkdir(parents=True)
+    save_config(RunConfig(run_id='r1', quick=True), rd/'config.json')
+    save_config(RunConfig(run_id='r1', quick=True, n_train=5), rd/'s2'/'config.json')
+    pd.DataFrame(dict(image_id=['a', 'b', 'c'], path='p', split=['train', 'val', 'test'], order=0)).to_csv(rd/'data'/'split.csv', index=False)
+    (rd/'data'/'summary.json').write_text(json.dumps({'source': 'samples', 'demo': True}))
+    R.fake_history().to_csv(rd/'s2'/'history.csv', index=False)
+    (rd/'s2'/'train_summary.json').write_text(json.dumps({'device': 'cpu', 'precision': 'fp32', 'backbone': 'effnet_lite0'}))
+    R.fake_per_image(n=3, strategies=('s2',)).drop(columns='strategy').to_csv(rd/'s2'/'eval'/'per_image.csv', index=False)
+    (rd/'timings.json').write_text(json.dumps({'train_s2': {'seconds': 3.5, 'status': 'ran'}}))
+    run = R.load_run(rd)
+    assert run['strategies'] == ['s2'] and run['configs']['s2'].n_train == 5
+    assert set(run['per_image'].strategy) == {'s2'} and len(run['per_image']) == 9
+    dt = R.data_table(run).set_index('item')['value']
+    assert dt['test photos'] == '1' and dt['training photos used by s2'] == '5' and dt['demo data'] == 'yes'
+    pv = R.provenance_table(run).set_index('item')['value']
+    assert pv['s2: backbone'] == 'effnet_lite0' and pv['time: train_s2'] == '3.5 s' and pv['seed'] == '42'
+
+
+def test_render_html_hides_code_drops_warnings_embeds_images(tmp_path):
+    import base64, io
+    buf = io.BytesIO(); R.plot_losses(R.fake_history()).savefig(buf, format='png')
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell('# My title'),
+                nbformat.v4.new_code_cell('very_secret_code()', outputs=[
+                    nbformat.v4.new_output('display_data', {'image/png': base64.b64encode(buf.getvalue()).decode(), 'text/plain': 'fig'}),
+                    nbformat.v4.new_output('stream', name='stderr', text='UserWarning: noisy'),
+                    nbformat.v4.new_output('stream', name='stdout', text='printed value 123')])]
+    nbformat.write(nb, tmp_path/'r.ipynb')
+    html = R.render_html(tmp_path/'r.ipynb', tmp_path/'out'/'report.html').read_text()
+    assert 'data:image/png;base64' in html and 'My title' in html and 'printed value 123' in html
+    assert 'very_secret_code' not in html and 'noisy' not in html
