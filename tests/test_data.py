@@ -333,7 +333,8 @@ def test_face_aware_on_real_faces(faces_dir):
 
 
 def test_face_aware_falls_back_without_faces(tmp_path):
-    Image.fromarray(_photo(5, 200, 200)).save(tmp_path/'noface.png')
+    ramp = np.broadcast_to(np.linspace(0, 255, 200).astype(np.uint8)[None, :, None], (200, 200, 3))
+    Image.fromarray(np.ascontiguousarray(ramp)).save(tmp_path/'noface.png')                  # a plain gradient
     r = D.extract_patches(tmp_path/'noface.png', 'noface.png', n=50, face_aware=True)
     assert r['ok'] and r['face_fallback']
     assert r['boxes'].min() >= 50 and r['boxes'].max() <= 104
