@@ -1,0 +1,248 @@
+"Losses: values, the backbones (real EfficientNet-Lite0 weights, offline VGG19 path), and the wiring of a GAN step."
+import math
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from srgan_nb import losses as L
+from srgan_nb.config import RunConfig
+from srgan_nb.model import Generator, Discriminator
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope='module')
+def effnet():
+    return L.build_backbone('effnet_lite0')
+
+
+@pytest.fixture(scope='module')
+def vgg_file(tmp_path_factory):
+    "A real torchvision VGG19 state dict (random weights: ImageNet ones are never downloaded) saved to a file."
+    import torchvision
+    torch.manual_seed(0)
+    m = torchvision.models.vgg19(weights=None)
+    path = tmp_path_factory.mktemp('vgg')/'vgg19-dcbb9e9d.pth'
+    torch.save(m.state_dict(), path)
+    return path, m.features[:36].eval()
+
+
+def small_models(seed=0):
+    torch.manual_seed(seed)
+    return Generator(scale=4, n_blocks=2, channels=16), Discriminator(hr_size=32, base=8)
+
+
+# ---------------------------------------------------------------- plain losses
+def test_content_and_adversarial_values():
+    hr = torch.rand(2, 3, 8, 8)
+    assert float(L.content_loss(hr, hr)) == 0
+    assert math.isclose(float(L.content_loss(hr + 0.2, hr)), 0.04, rel_tol=1e-4)
+    with pytest.raises(ValueError, match='shapes differ'): L.content_loss(hr, hr[..., :4])
+    z = torch.zeros(3)
+    assert math.isclose(float(L.adversarial_loss(z, True)), math.log(2), rel_tol=1e-6)
+    big = torch.full((3,), 10.)
+    assert float(L.adversarial_loss(big, True)) < 1e-4 and float(L.adversarial_loss(big, False)) > 9.9
+    loss, real, fake = L.discriminator_loss(big, -big)
+    assert float(loss) < 1e-3 and math.isclose(float(loss), float(real + fake), rel_tol=1e-6)
+    loss, real, fake = L.discriminator_loss(-big, big)  # D completely wrong
+    assert float(real) > 9.9 and float(fake) > 9.9
+
+
+def test_loss_weights():
+    assert L.loss_weights(RunConfig()) == dict(content_loss=1.0, perceptual_loss=1.0, adversarial_loss=1e-3)
+    assert L.loss_weights(dict(content=2, perceptual=0, adversarial=1))['content_loss'] == 2.0
+    assert L.loss_weights(dict(content_weight=0, perceptual_weight=1, adversarial_weight=0))['perceptual_loss'] == 1.0
+    with pytest.raises(KeyError, match='adversarial_weight'): L.loss_weights(dict(content=1, perceptual=1))
+
+
+# ---------------------------------------------------------------- EfficientNet-Lite0
+def test_effnet_module_matches_shipped_state_dict():
+    sd = torch.load(L.effnet_lite0_weights_path(), map_location='cpu', weights_only=True)
+    net = L.EfficientNetLite0()
+    assert set(net.state_dict()) == set(sd)
+    net.load_state_dict(sd, strict=True)
+    sd.pop('_fc.bias')
+    with pytest.raises(RuntimeError, match='_fc.bias'): L.EfficientNetLite0().load_state_dict(sd, strict=True)
+
+
+def test_effnet_weights_are_real():
+    "The shipped ImageNet weights recognise a cat and an espresso (full classifier head, TF conventions)."
+    import skimage.data
+    net = L.load_effnet_lite0()
+    cat = L.effnet_classify(net, skimage.data.chelsea())
+    coffee = L.effnet_classify(net, skimage.data.coffee())
+    assert int(cat.argmax()) in range(281, 286), int(cat.argmax())
+    assert int(coffee.argmax()) == 967, int(coffee.argmax())
+    assert float(coffee.max()) > 0.5 and float(cat[281:286].sum()) > 0.5
+
+
+def test_tf_same_padding_is_asymmetric():
+    c = L.Conv2dSame(1, 1, 3, stride=2, bias=False)
+    nn.init.ones_(c.weight)
+    out = c(torch.ones(1, 1, 4, 4)).detach()[0, 0]
+    # TF pads only bottom/right here: top-left sees 9 real pixels, bottom-right 4
+    assert out.tolist() == [[9., 6.], [6., 4.]]
+    assert L.Conv2dSame(1, 1, 5, stride=2)(torch.rand(1, 1, 7, 9)).shape == (1, 1, 4, 5)
+
+
+def test_effnet_backbone_features(effnet):
+    assert effnet.name == 'effnet_lite0' and 'stage 5' in effnet.layer
+    assert effnet(torch.rand(2, 3, 96, 96)).shape == (2, 112, 6, 6)
+    assert effnet(torch.rand(1, 3, 128, 100)).shape == (1, 112, 8, 7)
+    with pytest.raises(ValueError, match='B, 3, H, W'): effnet(torch.rand(3, 96, 96))
+
+
+def test_effnet_folded_bn_is_exact(effnet):
+    net = L.load_effnet_lite0()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = net.forward_features(L.effnet_preprocess(x), 11) * effnet.feature_scale
+        got = effnet(x)
+    torch.testing.assert_close(got, ref, atol=1e-4 * float(ref.abs().max()), rtol=1e-3)
+
+
+def test_preprocessing_matters(effnet, vgg_file):
+    x = torch.rand(2, 3, 64, 64)
+    imagenet = lambda t: (t - torch.tensor(L.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(L.IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        # effnet expects (255x - 127) / 128
+        torch.testing.assert_close(effnet.preprocess(x), (x * 255 - 127) / 128)
+        right, wrong = effnet(x), effnet.net(imagenet(x)) * effnet.feature_scale
+        assert float((right - wrong).norm() / right.norm()) > 0.1
+        # vgg19 expects ImageNet mean/std
+        vgg = L.build_backbone('vgg19', vgg_weights=vgg_file[0])
+        torch.testing.assert_close(vgg.preprocess(x), imagenet(x))
+        right, wrong = vgg(x), vgg.net(x) * vgg.feature_scale
+        assert float((right - wrong).norm() / right.norm()) > 0.1
+
+
+# ---------------------------------------------------------------- VGG19 offline
+def test_vgg19_from_user_path(vgg_file):
+    path, ref = vgg_file
+    vgg = L.build_backbone('vgg19', vgg_weights=path)
+    assert vgg.name == 'vgg19' and 'conv5_4' in vgg.layer
+    x = torch.rand(1, 3, 96, 96)
+    with torch.no_grad():
+        f = vgg(x)
+        assert f.shape == (1, 512, 6, 6)
+        torch.testing.assert_close(f, ref(vgg.preprocess(x)) * L.VGG19_FEATURE_SCALE)
+    assert isinstance(vgg.net[-1], nn.ReLU) and isinstance(vgg.net[-2], nn.Conv2d)  # conv5_4 + ReLU, before the pool
+
+
+def test_vgg19_missing_file_message(tmp_path, monkeypatch):
+    missing = tmp_path/'nope.pth'
+    with pytest.raises(FileNotFoundError) as e: L.build_backbone('vgg19', vgg_weights=missing)
+    msg = str(e.value)
+    assert str(missing) in msg and "vgg19(weights='IMAGENET1K_V1')" in msg and 'vgg19-dcbb9e9d.pth' in msg
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path/'hub'))
+    with pytest.raises(FileNotFoundError, match='hub'): L.build_backbone('vgg19')
+
+
+def test_vgg19_rejects_other_state_dicts(tmp_path):
+    p = tmp_path/'x.pth'
+    torch.save(nn.Linear(2, 2).state_dict(), p)
+    with pytest.raises(ValueError, match='not a torchvision VGG19'): L.build_backbone('vgg19', vgg_weights=p)
+
+
+def test_auto_backbone_choice(tmp_path, monkeypatch, vgg_file):
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path/'hub'))
+    assert L.build_backbone('auto').name == 'effnet_lite0'          # no VGG weights: fall back, no download
+    with pytest.warns(UserWarning, match='falls back'):
+        assert L.build_backbone('auto', vgg_weights=tmp_path/'missing.pth').name == 'effnet_lite0'
+    (tmp_path/'hub'/'checkpoints').mkdir(parents=True)
+    (tmp_path/'hub'/'checkpoints'/'vgg19-dcbb9e9d.pth').symlink_to(vgg_file[0])
+    assert L.build_backbone('auto').name == 'vgg19'                  # weights in torchvision's cache
+    with pytest.raises(ValueError, match='Unknown backbone'): L.build_backbone('resnet50')
+
+
+# ---------------------------------------------------------------- wiring
+def test_backbone_frozen(effnet):
+    G, _ = small_models()
+    perceptual = L.PerceptualLoss(effnet)
+    parent = nn.ModuleDict(dict(G=G, perceptual=perceptual)).train()
+    assert G.training and not effnet.training and not any(m.training for m in effnet.modules())
+    assert not any(p.requires_grad for p in effnet.parameters())
+    before = {k: v.clone() for k, v in effnet.state_dict().items()}
+    opt = torch.optim.Adam([p for p in parent.parameters()], lr=1e-2)  # even an optimiser given the backbone
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 32, 32)
+    total, _ = L.generator_objective(G(lr), hr, None, perceptual, dict(content=0, perceptual=1, adversarial=0))
+    total.backward(); opt.step()
+    assert all(torch.equal(v, before[k]) for k, v in effnet.state_dict().items())
+    assert all(p.grad is None for p in effnet.parameters())
+
+
+def test_perceptual_not_detached(effnet):
+    perceptual = L.PerceptualLoss(effnet)
+    hr = torch.rand(2, 3, 32, 32)
+    sr = (hr + 0.05 * torch.randn_like(hr)).requires_grad_(True)
+    loss = perceptual(sr, hr)
+    assert loss.requires_grad and float(loss.detach()) > 0
+    (g,) = torch.autograd.grad(loss, sr)
+    assert g.abs().sum() > 0
+    # cached HR features give the same loss
+    torch.testing.assert_close(perceptual(sr, hr_features=perceptual.features(hr)), loss)
+    with pytest.raises(ValueError, match='hr or hr_features'): perceptual(sr)
+
+
+@pytest.mark.parametrize('term', ['content', 'perceptual', 'adversarial'])
+def test_each_term_reaches_generator(term, effnet):
+    G, D = small_models()
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 32, 32)
+    weights = {**dict(content=0, perceptual=0, adversarial=0), term: 1}
+    sr = G(lr)
+    total, parts = L.generator_objective(sr, hr, D(sr), L.PerceptualLoss(effnet), weights)
+    assert float(parts[f'{term}_loss']) > 0
+    assert all(float(v) == 0 for k, v in parts.items() if k != f'{term}_loss')  # the others are skipped
+    total.backward()
+    grads = [p.grad for p in G.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    assert G.tail.weight.grad.abs().sum() > 0 and G.head[0].weight.grad.abs().sum() > 0
+
+
+def test_zero_weight_term_is_not_computed():
+    class Boom(nn.Module):
+        def forward(self, *a, **k): raise AssertionError('perceptual computed with weight 0')
+    sr, hr = torch.rand(2, 3, 16, 16, requires_grad=True), torch.rand(2, 3, 16, 16)
+    total, parts = L.generator_objective(sr, hr, None, Boom(), dict(content=1, perceptual=0, adversarial=1e-3))
+    torch.testing.assert_close(total, L.content_loss(sr, hr))
+
+
+def test_both_optimizers_step(effnet):
+    "One D step changes only D; one G step (D frozen, as in training) changes only G."
+    G, D = small_models()
+    perceptual = L.PerceptualLoss(effnet)
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=1e-3)
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 32, 32)
+    snap = lambda m: [p.detach().clone() for p in m.parameters()]
+    changed = lambda m, s: [not torch.equal(p, q) for p, q in zip(m.parameters(), s)]
+    g0, d0 = snap(G), snap(D)
+    # discriminator step
+    sr = G(lr)
+    opt_d.zero_grad()
+    d_loss, _, _ = L.discriminator_loss(D(hr), D(sr.detach()))
+    d_loss.backward(); opt_d.step()
+    assert all(changed(D, d0)) and not any(changed(G, g0))
+    # generator step
+    d1 = snap(D)
+    D.requires_grad_(False)
+    opt_g.zero_grad()
+    total, _ = L.generator_objective(sr, hr, D(sr), perceptual, RunConfig())
+    total.backward(); opt_g.step()
+    D.requires_grad_(True)
+    assert all(changed(G, g0)) and not any(changed(D, d1))
+
+
+def test_autocast_bf16(effnet):
+    G, D = small_models()
+    perceptual = L.PerceptualLoss(effnet)
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 32, 32)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        sr = G(lr)
+        total, parts = L.generator_objective(sr.float(), hr, D(sr).float(), perceptual, RunConfig())
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+    total.backward()
+    assert G.head[0].weight.grad is not None and torch.isfinite(G.head[0].weight.grad).all()
+    with torch.no_grad():
+        ref = perceptual(sr.detach().float(), hr)
+    assert math.isclose(float(parts['perceptual_loss']), float(ref), rel_tol=0.1)
