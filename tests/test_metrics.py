@@ -1,0 +1,291 @@
+"Metrics: cross-checks against skimage/torchmetrics, known properties, the published bicubic figure, evaluation wiring."
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+from skimage import data as skdata, filters, metrics as skm
+from skimage.color import rgb2ycbcr
+
+from srgan_nb import metrics as M
+from srgan_nb.data import make_lr, bicubic_upscale, list_images, load_image
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    "One torch thread: on a shared 2-core machine two threads are several times slower."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _blur(img, sigma):
+    return np.clip(filters.gaussian(img, sigma=sigma, channel_axis=-1) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='module')
+def hr():
+    return skdata.astronaut()[100:300, 150:350].copy()  # 200x200, the size of the faces
+
+
+@pytest.fixture(scope='module')
+def toy_backbone():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2)).eval()
+
+
+def test_y_channel_matches_skimage(hr):
+    np.testing.assert_allclose(M.rgb_to_y(hr), rgb2ycbcr(hr)[..., 0], atol=1e-6)
+    assert M.rgb_to_y(np.array([[[255, 255, 255]]], np.uint8))[0, 0] == pytest.approx(235.0)
+
+
+@pytest.mark.parametrize('sigma', [0.6, 1.5])
+def test_psnr_ssim_match_skimage(hr, sigma):
+    sr = _blur(hr, sigma)
+    y_sr, y_hr = M.shave(M.rgb_to_y(sr), 4), M.shave(M.rgb_to_y(hr), 4)
+    assert M.psnr(sr, hr) == pytest.approx(skm.peak_signal_noise_ratio(y_hr, y_sr, data_range=255), abs=1e-9)
+    assert M.psnr(sr, hr, y_channel=False) == pytest.approx(
+        skm.peak_signal_noise_ratio(hr[4:-4, 4:-4], sr[4:-4, 4:-4], data_range=255), abs=1e-9)
+    kw = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    assert M.ssim(sr, hr) == pytest.approx(skm.structural_similarity(y_sr, y_hr, **kw), abs=1e-9)
+    assert M.ssim(sr, hr, y_channel=False) == pytest.approx(
+        skm.structural_similarity(sr[4:-4, 4:-4].astype(float), hr[4:-4, 4:-4].astype(float), channel_axis=-1, **kw), abs=1e-9)
+
+
+def test_psnr_by_hand_and_border(hr):
+    sr = hr.copy()
+    sr[0, :, :] = 0                       # damage only the first row: inside the shaved border
+    assert M.psnr(sr, hr, scale=4) == float('inf')
+    assert np.isfinite(M.psnr(sr, hr, scale=0))
+    sr = hr.astype(int)
+    sr[50, 50, 1] += 10                   # one pixel of green off by 10
+    sr = sr.astype(np.uint8)
+    dy = 128.553 / 255 * 10
+    assert M.psnr(sr, hr) == pytest.approx(10 * np.log10(255 ** 2 / (dy ** 2 / (192 * 192))), rel=1e-12)
+
+
+def test_ssim_agrees_with_torchmetrics(hr):
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+    sr = _blur(hr, 1.0)
+    a, b = (torch.from_numpy(M.shave(M.rgb_to_y(x), 4))[None, None] for x in (sr, hr))
+    _, smap = tm_ssim(a, b, data_range=255.0, kernel_size=11, sigma=1.5, return_full_image=True)
+    assert float(smap[..., 5:-5, 5:-5].mean()) == pytest.approx(M.ssim(sr, hr), abs=1e-9)
+
+
+def test_vif_properties_and_torchmetrics(hr):
+    from torchmetrics.functional.image import visual_information_fidelity as tm_vif
+    assert M.vif(hr, hr) == pytest.approx(1.0, abs=1e-5)
+    v = [M.vif(_blur(hr, s), hr) for s in (0.5, 1.0, 2.0)]
+    assert 1 > v[0] > v[1] > v[2] > 0
+    sr = _blur(hr, 1.0)
+    ref = tm_vif(*(torch.from_numpy(M.shave(M.rgb_to_y(x), 4)).float()[None, None] for x in (sr, hr)))
+    assert M.vif(sr, hr) == pytest.approx(float(ref), abs=1e-5)
+    # a contrast-enhanced copy scores above 1 (VIF is not bounded by 1)
+    ref = (0.5 * hr.astype(float) + 64).round().astype(np.uint8)
+    assert M.vif((0.7 * hr.astype(float) + 38).round().astype(np.uint8), ref) > 1.05
+
+
+def test_bad_inputs_are_clear(hr):
+    with pytest.raises(ValueError, match='uint8'):
+        M.psnr(hr / 255.0, hr)
+    with pytest.raises(ValueError, match='shape'):
+        M.ssim(hr[:100], hr)
+    with pytest.raises(ValueError, match='RGB'):
+        M.psnr(hr[..., 0], hr[..., 0])
+    with pytest.raises(ValueError, match='too small'):
+        M.vif(hr[:40, :40], hr[:40, :40])
+    with pytest.raises(ValueError, match='Unknown metric'):
+        M.MetricSuite(['psnr', 'fid'])
+
+
+def test_feat_dist_effnet(hr):
+    fd = M.FeatureDistance()
+    assert fd.name == 'effnet_lite0'
+    assert fd(hr, hr) == 0.0
+    d = [fd(_blur(hr, s), hr) for s in (0.5, 1.0, 2.0)]
+    assert 0 < d[0] < d[1] < d[2] <= 4
+
+
+def test_lpips_unavailable_without_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path/'torch'))
+    ok, why = M.lpips_status('alex')
+    assert not ok and why.startswith('unavailable:') and 'alexnet' in why
+    with pytest.raises(RuntimeError, match='unavailable'):
+        M.LPIPSMetric('alex')
+    suite = M.MetricSuite(None, backbone=nn.Conv2d(3, 4, 3))
+    assert 'lpips' not in suite.metrics and suite.notes['lpips'].startswith('unavailable')
+    with pytest.warns(UserWarning, match='lpips unavailable'):
+        M.MetricSuite(['psnr', 'lpips'])
+
+
+def test_lpips_from_local_weights(tmp_path, monkeypatch, hr):
+    # a stand-in trunk file in torchvision's cache (random SqueezeNet weights, 5 MB): checks the wiring,
+    # that nothing is downloaded, and LPIPS's basic properties; its values are not real LPIPS
+    import torchvision
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path/'torch'))
+    ck = tmp_path/'torch'/'hub'/'checkpoints'
+    ck.mkdir(parents=True)
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), ck/'squeezenet1_1-b8a52dc0.pth')
+    ok, why = M.lpips_status('squeeze')
+    assert ok, why
+    lp = M.LPIPSMetric('squeeze')
+    assert lp(hr, hr) == pytest.approx(0.0, abs=1e-7)
+    assert lp(_blur(hr, 2.0), hr) > lp(_blur(hr, 0.5), hr) > 0
+    df = M.evaluate({'bicubic': 'bicubic'}, [('a', hr)], metrics=['psnr', 'lpips'], lpips_net='squeeze', progress=False)
+    assert 'lpips' in df.columns and np.isfinite(df.lpips).all()
+
+
+def test_generator_method_rounds_and_restores_mode():
+    g = nn.Sequential(nn.Upsample(scale_factor=4, mode='nearest'), nn.Conv2d(3, 3, 1))
+    nn.init.dirac_(g[1].weight); nn.init.constant_(g[1].bias, 0.3 / 255)  # adds 0.3 levels: rounds back
+    g.train()
+    lr = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    sr = M.generator_method(g)(lr)
+    assert sr.dtype == np.uint8 and sr.shape == (40, 48, 3)
+    np.testing.assert_array_equal(sr, np.repeat(np.repeat(lr, 4, 0), 4, 1))
+    assert g.training
+    assert not any(p.grad is not None for p in g.parameters())
+
+
+def test_evaluate_wiring(hr, toy_backbone):
+    hr2 = skdata.chelsea()[:203, :197]    # not a multiple of 4: cropped to 200x196
+    seen = []
+    def nearest(lr):
+        seen.append(lr.copy())
+        return np.repeat(np.repeat(lr, 4, 0), 4, 1)
+    df = M.evaluate({'bicubic': 'bicubic', 'nearest': nearest}, [('astro', hr), ('cat', hr2)], strategy='s1',
+                    backbone=toy_backbone, progress=False)
+    assert list(df.columns[:4]) == ['image_id', 'method', 'strategy', 'level']
+    assert {'psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'vif', 'feat_dist'} <= set(df.columns)
+    assert len(df) == 4 and set(df.level) == {'image'} and set(df.strategy) == {'s1'}
+    cat = df[(df.image_id == 'cat')].iloc[0]
+    assert (cat.height, cat.width) == (200, 196)
+    # the LR the method saw is PIL BICUBIC of the cropped HR, and its score is what psnr() says
+    crop = hr2[:200, :196]
+    np.testing.assert_array_equal(seen[1], make_lr(crop, 4))
+    row = df[(df.image_id == 'cat') & (df.method == 'bicubic')].iloc[0]
+    assert row.psnr == pytest.approx(M.psnr(bicubic_upscale(make_lr(crop, 4), 4), crop))
+    assert row.vif == pytest.approx(M.vif(bicubic_upscale(make_lr(crop, 4), 4), crop))
+    # bicubic beats nearest on both images
+    w = df.pivot(index='image_id', columns='method', values='psnr')
+    assert (w.bicubic > w.nearest).all()
+
+
+def test_evaluate_generator_equals_its_method(hr, toy_backbone):
+    from srgan_nb.model import Generator
+    torch.manual_seed(1)
+    g = Generator(n_blocks=1, channels=8, bicubic_skip=True)
+    nn.init.normal_(g.tail.weight, std=1e-3)
+    df = M.evaluate({'bicubic': 'bicubic', 'gen': g}, [('astro', hr)], metrics=['psnr', 'ssim'], progress=False)
+    sr = M.generator_method(g)(make_lr(hr, 4))
+    assert df.set_index('method').loc['gen', 'psnr'] == pytest.approx(M.psnr(sr, hr))
+    assert df.set_index('method').loc['gen', 'psnr'] != df.set_index('method').loc['bicubic', 'psnr']
+    with pytest.raises(ValueError, match='upscales x2'):
+        M.evaluate({'gen': Generator(scale=2, n_blocks=1, channels=8)}, [('a', hr)], scale=4, progress=False)
+    with pytest.raises(ValueError, match='shape'):
+        M.evaluate({'bad': lambda lr: lr}, [('a', hr)], metrics=['psnr'], progress=False)
+
+
+def test_evaluate_patches(hr, toy_backbone):
+    from types import SimpleNamespace
+    rng = np.random.default_rng(0)
+    boxes = [(rng.integers(0, 104), rng.integers(0, 104)) for _ in range(4)]
+    phr = np.stack([hr[y:y + 96, x:x + 96] for y, x in boxes])
+    patches = SimpleNamespace(hr=phr, lr=np.stack([make_lr(p, 4) for p in phr]), image_ids=np.array(['a', 'a', 'b', 'b']))
+    kw = dict(metrics=['psnr', 'ssim'], progress=False, whole=False)
+    keep = M.evaluate({'bicubic': 'bicubic'}, [], patches=patches, patch_agg=None, **kw)
+    assert len(keep) == 4 and set(keep.level) == {'patch'} and list(keep.patch) == [0, 1, 2, 3]
+    mean = M.evaluate({'bicubic': 'bicubic'}, [], patches=patches, **kw)
+    assert len(mean) == 2 and list(mean.n_patches) == [2, 2]
+    assert mean.set_index('image_id').psnr['a'] == pytest.approx(keep.psnr[:2].mean())
+    # both levels in one frame: stats keeps them apart, one value per image
+    from srgan_nb.stats import summarize, StatsWarning
+    both = M.evaluate({'bicubic': 'bicubic'}, [('a', hr), ('b', hr[::-1].copy())], patches=patches, metrics=['psnr'], progress=False)
+    with pytest.warns(StatsWarning, match='n=2'):   # two images: intervals undefined, said so
+        s = summarize(both, metrics=['psnr'])
+    assert set(s.level) == {'image', 'patch'} and set(s.n) == {2}
+
+
+def test_bicubic_set5_conformance(shared):
+    set5 = shared/'Set5'
+    if not set5.exists(): pytest.skip(f'{set5} absent')
+    imgs = [(i, load_image(p)) for i, p in list_images(set5)]
+    assert len(imgs) == 5
+    df = M.evaluate({'bicubic': 'bicubic'}, imgs, metrics=['psnr', 'ssim'], progress=False)
+    assert abs(df.psnr.mean() - 28.43) < 0.02, df.psnr.mean()
+    assert abs(df.ssim.mean() - 0.8104) < 0.002, df.ssim.mean()   # SRGAN Table 2 (MATLAB SSIM): 0.8104
+
+
+def _save_gen(path, seed):
+    from srgan_nb.model import Generator
+    from srgan_nb.train import save_generator
+    torch.manual_seed(seed)
+    g = Generator(n_blocks=1, channels=8, bicubic_skip=True)
+    nn.init.normal_(g.tail.weight, std=1e-3)
+    save_generator(g, path)
+    return g
+
+
+def test_evaluate_run(reports_tmp):
+    from srgan_nb.config import make_config, run_path
+    from srgan_nb.data import load_split_images
+    cfg = make_config('s2', data_source='samples', quick=True, num_workers=0)
+    folder = run_path(cfg)/'s2'
+    folder.mkdir(parents=True)
+    g = _save_gen(folder/'generator_srgan.pt', 0)
+    _save_gen(folder/'generator_srresnet.pt', 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        df = M.evaluate_run(cfg, 's2', metrics=['psnr', 'ssim'], progress=False)
+    images = load_split_images(cfg, 'test')
+    ids = {i for i, _ in images}
+    img = df[df.level == 'image']
+    assert set(img.method) == {'bicubic', 'srresnet', 'srgan'} and set(img.strategy) == {'s2'}
+    for m in ('bicubic', 'srresnet', 'srgan'):
+        assert set(img[img.method == m].image_id) == ids
+    assert set(df[df.level == 'patch'].image_id) == ids
+    i0, hr0 = images[0]
+    hr0 = M.crop_to_scale(hr0, 4)
+    row = img[(img.image_id == i0) & (img.method == 'srgan')].iloc[0]
+    assert row.psnr == pytest.approx(M.psnr(M.generator_method(g)(make_lr(hr0, 4)), hr0), abs=1e-9)
+    ev = folder/'eval'
+    assert {'per_image.csv', 'summary.csv', 'table.csv', 'notes.json'} <= {p.name for p in ev.iterdir()}
+    back = pd.read_csv(ev/'per_image.csv')
+    assert len(back) == len(df)
+    summ = pd.read_csv(ev/'summary.csv')
+    assert set(summ[summ.level == 'image'].n) == {len(ids)}
+    assert summ[(summ.method == 'srgan') & (summ.metric == 'psnr') & (summ.level == 'image')].diff_mean_diff.notna().all()
+
+
+def test_evaluate_run_without_generators(reports_tmp):
+    from srgan_nb.config import make_config
+    cfg = make_config('s1', data_source='samples', quick=True, num_workers=0)
+    with pytest.raises(FileNotFoundError, match='train first'):
+        M.evaluate_run(cfg, 's1', progress=False)
+
+
+def test_evaluate_command_folder(reports_tmp, tmp_path, capsys):
+    from srgan_nb.config import make_config
+    folder = tmp_path/'imgs'
+    folder.mkdir()
+    Image.fromarray(skdata.astronaut()[:120, :128]).save(folder/'astro.png')
+    Image.fromarray(skdata.camera()[:128, :100]).save(folder/'camera.png')   # grayscale: loaded as RGB
+    (folder/'broken.png').write_bytes(b'not an image')
+    ck = tmp_path/'generator_srgan.pt'
+    _save_gen(ck, 0)
+    cfg = make_config('s2', data_source='samples', quick=True)
+    out = tmp_path/'out'/'set.csv'
+    with pytest.warns(UserWarning, match='broken.png'):
+        df = M.evaluate_command(cfg, checkpoint=ck, data_dir=folder, out=out, progress=False)
+    text = capsys.readouterr().out
+    assert 'bicubic' in text and 'srgan' in text and str(out) in text and 'Only 2 test images' in text
+    assert out.exists() and (out.parent/'set_summary.csv').exists()
+    back = pd.read_csv(out)
+    assert len(back) == 4 and set(back.image_id) == {'astro.png', 'camera.png'}
+    assert set(back.method) == {'bicubic', 'srgan'}
+    with pytest.raises(FileNotFoundError, match='nope'):
+        M.evaluate_command(cfg, checkpoint=tmp_path/'nope.pt', data_dir=folder, progress=False)
