@@ -18,13 +18,22 @@ def effnet():
 
 
 @pytest.fixture(scope='module')
+def effnet_net():
+    return L.load_effnet_lite0()
+
+
+@pytest.fixture(scope='module')
 def vgg_file(tmp_path_factory):
     "A real torchvision VGG19 state dict (random weights: ImageNet ones are never downloaded) saved to a file."
     import torchvision
     torch.manual_seed(0)
-    m = torchvision.models.vgg19(weights=None)
+    with torch.device('meta'): m = torchvision.models.vgg19(weights=None)  # skip the costly random init of the 120M-parameter classifier
+    m = m.to_empty(device='cpu')
+    for c in m.features:                                                 # random conv layers, torchvision's init
+        if isinstance(c, nn.Conv2d): nn.init.kaiming_normal_(c.weight, mode='fan_out', nonlinearity='relu'); nn.init.zeros_(c.bias)
+    for p in m.classifier.parameters(): p.data.zero_()
     path = tmp_path_factory.mktemp('vgg')/'vgg19-dcbb9e9d.pth'
-    torch.save(m.state_dict(), path)
+    torch.save(m.state_dict(), path)                                     # every key and shape of torchvision's file
     return path, m.features[:36].eval()
 
 
@@ -66,10 +75,10 @@ def test_effnet_module_matches_shipped_state_dict():
     with pytest.raises(RuntimeError, match='_fc.bias'): L.EfficientNetLite0().load_state_dict(sd, strict=True)
 
 
-def test_effnet_weights_are_real():
+def test_effnet_weights_are_real(effnet_net):
     "The shipped ImageNet weights recognise a cat and an espresso (full classifier head, TF conventions)."
     import skimage.data
-    net = L.load_effnet_lite0()
+    net = effnet_net
     cat = L.effnet_classify(net, skimage.data.chelsea())
     coffee = L.effnet_classify(net, skimage.data.coffee())
     assert int(cat.argmax()) in range(281, 286), int(cat.argmax())
@@ -93,8 +102,8 @@ def test_effnet_backbone_features(effnet):
     with pytest.raises(ValueError, match='B, 3, H, W'): effnet(torch.rand(3, 96, 96))
 
 
-def test_effnet_folded_bn_is_exact(effnet):
-    net = L.load_effnet_lite0()
+def test_effnet_folded_bn_is_exact(effnet, effnet_net):
+    net = effnet_net
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         ref = net.forward_features(L.effnet_preprocess(x), 11) * effnet.feature_scale
@@ -145,8 +154,9 @@ def test_vgg19_rejects_other_state_dicts(tmp_path):
     with pytest.raises(ValueError, match='not a torchvision VGG19'): L.build_backbone('vgg19', vgg_weights=p)
 
 
-def test_auto_backbone_choice(tmp_path, monkeypatch, vgg_file):
+def test_auto_backbone_choice(tmp_path, monkeypatch, vgg_file, effnet):
     monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path/'hub'))
+    monkeypatch.setattr(L, 'build_effnet_lite0', lambda: effnet)  # built once by the fixture
     assert L.build_backbone('auto').name == 'effnet_lite0'          # no VGG weights: fall back, no download
     with pytest.warns(UserWarning, match='falls back'):
         assert L.build_backbone('auto', vgg_weights=tmp_path/'missing.pth').name == 'effnet_lite0'
