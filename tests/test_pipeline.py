@@ -1,5 +1,5 @@
 "The pipeline: per-strategy configs, stage skipping and rerun, failure messages, run listing, and a tiny real run through papermill."
-import json, os
+import json, os, re
 from pathlib import Path
 
 import nbformat
@@ -133,14 +133,26 @@ def test_remove_runs_checks_names_first(reports_tmp):
 
 # ---------------------------------------------------------------- a tiny real run through papermill
 
-TINY = dict(data_source='samples', n_blocks=2, channels=16, n_train=3, n_val=1, n_test=2, patches_per_image=2,
+TINY = dict(data_source='folder', n_blocks=2, channels=16, n_train=2, n_val=1, n_test=3, patches_per_image=2, hr_size=64,
             pretrain_epochs=1, epochs=1, batch_size=2, num_workers=0, log_every=1, device='cpu', precision='fp32')
 
 
-def test_tiny_pipeline_end_to_end(reports_tmp):
+@pytest.fixture
+def small_faces(tmp_path):
+    "Seven small photos (96x96 crops of the packaged sample images): whole-image evaluation stays cheap."
+    from PIL import Image
+    from skimage import data as skd
+    d = tmp_path/'small'; d.mkdir()
+    ims = [skd.astronaut()[:256, 128:384], skd.chelsea(), skd.coffee(), skd.rocket(), skd.astronaut()[200:, 200:],
+           skd.chelsea()[50:, 100:], skd.coffee()[100:, 200:]]
+    for i, im in enumerate(ims): Image.fromarray(im).resize((96, 96), Image.BICUBIC).save(d/f'face{i}.png')
+    return d
+
+
+def test_tiny_pipeline_end_to_end(reports_tmp, small_faces):
     for m in ('data', 'model', 'losses', 'train', 'metrics', 'stats'):
         pytest.importorskip(f'srgan_nb.{m}')
-    cfg = make_config('s2', overrides=TINY, run_id='tiny')
+    cfg = make_config('s2', overrides=dict(TINY, data_dir=str(small_faces)), run_id='tiny')
     html = P.run_pipeline(cfg, strategies=('s2',), quiet=True)
     rd = reports_tmp/'runs'/'tiny'
     assert html == rd/'report.html'
@@ -154,11 +166,11 @@ def test_tiny_pipeline_end_to_end(reports_tmp):
     assert (s2.n_blocks, s2.channels, s2.epochs, s2.batch_size) == (2, 16, 1, 2)
     text = html.read_text()
     for want in ('generator loss', 'discriminator loss (fake)', 'discriminator loss (real)',   # the loss table
-                 'Bicubic', 'SRGAN', 'psnr', 'vs bicubic',                                     # the interval table
-                 'data:image/png;base64', 'Limitations', 'identify', 'Provenance'):
+                 'Bootstrap BCa intervals', 'Student t intervals', 'vs bicubic', 'SRGAN - Bicubic', 'Wilcoxon p',  # intervals, paired
+                 'Limitations', 'test images only', 'identify', 'Provenance', 'time: train_s2'):
         assert want in text, want
     assert 'from srgan_nb' not in text                                                  # code hidden
-    assert text.count('data:image/png;base64') >= 5                                     # examples, losses, distributions, intervals, grid
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64', text)) >= 5                           # examples, losses, distributions, intervals, grid
     before = {k: P.read_marker(rd, k)['finished'] for k in ('prepare_data', 'train_s2', 'evaluate_s2', 'report')}
     P.run_pipeline(cfg, strategies=('s2',), quiet=True)                                 # everything done: all skipped
     assert {k: P.read_marker(rd, k)['finished'] for k in before} == before
