@@ -161,3 +161,20 @@ def test_sample_caveat():
     assert 'undefined' in sample_caveat(2)
     assert 'trained once' in sample_caveat(100) and 'Only' not in sample_caveat(100)
     assert sample_caveat(100, n_runs=3) == ''
+
+
+def test_compare_strategies():
+    from srgan_nb.stats import compare_strategies
+    df = _frame(n=12, strategies=('s1',), seed=3)
+    rng = np.random.default_rng(9)
+    s2 = df.assign(strategy='s2')
+    s2.loc[s2.method == 'srgan', 'psnr'] -= 0.4 + rng.normal(0, 0.1, (s2.method == 'srgan').sum())
+    both = pd.concat([df, s2])
+    cs = compare_strategies(both, 's1', 's2', metrics=['psnr'])
+    assert list(cs.method) == ['srgan'] and list(cs.a) == ['s1'] and list(cs.b) == ['s2']
+    r = cs.iloc[0]
+    d = (df[df.method == 'srgan'].set_index('image_id').psnr - s2[s2.method == 'srgan'].set_index('image_id').psnr)
+    assert r.mean_diff == pytest.approx(d.mean()) and r.n == 12
+    assert r.t_low > 0 and r.wilcoxon_p < 0.001
+    with pytest.raises(ValueError, match='s3'):
+        compare_strategies(both, 's1', 's3')
