@@ -139,6 +139,16 @@ def test_vgg19_from_user_path(vgg_file):
     assert isinstance(vgg.net[-1], nn.ReLU) and isinstance(vgg.net[-2], nn.Conv2d)  # conv5_4 + ReLU, before the pool
 
 
+def test_vgg19_legacy_format_file(tmp_path):
+    "Older torchvision weight files use torch's pre-zip format, which cannot be memory-mapped: they load all the same."
+    from torchvision.models.vgg import make_layers, cfgs
+    f = make_layers(cfgs['E'])
+    p = tmp_path/'legacy.pth'
+    torch.save({f'features.{k}': v for k, v in f.state_dict().items()}, p, _use_new_zipfile_serialization=False)
+    vgg = L.build_backbone('vgg19', vgg_weights=p)
+    assert torch.equal(vgg.net[34].weight, f[34].weight)
+
+
 def test_vgg19_missing_file_message(tmp_path, monkeypatch):
     missing = tmp_path/'nope.pth'
     with pytest.raises(FileNotFoundError) as e: L.build_backbone('vgg19', vgg_weights=missing)
