@@ -141,14 +141,16 @@ def _short(s, n=600) -> str:
     s = str(s).strip()
     return s if len(s) <= n else s[:n] + ' ...'
 
-def execute_stage(notebook, output, parameters: dict, stage: str, cwd=None, log_output: bool = False) -> float:
-    "Run `notebook` with papermill into `output`; return the seconds it took, or raise `StageFailed`."
+def execute_stage(notebook, output, parameters: dict, stage: str, cwd=None, log_output: bool = False, echo: bool = False) -> float:
+    "Run `notebook` with papermill into `output` (`echo`: show its printed lines here); return the seconds it took, or raise `StageFailed`."
     import papermill as pm
     output = Path(output); output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel_name(),
-                            progress_bar=False, log_output=log_output, cwd=str(cwd or Path(notebook).parent))
+                            progress_bar=False, log_output=log_output, cwd=str(cwd or Path(notebook).parent),
+                            stdout_file=sys.stdout if echo else None,
+                            extra_arguments=['--IPKernelApp.log_level=CRITICAL'])   # no kernel-transport chatter on the console
     except pm.PapermillExecutionError as e:
         raise StageFailed(stage, e.ename, _short(e.evalue), output) from None
     except Exception as e:
@@ -213,7 +215,7 @@ def _say(msg, quiet):
 
 def run_pipeline(cfg: RunConfig, strategies=('s1', 's2'), force: bool = False, overrides: dict | None = None,
                  quiet: bool = False, log_output: bool = False) -> Path:
-    "Run prepare_data, train and evaluate per strategy, and the report; return the path of report.html."
+    "Run prepare_data, train and evaluate per strategy, and the report; return the path of report.html (`quiet`: print nothing)."
     from srgan_nb.report import render_html
     nbs = pipeline_notebooks()
     rd = run_path(cfg)
@@ -230,7 +232,7 @@ def run_pipeline(cfg: RunConfig, strategies=('s1', 's2'), force: bool = False, o
         marker_path(rd, p.key).unlink(missing_ok=True)
         _say(f"{label} ...", quiet)
         nb_out = rd/'notebooks'/f'{p.key}.ipynb'
-        secs = execute_stage(nbs/f'{p.stage}.ipynb', nb_out, p.params, p.key, cwd=nbs, log_output=log_output)
+        secs = execute_stage(nbs/f'{p.stage}.ipynb', nb_out, p.params, p.key, cwd=nbs, log_output=log_output, echo=not quiet)
         if p.stage == 'report':
             t0 = time.perf_counter()
             try: render_html(nb_out, rd/'report.html')

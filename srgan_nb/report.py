@@ -163,6 +163,7 @@ def data_table(run) -> pd.DataFrame:
     if cfg is not None and cfg.data_dir: rows.append(('folder', cfg.data_dir))
     if split is not None and 'split' in split:
         for k, v in split['split'].value_counts().reindex(['train', 'val', 'test']).dropna().items(): rows.append((f'{k} photos', int(v)))
+    for k, v in (ds.get('patches') or {}).items(): rows.append((f'{k} patches', int(v)))
     for s, c in (run.get('configs') or {}).items(): rows.append((f'training photos used by {s}', c.n_train))
     if cfg is not None:
         rows += [('patches per photo', cfg.patches_per_image), ('HR patch size', f'{cfg.hr_size}x{cfg.hr_size}'),

@@ -80,7 +80,7 @@ def fake_nbs(tmp_path, monkeypatch, reports_tmp):
 def _log(rd): return (rd/'log.txt').read_text().split() if (rd/'log.txt').exists() else []
 
 
-def test_rerun_skips_finished_stages_and_reruns_what_changed(fake_nbs, reports_tmp):
+def test_rerun_skips_finished_stages_and_reruns_what_changed(fake_nbs, reports_tmp, capfd):
     cfg = make_config('s2', quick=True, data_source='samples', run_id='fake')
     html = P.run_pipeline(cfg, strategies=('s2',), quiet=True)
     rd = html.parent
@@ -98,8 +98,13 @@ def test_rerun_skips_finished_stages_and_reruns_what_changed(fake_nbs, reports_t
     assert t2['train_s2']['status'] == 'skipped' and t2['train_s2']['seconds'] == t['train_s2']['seconds']
     # an output gone: that stage and the stages reading it run again, nothing else
     (rd/'s2'/'history.csv').unlink()
-    P.run_pipeline(cfg, strategies=('s2',), quiet=True)
+    capfd.readouterr()
+    P.run_pipeline(cfg, strategies=('s2',))
     assert _log(rd)[4:] == ['train_s2', 'evaluate_s2', 'report']
+    out, err = capfd.readouterr()                                     # progress and the stages' printed lines, no kernel chatter
+    assert '[1/4] prepare_data: done before, skipped' in out and '[2/4] train s2: done in' in out
+    assert "fake report for ['s2']" in out and f'report: {html}' in out
+    assert 'Kernel is running' not in out + err
     runs = P.list_runs()
     assert runs.iloc[0].run_id == 'fake' and runs.iloc[0].status == 'complete' and runs.iloc[0].size_mb > 0
 
