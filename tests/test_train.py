@@ -118,9 +118,15 @@ def _drop_time(h): return h.drop(columns=['seconds']).reset_index(drop=True)
 
 
 def test_deterministic(straight, tmp_path, backbone):
-    "The same seed gives the identical history (CPU, fp32)."
-    h2 = run(tiny_cfg(epochs=2), tmp_path/'again', backbone)
+    "The same seed gives the identical history (CPU, fp32), with and without torch's deterministic mode."
+    try:
+        h2 = run(tiny_cfg(epochs=2, deterministic=True), tmp_path/'again', backbone)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
     pd.testing.assert_frame_equal(_drop_time(h2), _drop_time(straight['hist']), check_exact=True)
+    h3 = run(tiny_cfg(epochs=2, seed=7), tmp_path/'other_seed', backbone)
+    assert not np.allclose(h3.g_loss, straight['hist'].g_loss)
 
 
 class Killed(Exception): pass
