@@ -614,7 +614,7 @@ def plot_history(hist: pd.DataFrame):
     axes[2].axhline(hist.val_psnr_bicubic.iloc[0], color='gray', ls='--', label='bicubic')
     axes[2].set_title('validation PSNR (Y, dB)'); axes[2].legend(fontsize=8)
     for ax in axes:
-        ax.set_xlabel('epoch')
+        ax.set_xlabel('epoch'); ax.set_xlim(hist.epoch.min() - 0.3, hist.epoch.max() + 0.3)
         n_pre = int((hist.phase == 'pretrain').sum())
         if 0 < n_pre < len(hist): ax.axvline(n_pre + 0.5, color='k', lw=0.6, alpha=0.4)
     fig.tight_layout()
