@@ -18,10 +18,11 @@ from .config import RunConfig, load_config, config_dict, QUICK_CAPS, STRATEGIES,
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'METRIC_NAMES', 'LOWER_IS_BETTER', 'LOSS_COLUMNS', 'load_run', 'fake_history',
-           'fake_per_image', 'fake_summary', 'headline_means', 'title_markdown', 'abstract_markdown', 'data_table',
-           'example_figure', 'model_table', 'loss_table', 'plot_losses', 'interval_table', 'plot_distributions',
-           'plot_intervals', 'paired_table', 'strategy_comparison', 'comparison_grid', 'center_crop', 'comparison_rows',
-           'limitations_markdown', 'applications_markdown', 'package_versions', 'provenance_table', 'render_html']
+           'fake_per_image', 'fake_summary', 'headline_means', 'n_train_used', 'title_markdown', 'abstract_markdown',
+           'data_table', 'example_figure', 'model_table', 'loss_table', 'plot_losses', 'interval_table',
+           'plot_distributions', 'plot_intervals', 'paired_table', 'strategy_comparison', 'comparison_grid',
+           'center_crop', 'comparison_rows', 'limitations_markdown', 'applications_markdown', 'package_versions',
+           'provenance_table', 'render_html']
 
 # %% ../nbs/07_report.ipynb #2cb459a0
 def _read_json(p, default=None):
@@ -118,6 +119,13 @@ def _is_demo(run) -> bool:
     ds = run.get('data_summary') or {}
     return bool(ds.get('demo')) or 'sample' in _src_name(run).lower()
 
+def n_train_used(run, strategy: str) -> int | None:
+    "Training photos `strategy` used: its config's n_train, capped by the photos the train split holds."
+    c, split = (run.get('configs') or {}).get(strategy), run.get('split')
+    if c is None: return None
+    if split is not None and 'split' in split: return min(c.n_train, int((split['split'] == 'train').sum()))
+    return c.n_train
+
 def title_markdown(run) -> str:
     "The report's title block."
     cfg = run.get('cfg')
@@ -135,7 +143,7 @@ def abstract_markdown(run, metric='psnr') -> str:
     def _strat(s):
         c = configs.get(s)
         if c is None: return f"**{s}** ({STRATEGIES[s].description})"
-        return (f"**{s}** ({c.n_train} training photos, {c.pretrain_epochs} pretraining + {c.epochs} GAN epochs, "
+        return (f"**{s}** ({n_train_used(run, s)} training photos, {c.pretrain_epochs} pretraining + {c.epochs} GAN epochs, "
                 f"batch size {c.batch_size}; the seed's {s}: {STRATEGIES[s].description})")
     n_s = len(run['strategies'])
     txt = (f"We train SRGAN (Ledig et al., 2017) to enlarge face photos {scale}x: a residual generator pretrained "
@@ -164,7 +172,9 @@ def data_table(run) -> pd.DataFrame:
     if split is not None and 'split' in split:
         for k, v in split['split'].value_counts().reindex(['train', 'val', 'test']).dropna().items(): rows.append((f'{k} photos', int(v)))
     for k, v in (ds.get('patches') or {}).items(): rows.append((f'{k} patches', int(v)))
-    for s, c in (run.get('configs') or {}).items(): rows.append((f'training photos used by {s}', c.n_train))
+    for s, c in (run.get('configs') or {}).items():
+        n = n_train_used(run, s)
+        rows.append((f'training photos used by {s}', f"{n}" + (f" (asked for {c.n_train})" if n != c.n_train else '')))
     if cfg is not None:
         rows += [('patches per photo', cfg.patches_per_image), ('HR patch size', f'{cfg.hr_size}x{cfg.hr_size}'),
                  ('LR patch size', f'{cfg.hr_size//cfg.scale}x{cfg.hr_size//cfg.scale}'), ('scale', cfg.scale),
@@ -215,7 +225,7 @@ LOSS_COLUMNS = {'epoch': 'epoch', 'phase': 'phase', 'g_loss': 'generator loss', 
 def loss_table(history: pd.DataFrame) -> pd.DataFrame:
     "Epoch, generator loss, discriminator loss on fake and on real images (and validation PSNR when logged)."
     cols = [c for c in LOSS_COLUMNS if c in history]
-    return history[cols].rename(columns=LOSS_COLUMNS).reset_index(drop=True)
+    return history[cols].rename(columns=LOSS_COLUMNS).reset_index(drop=True).round(4)
 
 # %% ../nbs/07_report.ipynb #74fb7f0f
 def plot_losses(history: pd.DataFrame, title: str | None = None):
