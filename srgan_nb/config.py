@@ -69,7 +69,8 @@ class RunConfig:
     # model
     n_blocks: int = 16
     channels: int = 64
-    bicubic_skip: bool = False       # add the bicubic upscale to the generator output (residual learning; off = the paper's SRResNet)
+    bicubic_skip: bool = True        # add a bicubic upscale of the input to the generator output (residual learning);
+                                     # false = the paper's SRResNet exactly (needs far longer training to pass bicubic)
     # losses
     backbone: str = 'auto'           # perceptual backbone: auto | vgg19 | effnet_lite0
     vgg_weights: str | None = None   # path to torchvision VGG19 weights (else torchvision's cache)
