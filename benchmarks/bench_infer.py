@@ -202,7 +202,7 @@ def main(argv=None):
         df, flops = bench_speed(gen, dev, a.size, a.reps, a.compile)
         print(f'forward FLOPs: {flops / 1e9:.1f} GFLOP')
         print(df.to_string(index=False))
-        peaks = {f'{prec}{" + channels_last" if cl else ""}': round(conv_peak(dev, prec, cl), 1)
+        peaks = {f'{prec}{" + channels_last" if cl else ""}': conv_peak(dev, prec, cl)
                  for prec in ('fp32', 'bf16') for cl in (False, True)}
         print('conv peak, 64->64 3x3 on 1x64x256x256, GFLOP/s (wall, per CPU-second):', peaks)
         x = (np.random.default_rng(0).random((a.size, a.size, 3)) * 255).astype(np.uint8)

@@ -62,7 +62,7 @@ def conv_peak(dev, precision, channels_last, batch=16, size=96, reps=3) -> float
 
 class Setup:
     "Models, optimizers, loss and data of one variant."
-    def __init__(self, dev, precision, channels_last, cache_hr, backbone, batch, mse_only=False, compile=False, seed=0):
+    def __init__(self, dev, precision, channels_last, cache_hr, backbone, batch, mse_only=False, compile=False, seed=0, adam=None):
         torch.manual_seed(seed)
         self.dev, self.precision, self.cl, self.cache_hr, self.mse_only = dev, precision, channels_last, cache_hr, mse_only
         mf = torch.channels_last if channels_last else torch.contiguous_format
@@ -70,8 +70,9 @@ class Setup:
         self.D = Discriminator(96).to(dev, memory_format=mf).train()
         self.perceptual = L.PerceptualLoss(backbone).to(dev)
         if channels_last: self.perceptual.backbone.to(memory_format=mf)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=1e-4, betas=(0.9, 0.999))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=1e-4, betas=(0.9, 0.999))
+        kw = {'fused': dict(fused=True), 'foreach': dict(foreach=True)}.get(adam, {})  # None: torch's default (a for-loop on the CPU)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=1e-4, betas=(0.9, 0.999), **kw)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=1e-4, betas=(0.9, 0.999), **kw)
         g = torch.Generator().manual_seed(seed)
         self.hr = torch.rand(batch, 3, 96, 96, generator=g).to(dev)
         self.lr = F.avg_pool2d(self.hr, 4)
@@ -131,7 +132,7 @@ def main(argv=None):
     p.add_argument('--device', default='cpu', help='cpu, cuda or auto')
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--batch', type=int, default=16)
-    p.add_argument('--reps', type=int, default=2, help='timed interleaved rounds (one step per variant per round)')
+    p.add_argument('--reps', type=int, default=4, help='timed interleaved rounds (one step per variant per round)')
     p.add_argument('--backbone', default='auto', help='auto (vgg19 when its weights are present, else effnet_lite0), vgg19, effnet_lite0')
     p.add_argument('--compile', action='store_true', help='also time torch.compile of G and D (minutes to compile on 2 cores)')
     p.add_argument('--profile', action='store_true', help='torch.profiler tables of the straightforward and the fast step')
@@ -151,11 +152,15 @@ def main(argv=None):
         'fp32 + channels_last, cached': ('fp32', True, True, False, False, Setup),
         f'{bf} autocast, cached': (bf, False, True, False, False, Setup),
         f'{bf} autocast + channels_last, cached': (bf, True, True, False, False, Setup),
+        f'{bf} autocast, cached, fused Adam': (bf, False, True, False, False, Setup, 'fused'),
+        f'{bf} autocast + channels_last, cached, fused Adam': (bf, True, True, False, False, Setup, 'fused'),
+        'fp32 + channels_last, cached, fused Adam': ('fp32', True, True, False, False, Setup, 'fused'),
         f'train._gan_step ({bf} + channels_last, cached)': (bf, True, True, False, False, TrainStep),
         'SRResNet MSE fp32 (NCHW)': ('fp32', False, False, True, False, Setup),
         'SRResNet MSE fp32 + channels_last': ('fp32', True, False, True, False, Setup),
         f'SRResNet MSE {bf} autocast': (bf, False, False, True, False, Setup),
         f'SRResNet MSE {bf} + channels_last': (bf, True, False, True, False, Setup),
+        f'SRResNet MSE {bf} + channels_last, fused Adam': (bf, True, False, True, False, Setup, 'fused'),
         f'train._pretrain_step ({bf} + channels_last)': (bf, True, False, True, False, TrainStep),
     }
     if a.compile:
@@ -163,9 +168,10 @@ def main(argv=None):
         specs[f'SRResNet MSE torch.compile {bf} + channels_last'] = (bf, True, False, True, True, Setup)
     if a.only: specs = {k: v for k, v in specs.items() if any(s.strip() in k for s in a.only.split(','))}
     setups, flops, flop_cache = {}, {}, {}
-    for name, (prec, cl, cache, mse, comp, cls) in specs.items():
+    specs = {k: (v + (None,))[:7] for k, v in specs.items()}
+    for name, (prec, cl, cache, mse, comp, cls, adam) in specs.items():
         try:
-            st = cls(dev, prec, cl, cache, backbone, a.batch, mse_only=mse, compile=comp)
+            st = cls(dev, prec, cl, cache, backbone, a.batch, mse_only=mse, compile=comp, adam=adam)
         except (ImportError, AttributeError) as e:
             print(f'  {name}: skipped ({e})'); continue
         t0 = time.perf_counter()
@@ -178,34 +184,32 @@ def main(argv=None):
             print(f'  {name}: failed ({type(e).__name__}: {str(e)[:150]})'); continue
         setups[name] = st
         print(f'  set up + warm-up {name}: {time.perf_counter() - t0:.1f} s', flush=True)
-    peak_keys = sorted({(s.precision, s.cl) for s in setups.values()})
-    times, cpus, peaks = {k: [] for k in setups}, {k: [] for k in setups}, {k: [] for k in peak_keys}
+    # each round: for every variant, the conv peak of its precision and layout right before its step, so a step and
+    # its peak see the same load (other jobs come and go on a shared machine)
+    times, cpus, peaks, peaks_cpu = ({k: [] for k in setups} for _ in range(4))
     for r in range(a.reps):
         for k, st in setups.items():
+            pw, pc = conv_peak(dev, st.precision, st.cl, batch=a.batch, reps=2)
             sync(dev); t, c = time.perf_counter(), time.process_time(); st.step(); sync(dev)
             times[k].append(time.perf_counter() - t); cpus[k].append(time.process_time() - c)
-        for pk in peak_keys: peaks[pk].append(conv_peak(dev, *pk, batch=a.batch))
+            peaks[k].append(pw); peaks_cpu[k].append(pc)
         print(f'  round {r + 1}/{a.reps}: ' + ', '.join(f'{v[-1]:.2f}' for v in times.values()), flush=True)
-    peak = {pk: max(w for w, _ in v) for pk, v in peaks.items()}
-    peak_cpu = {pk: max(c for _, c in v) for pk, v in peaks.items()}
     rows = []
     for k, st in setups.items():
-        best, best_cpu = min(times[k]), min(cpus[k])
-        achieved, achieved_cpu = flops[k] / best / 1e9, flops[k] / best_cpu / 1e9
-        keys = [(st.precision, c) for c in (False, True) if (st.precision, c) in peak]  # the precision's best layout
-        pk, pkc = max(peak[q] for q in keys), max(peak_cpu[q] for q in keys)
-        rows.append(dict(variant=k, step_s=round(best, 3), median_s=round(float(np.median(times[k])), 3),
-                         images_per_s=round(a.batch / best, 2), gflop_per_step=round(flops[k] / 1e9, 1),
-                         gflop_per_s=round(achieved, 1), conv_peak=round(pk, 1), frac_of_peak=round(achieved / pk, 3),
-                         cpu_s=round(best_cpu, 3), frac_of_peak_cpu=round(achieved_cpu / pkc, 3)))
+        i = int(np.argmin(times[k]))
+        fr = [flops[k] / t / 1e9 / p for t, p in zip(times[k], peaks[k])]
+        frc = [flops[k] / c / 1e9 / p for c, p in zip(cpus[k], peaks_cpu[k])]
+        rows.append(dict(variant=k, step_s=round(times[k][i], 3), median_s=round(float(np.median(times[k])), 3),
+                         images_per_s=round(a.batch / times[k][i], 2), gflop_per_step=round(flops[k] / 1e9, 1),
+                         gflop_per_s=round(flops[k] / times[k][i] / 1e9, 1), conv_peak=round(peaks[k][i], 1),
+                         frac_of_peak=round(fr[i], 3), frac_median=round(float(np.median(fr)), 3),
+                         cpu_s=round(cpus[k][i], 3), frac_of_peak_cpu=round(float(np.median(frc)), 3)))
     df = pd.DataFrame(rows)
     print('\n== training step throughput (best of the interleaved rounds) ==')
-    print('(cpu_s: process CPU seconds of the step; frac_of_peak_cpu: GFLOP per CPU-second over the conv peak per CPU-second,')
-    print(' which is steadier than wall time when other jobs share the cores)')
+    print('conv_peak: GFLOP/s of a 64->64 3x3 conv forward (batch %d, 96x96) in the same precision and layout, measured just' % a.batch)
+    print('before the step of the best round; frac_of_peak: that round\'s fraction; frac_median: median over rounds;')
+    print('frac_of_peak_cpu: the same per process CPU-second (median over rounds), steadier when other jobs share the cores')
     print(df.to_string(index=False))
-    print('conv peak, 64->64 3x3, batch %d, 96x96, forward, GFLOP/s wall (per CPU-second): ' % a.batch +
-          ', '.join(f'{p}{" + channels_last" if c else ""}: {peak[(p, c)]:.1f} ({peak_cpu[(p, c)]:.1f}) [rounds {", ".join(f"{w:.0f}" for w, _ in v)}]'
-                    for (p, c), v in peaks.items()))
     ips = dict(zip(df.variant, df.images_per_s))
     base = ips.get('straightforward fp32 (NCHW, HR features each step)')
     fast_names = [k for k in ips if k.startswith(f'{bf} autocast') and 'cached' in k]
@@ -215,7 +219,8 @@ def main(argv=None):
         d = df.set_index('variant')
         cpu_ratio = d.loc[k_base := 'straightforward fp32 (NCHW, HR features each step)', 'cpu_s'] / d.loc[fast, 'cpu_s']
         print(f'   by CPU time per step: x{cpu_ratio:.2f}')
-        print(f'fast path reaches {d.loc[fast, "frac_of_peak"]:.0%} (wall) / {d.loc[fast, "frac_of_peak_cpu"]:.0%} (CPU time) of the measured '
+        print(f'fast path reaches {d.loc[fast, "frac_of_peak"]:.0%} (best round, wall) / {d.loc[fast, "frac_median"]:.0%} (median) / '
+              f'{d.loc[fast, "frac_of_peak_cpu"]:.0%} (CPU time) of the measured '
               f'{bf} conv peak (goal: 50% or more; 2x or more the straightforward images/s)')
     load1 = Path('/proc/loadavg').read_text().split()[:3] if Path('/proc/loadavg').exists() else '?'
     print(f'load average at the end: {load1}')
