@@ -10,8 +10,8 @@ from pathlib import Path
 from .config import RunConfig, make_config, parse_overrides, run_path, STRATEGIES, QUICK_CAPS
 
 # %% auto #0
-__all__ = ['config_from_args', 'cmd_prepare', 'cmd_train', 'cmd_evaluate', 'cmd_run', 'cmd_runs', 'cmd_upscale', 'build_parser',
-           'main']
+__all__ = ['config_from_args', 'cmd_prepare', 'cmd_train', 'cmd_evaluate', 'user_overrides', 'cmd_run', 'cmd_runs', 'cmd_upscale',
+           'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #36a52a7b
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -68,12 +68,22 @@ def cmd_evaluate(args) -> int:
     evaluate_command(cfg, checkpoint=args.checkpoint, data_dir=args.data_dir, out=args.out)
     return 0
 
+def user_overrides(args) -> dict:
+    "The fields the user set (YAML, --set, flags): each strategy's config keeps them, the rest follow the strategy."
+    import yaml
+    vals = {}
+    if args.yaml:
+        with open(args.yaml) as f: vals.update(yaml.safe_load(f) or {})
+    vals.update(parse_overrides(args.overrides))
+    vals.update(_explicit(args))
+    vals.pop('strategy', None)
+    return vals
+
 def cmd_run(args) -> int:
-    "The whole pipeline: prepare, train and evaluate per strategy, then the HTML report."
+    "The whole pipeline: prepare, train and evaluate per strategy, then the HTML report (it prints the path)."
     cfg = config_from_args(args, args.strategies[0])
     from srgan_nb.pipeline import run_pipeline
-    html = run_pipeline(cfg, strategies=args.strategies, force=args.force)
-    print(f"report: {html}")
+    run_pipeline(cfg, strategies=args.strategies, force=args.force, overrides=user_overrides(args))
     return 0
 
 def cmd_runs(args) -> int:

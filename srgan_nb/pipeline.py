@@ -146,6 +146,8 @@ def execute_stage(notebook, output, parameters: dict, stage: str, cwd=None, log_
     import papermill as pm
     output = Path(output); output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    prev = os.environ.get('SRGAN_PROGRESS')
+    os.environ['SRGAN_PROGRESS'] = '0'   # the kernel looks like a live notebook: no tqdm widgets in executed notebooks and the report
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel_name(),
                             progress_bar=False, log_output=log_output, cwd=str(cwd or Path(notebook).parent),
@@ -155,6 +157,9 @@ def execute_stage(notebook, output, parameters: dict, stage: str, cwd=None, log_
         raise StageFailed(stage, e.ename, _short(e.evalue), output) from None
     except Exception as e:
         raise StageFailed(stage, type(e).__name__, _short(e), output if output.exists() else None) from e
+    finally:
+        if prev is None: os.environ.pop('SRGAN_PROGRESS', None)
+        else: os.environ['SRGAN_PROGRESS'] = prev
     return time.perf_counter() - t0
 
 # %% ../nbs/08_pipeline.ipynb #ea2e935c
