@@ -101,6 +101,8 @@ class RunConfig:
             if getattr(self, k) is None: setattr(self, k, getattr(s, k))
         if self.quick:
             for k, cap in QUICK_CAPS.items(): setattr(self, k, min(getattr(self, k), cap))
+        for k in ('data_dir', 'vgg_weights'):  # stages run in other folders (papermill): keep paths absolute
+            if getattr(self, k): setattr(self, k, os.path.abspath(os.path.expanduser(str(getattr(self, k)))))
         self.validate()
 
     def validate(self):
