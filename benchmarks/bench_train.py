@@ -133,7 +133,7 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--batch', type=int, default=16)
     p.add_argument('--reps', type=int, default=4, help='timed interleaved rounds (one step per variant per round)')
-    p.add_argument('--backbone', default='auto', help='auto (vgg19 when its weights are present, else effnet_lite0), vgg19, effnet_lite0')
+    p.add_argument('--backbone', default='auto', help='auto (vgg19 when its weights are present, else effnet_lite0), vgg19, effnet_lite0, or vgg19-random (VGG54 architecture, random weights: timing only)')
     p.add_argument('--compile', action='store_true', help='also time torch.compile of G and D (minutes to compile on 2 cores)')
     p.add_argument('--profile', action='store_true', help='torch.profiler tables of the straightforward and the fast step')
     p.add_argument('--only', help='comma-separated substrings: time only the variants whose names contain one')
@@ -141,7 +141,11 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     dev = pick_device(a.device)
     pd.set_option('display.width', 250); pd.set_option('display.max_columns', 20); pd.set_option('display.max_colwidth', 60)
-    backbone = L.build_backbone(a.backbone)
+    if a.backbone == 'vgg19-random':  # timing only: VGG54's architecture without its (absent) ImageNet weights
+        from torchvision.models.vgg import make_layers, cfgs
+        backbone = L.Backbone(make_layers(cfgs['E'])[:36], 'vgg19 (random weights, timing only)', 'features[:36]',
+                              L.VGG19_FEATURE_SCALE, L.IMAGENET_MEAN, L.IMAGENET_STD)
+    else: backbone = L.build_backbone(a.backbone)
     load0 = Path('/proc/loadavg').read_text().split()[:3] if Path('/proc/loadavg').exists() else '?'
     print(f'torch {torch.__version__}, device {dev}, threads {torch.get_num_threads()}, batch {a.batch}, 24->96, '
           f'backbone {backbone.name}, cpu bf16 native {cpu_supports_bf16()}, load average {load0}')
