@@ -20,10 +20,10 @@ from .data import make_lr, bicubic_upscale, load_image, list_images, ImageError
 from . import stats
 
 # %% auto #0
-__all__ = ['SSIM_KW', 'LPIPS_TRUNKS', 'METRIC_NAMES', 'GENERATOR_FILES', 'rgb_to_y', 'shave', 'psnr', 'ssim', 'vif',
-           'lpips_status', 'LPIPSMetric', 'feature_backbone', 'FeatureDistance', 'bicubic_method', 'to_uint8',
+__all__ = ['SSIM_KW', 'LPIPS_TRUNKS', 'METRIC_NAMES', 'GENERATOR_FILES', 'rgb_to_y', 'shave', 'ImageTooSmall', 'psnr', 'ssim',
+           'vif', 'lpips_status', 'LPIPSMetric', 'feature_backbone', 'FeatureDistance', 'bicubic_method', 'to_uint8',
            'generator_method', 'as_method', 'MetricSuite', 'score', 'crop_to_scale', 'evaluate', 'run_generators',
-           'write_eval', 'evaluate_run', 'evaluate_command']
+           'write_eval', 'bicubic_skip_method', 'evaluate_run', 'evaluate_command']
 
 # %% ../nbs/05_metrics.ipynb #351888a6
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
@@ -36,6 +36,9 @@ def shave(img: np.ndarray, border: int) -> np.ndarray:
     "`img` without `border` pixels at each edge."
     return img[border:img.shape[0] - border, border:img.shape[1] - border] if border > 0 else img
 
+class ImageTooSmall(ValueError):
+    "The images are smaller than a metric's window; `MetricSuite` reports that metric as NaN instead of failing."
+
 def _pair(sr, hr, scale: int, min_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
     "Check that sr and hr are uint8 HxWx3 arrays of one shape, and shave `scale` pixels at each border."
     for name, a in (('sr', sr), ('hr', hr)):
@@ -46,7 +49,7 @@ def _pair(sr, hr, scale: int, min_size: int = 1) -> tuple[np.ndarray, np.ndarray
     if sr.shape != hr.shape: raise ValueError(f"sr {sr.shape} and hr {hr.shape} differ in shape")
     s, h = shave(sr, scale), shave(hr, scale)
     if min(s.shape[:2]) < min_size:
-        raise ValueError(f"images of {hr.shape[1]}x{hr.shape[0]} are too small: {min_size}x{min_size} needed after removing a {scale}-pixel border")
+        raise ImageTooSmall(f"images of {hr.shape[1]}x{hr.shape[0]} are too small: {min_size}x{min_size} needed after removing a {scale}-pixel border")
     return s, h
 
 # %% ../nbs/05_metrics.ipynb #2d901f0f
@@ -179,7 +182,7 @@ def as_method(m, scale: int = 4, device='cpu') -> Callable[[np.ndarray], np.ndar
 METRIC_NAMES = ('psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'vif', 'feat_dist', 'lpips')
 
 class MetricSuite:
-    "The metrics to compute, with the networks they need built once; `notes` says what is unavailable and why."
+    "The metrics to compute, with the networks they need built once; `notes` says what is unavailable and why; too-small images give NaN."
     def __init__(self, metrics=None, backbone=None, lpips_net: str = 'alex', device='cpu'):
         explicit = metrics is not None
         metrics = list(METRIC_NAMES if metrics is None else ([metrics] if isinstance(metrics, str) else metrics))
@@ -200,15 +203,27 @@ class MetricSuite:
             else:
                 metrics.remove('lpips')
                 if explicit: warnings.warn(f"lpips {why}")
-        self.metrics = metrics
+        self.metrics, self.too_small = metrics, {}
+
+    def reset(self):
+        "Forget which metrics met too-small images (each warns once again)."
+        self.too_small = {}
 
     def __call__(self, sr: np.ndarray, hr: np.ndarray, scale: int = 4) -> dict:
-        "The metrics of one pair as a dict."
+        "The metrics of one pair as a dict; a metric whose window does not fit the images is NaN (one warning per metric)."
         fns = dict(psnr=lambda: psnr(sr, hr, scale), ssim=lambda: ssim(sr, hr, scale),
                    psnr_rgb=lambda: psnr(sr, hr, scale, y_channel=False), ssim_rgb=lambda: ssim(sr, hr, scale, y_channel=False),
                    vif=lambda: vif(sr, hr, scale), feat_dist=lambda: self.feat(sr, hr, scale) if self.feat else np.nan,
                    lpips=lambda: self.lpips(sr, hr, scale))
-        return {m: fns[m]() for m in self.metrics}
+        out = {}
+        for m in self.metrics:
+            try: out[m] = fns[m]()
+            except ImageTooSmall as e:
+                out[m] = np.nan
+                if m not in self.too_small:
+                    self.too_small[m] = str(e)
+                    warnings.warn(f"{m}: {e}; reported as NaN", stacklevel=2)
+        return out
 
 def score(sr: np.ndarray, hr: np.ndarray, scale: int = 4, metrics=('psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'vif')) -> dict:
     "The chosen metrics of one SR/HR pair (for a few pairs; `MetricSuite` builds networks once for many)."
@@ -252,6 +267,7 @@ def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None,
     if not methods: raise ValueError("methods is empty; pass e.g. {'bicubic': 'bicubic', 'srgan': generator}")
     fns = {name: as_method(m, scale, device) for name, m in methods.items()}
     suite = backbone if isinstance(backbone, MetricSuite) else MetricSuite(metrics, backbone, lpips_net, device)
+    suite.reset()
     rows = []
     if whole:
         imgs = _as_images(images)
@@ -286,7 +302,9 @@ def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None,
     df = pd.DataFrame(rows)
     front = [c for c in ('image_id', 'method', 'strategy', 'level', *suite.metrics) if c in df.columns]
     df = df[front + [c for c in df.columns if c not in front]]
-    df.attrs['notes'] = dict(suite.notes)
+    notes = dict(suite.notes)
+    for m, why in suite.too_small.items(): notes[m] = notes.get(m, m) + f"; NaN where {why}"
+    df.attrs['notes'] = notes
     return df
 
 # %% ../nbs/05_metrics.ipynb #570ab7c8
@@ -318,8 +336,16 @@ def write_eval(df: pd.DataFrame, out, seed: int = 0) -> dict:
     return paths
 
 # %% ../nbs/05_metrics.ipynb #62a9a0ec
+def bicubic_skip_method(scale: int = 4) -> Callable[[np.ndarray], np.ndarray]:
+    "The untrained bicubic-skip generator (its last layer is zero): torch's bicubic upscale (a = -0.75), clamped and rounded."
+    from srgan_nb.model import bicubic as torch_bicubic
+    def bicubic_skip_init(lr: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return to_uint8(torch_bicubic(torch.tensor(np.asarray(lr)).permute(2, 0, 1)[None].float().div(255), scale))
+    return bicubic_skip_init
+
 def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = True, metrics=None, device='cpu',
-                 progress: bool = True) -> pd.DataFrame:
+                 progress: bool = True, reference: bool = True) -> pd.DataFrame:
     "Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split; write <strategy>/eval/*.csv."
     from srgan_nb.data import load_split_images, load_patches
     strategy = strategy or cfg.strategy
@@ -330,8 +356,16 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
         if name not in gens: warnings.warn(f"{folder/f} missing: {name} is left out of the evaluation")
     images = load_split_images(cfg, 'test')
     pset = load_patches(cfg, 'test') if patches else None
+    suite = MetricSuite(metrics, device=device)
     df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, patches=pset,
-                  metrics=metrics, device=device, progress=progress)
+                  backbone=suite, device=device, progress=progress)
+    if reference and any(getattr(g, 'bicubic_skip', False) for g in gens.values()):
+        # what the generator scores before any training (whole images only): not to be credited to training
+        ref = evaluate({'bicubic_skip_init': bicubic_skip_method(cfg.scale)}, images, scale=cfg.scale, strategy=strategy,
+                       backbone=suite, device=device, progress=progress)
+        notes = {**ref.attrs['notes'], **df.attrs['notes']}
+        df = pd.concat([df, ref], ignore_index=True)
+        df.attrs['notes'] = notes
     write_eval(df, folder/'eval', seed=cfg.seed)
     return df
 

@@ -17,12 +17,12 @@ import seaborn as sns
 from .config import RunConfig, load_config, config_dict, QUICK_CAPS, STRATEGIES, repo_root
 
 # %% auto #0
-__all__ = ['METHODS', 'METHOD_NAMES', 'METRIC_NAMES', 'LOWER_IS_BETTER', 'LOSS_COLUMNS', 'load_run', 'fake_history',
-           'fake_per_image', 'fake_summary', 'headline_means', 'n_train_used', 'title_markdown', 'abstract_markdown',
-           'data_table', 'example_figure', 'model_table', 'loss_table', 'plot_losses', 'interval_table',
-           'plot_distributions', 'plot_intervals', 'paired_table', 'strategy_comparison', 'comparison_grid',
-           'center_crop', 'comparison_rows', 'limitations_markdown', 'applications_markdown', 'package_versions',
-           'provenance_table', 'render_html']
+__all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'LOWER_IS_BETTER', 'COLUMN_FORMATS', 'LOSS_COLUMNS',
+           'DIGITS', 'load_run', 'fake_history', 'fake_per_image', 'fake_summary', 'headline_means', 'n_train_used',
+           'title_markdown', 'strategy_markdown', 'abstract_markdown', 'styled', 'data_table', 'example_figure',
+           'model_table', 'loss_table', 'plot_losses', 'interval_table', 'readable_summary', 'plot_distributions',
+           'plot_intervals', 'paired_table', 'strategy_comparison', 'comparison_grid', 'center_crop', 'comparison_rows',
+           'limitations_markdown', 'applications_markdown', 'package_versions', 'provenance_table', 'render_html']
 
 # %% ../nbs/07_report.ipynb #2cb459a0
 def _read_json(p, default=None):
@@ -57,7 +57,8 @@ def load_run(run_dir, strategies=None) -> dict:
 
 # %% ../nbs/07_report.ipynb #619e689a
 METHODS = ('bicubic', 'srresnet', 'srgan')
-METHOD_NAMES = {'bicubic': 'Bicubic', 'srresnet': 'SRResNet', 'srgan': 'SRGAN'}
+METHOD_NAMES = {'bicubic': 'Bicubic', 'bicubic_skip_init': 'Untrained (bicubic skip)', 'srresnet': 'SRResNet', 'srgan': 'SRGAN'}
+METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan')   # reference rows first, when present
 METRIC_NAMES = {'psnr': 'PSNR (dB, Y)', 'ssim': 'SSIM (Y)', 'psnr_rgb': 'PSNR (dB, RGB)', 'ssim_rgb': 'SSIM (RGB)',
                 'vif': 'VIF', 'lpips': 'LPIPS', 'feat_dist': 'feature distance'}
 LOWER_IS_BETTER = ('lpips', 'feat_dist')
@@ -108,7 +109,7 @@ def headline_means(per_image: pd.DataFrame, metric='psnr') -> pd.DataFrame:
     df = per_image
     if 'level' in df and (df['level'] == 'image').any(): df = df[df['level'] == 'image']
     t = df.pivot_table(index='method', columns='strategy', values=metric, aggfunc='mean')
-    return t.reindex([m for m in METHODS if m in t.index] + [m for m in t.index if m not in METHODS])
+    return t.reindex([m for m in METHOD_ORDER if m in t.index] + [m for m in t.index if m not in METHOD_ORDER])
 
 # %% ../nbs/07_report.ipynb #b399d886
 def _src_name(run) -> str:
@@ -120,7 +121,9 @@ def _is_demo(run) -> bool:
     return bool(ds.get('demo')) or 'sample' in _src_name(run).lower()
 
 def n_train_used(run, strategy: str) -> int | None:
-    "Training photos `strategy` used: its config's n_train, capped by the photos the train split holds."
+    "Training photos `strategy` used: train_summary.json's n_train_images, else its config's n_train capped by the train split."
+    ts = (run.get('train_summaries') or {}).get(strategy) or {}
+    if ts.get('n_train_images') is not None: return int(ts['n_train_images'])
     c, split = (run.get('configs') or {}).get(strategy), run.get('split')
     if c is None: return None
     if split is not None and 'split' in split: return min(c.n_train, int((split['split'] == 'train').sum()))
@@ -129,25 +132,30 @@ def n_train_used(run, strategy: str) -> int | None:
 def title_markdown(run) -> str:
     "The report's title block."
     cfg = run.get('cfg')
-    quick = ' -- quick mode' if cfg is not None and cfg.quick else ''
-    demo = ' -- demo data' if _is_demo(run) else ''
+    tags = [t for t, on in (('quick mode', cfg is not None and cfg.quick), ('demo data', _is_demo(run))) if on]
     when = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    return (f"# Face super-resolution with SRGAN{quick}{demo}\n\n"
+    return (f"# Face super-resolution with SRGAN{' (' + ', '.join(tags) + ')' if tags else ''}\n\n"
             f"Run `{run['run_id']}`, strategies {', '.join(run['strategies'])}; report made {when}.")
+
+def strategy_markdown(run, strategy: str) -> str:
+    "One strategy's training as run: photos actually used, epochs, batch size (and the full setting when it differs)."
+    c, st = (run.get('configs') or {}).get(strategy), STRATEGIES.get(strategy)
+    if c is None: return st.description if st else 'settings unknown'
+    n = n_train_used(run, strategy)
+    txt = (f"{n if n is not None else c.n_train} training photos, {c.pretrain_epochs} pretraining + {c.epochs} GAN epochs, "
+           f"batch size {c.batch_size}")
+    if st is not None and (n, c.epochs, c.batch_size) != (st.n_train, st.epochs, st.batch_size):
+        txt += f" (the full {strategy.upper()} setting: {st.description})"
+    return txt
 
 def abstract_markdown(run, metric='psnr') -> str:
     "An abstract with the headline numbers filled in."
     cfg, pi = run.get('cfg'), run.get('per_image')
     scale = cfg.scale if cfg else 4
-    configs = run.get('configs') or {}
-    def _strat(s):
-        c = configs.get(s)
-        if c is None: return f"**{s}** ({STRATEGIES[s].description})"
-        return (f"**{s}** ({n_train_used(run, s)} training photos, {c.pretrain_epochs} pretraining + {c.epochs} GAN epochs, "
-                f"batch size {c.batch_size}; the seed's {s}: {STRATEGIES[s].description})")
+    def _strat(s): return f"**{s}**: {strategy_markdown(run, s)}"
     n_s = len(run['strategies'])
-    txt = (f"We train SRGAN (Ledig et al., 2017) to enlarge face photos {scale}x: a residual generator pretrained "
-           f"with a pixel loss (SRResNet), then trained against a discriminator with a perceptual and an adversarial loss "
+    txt = (f"We train SRGAN (Ledig et al., 2017) to enlarge face photos {scale}x: a residual generator is first trained "
+           f"with a pixel loss alone (SRResNet), then against a discriminator with a perceptual and an adversarial loss "
            f"(SRGAN). {'Training strategies compared' if n_s > 1 else 'Training strategy'}: "
            + '; '.join(_strat(s) for s in run['strategies'] if s in STRATEGIES) + ". ")
     if pi is not None and metric in pi:
@@ -156,12 +164,28 @@ def abstract_markdown(run, metric='psnr') -> str:
         parts = []
         for s in hm.columns:
             vals = ', '.join(f"{METHOD_NAMES.get(m, m)} {hm.loc[m, s]:.2f}" for m in hm.index if pd.notna(hm.loc[m, s]))
-            parts.append(f"{s}: {vals}")
-        txt += (f"On {n} held-out test images the mean {METRIC_NAMES.get(metric, metric)} was " + '; '.join(parts) + ". "
-                "Intervals and paired tests against bicubic follow; with one training run per strategy they describe "
-                "variation over test images only.")
+            parts.append(f"{s}: {vals}" if len(hm.columns) > 1 else vals)
+        txt += (f"On {n} held-out test image{'s' if n != 1 else ''} the mean {METRIC_NAMES.get(metric, metric)} was "
+                + '; '.join(parts) + ". Intervals and paired tests against bicubic follow; with one training run per "
+                "strategy they describe variation over test images only.")
     if _is_demo(run): txt += "\n\n**This run used the offline sample images (demo data), not real faces: the numbers show the pipeline works, not how well SRGAN does.**"
     return txt
+
+# %% ../nbs/07_report.ipynb #d17f1127
+COLUMN_FORMATS = {'generator loss': 4, 'discriminator loss (fake)': 4, 'discriminator loss (real)': 4,
+                  'validation PSNR (dB)': 2, 'parameters': '{:,}', 'epoch': '{:d}', 'n': '{:d}'}
+
+def styled(df: pd.DataFrame, formats: dict | None = None, na_rep: str = '–', digits: int = 3):
+    "`df` for the report: no index column, floats rounded (`formats`: column -> decimals or a format string), NaN as an en dash."
+    formats = {**COLUMN_FORMATS, **(formats or {})}
+    fmt = {}
+    for c in df.columns:
+        spec = formats.get(c)
+        if spec is None and pd.api.types.is_float_dtype(df[c]): spec = digits
+        if isinstance(spec, int) and not isinstance(spec, bool): spec = f'{{:.{spec}f}}'
+        if spec == '{:d}' and not pd.api.types.is_integer_dtype(df[c]): spec = None
+        if spec is not None and pd.api.types.is_numeric_dtype(df[c]): fmt[c] = spec
+    return df.style.hide(axis='index').format(na_rep=na_rep).format(fmt, na_rep=na_rep)
 
 # %% ../nbs/07_report.ipynb #13c9efda
 def data_table(run) -> pd.DataFrame:
@@ -178,7 +202,7 @@ def data_table(run) -> pd.DataFrame:
     if cfg is not None:
         rows += [('patches per photo', cfg.patches_per_image), ('HR patch size', f'{cfg.hr_size}x{cfg.hr_size}'),
                  ('LR patch size', f'{cfg.hr_size//cfg.scale}x{cfg.hr_size//cfg.scale}'), ('scale', cfg.scale),
-                 ('face-aware sampling', cfg.face_aware), ('min sharpness', cfg.min_sharpness)]
+                 ('face-aware sampling', 'yes' if cfg.face_aware else 'no'), ('min sharpness', cfg.min_sharpness)]
     for k in ('skipped', 'n_skipped', 'skipped_files'):
         if k in ds: rows.append(('skipped files', ds[k] if not isinstance(ds[k], list) else len(ds[k]))); break
     return pd.DataFrame(rows, columns=['item', 'value']).astype({'value': str})
@@ -213,10 +237,12 @@ def model_table(cfg: RunConfig) -> pd.DataFrame:
     "Generator and discriminator of `cfg`: parameters and the settings that shape them."
     from srgan_nb.model import build_models, count_parameters
     g, d = build_models(cfg)
+    gen = ("SRResNet with a bicubic skip (residual learning): the network adds its output to a bicubic upscale of the input; "
+           if cfg.bicubic_skip else "SRResNet: ")
     return pd.DataFrame([
         dict(network='generator (SRResNet / SRGAN)', parameters=count_parameters(g),
-             shape=f"{cfg.n_blocks} residual blocks, {cfg.channels} channels, x{cfg.scale} by pixel shuffle" + (', bicubic skip' if cfg.bicubic_skip else '')),
-        dict(network='discriminator', parameters=count_parameters(d), shape=f"VGG-style conv net on {cfg.hr_size}x{cfg.hr_size} patches")])
+             architecture=gen + f"{cfg.n_blocks} residual blocks, {cfg.channels} channels, x{cfg.scale} by pixel shuffle"),
+        dict(network='discriminator', parameters=count_parameters(d), architecture=f"VGG-style conv net on {cfg.hr_size}x{cfg.hr_size} patches")])
 
 # %% ../nbs/07_report.ipynb #0adf1da0
 LOSS_COLUMNS = {'epoch': 'epoch', 'phase': 'phase', 'g_loss': 'generator loss', 'd_loss_fake': 'discriminator loss (fake)',
@@ -257,6 +283,21 @@ def interval_table(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     if 'method' in out: out['method'] = out['method'].map(lambda m: METHOD_NAMES.get(m, m))
     return out.reset_index(drop=True)
 
+# %% ../nbs/07_report.ipynb #871000e2
+def readable_summary(table: pd.DataFrame) -> pd.DataFrame:
+    "A `stats.summary_table` frame with metric and method names spelled out for the report."
+    short = {'psnr': 'PSNR', 'ssim': 'SSIM', 'psnr_rgb': 'PSNR RGB', 'ssim_rgb': 'SSIM RGB'}
+    cols = {}
+    for c in table.columns:
+        for m, name in METRIC_NAMES.items():
+            if c == m: cols[c] = name
+            elif c.startswith(f'Δ{m} vs '): cols[c] = f'Δ {short.get(m, name)} vs ' + c[len(f'Δ{m} vs '):]
+            elif c == f'p {m}': cols[c] = f'Wilcoxon p, {short.get(m, name)}'
+    out = table.rename(columns=cols)
+    if 'method' in (out.index.names or []):
+        out = out.rename(index=lambda v: METHOD_NAMES.get(v, v), level='method')
+    return out
+
 # %% ../nbs/07_report.ipynb #f18815f5
 def plot_distributions(per_image: pd.DataFrame, metrics=('psnr', 'ssim')):
     "Per-image metric distributions: a box and the points, per method, coloured by strategy."
@@ -264,7 +305,8 @@ def plot_distributions(per_image: pd.DataFrame, metrics=('psnr', 'ssim')):
     df = per_image.copy()
     if 'level' in df and (df['level'] == 'image').any(): df = df[df['level'] == 'image']
     df['method'] = df['method'].map(lambda m: METHOD_NAMES.get(m, m))
-    order = [METHOD_NAMES[m] for m in METHODS if METHOD_NAMES[m] in set(df['method'])]
+    order = [METHOD_NAMES.get(m, m) for m in METHOD_ORDER if METHOD_NAMES.get(m, m) in set(df['method'])]
+    order += sorted(set(df['method']) - set(order))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5*len(metrics), 3.6), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         sns.boxplot(data=df, x='method', y=m, hue='strategy', order=order, ax=ax, fliersize=0, boxprops=dict(alpha=.4))
@@ -279,7 +321,8 @@ def plot_intervals(summary: pd.DataFrame, metrics=None):
     if 'level' in summary and (summary['level'] == 'image').any(): summary = summary[summary['level'] == 'image']
     metrics = list(metrics or summary['metric'].unique())
     strategies = list(summary['strategy'].unique()) if 'strategy' in summary else [None]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5*len(metrics), 1.2 + 0.45*len(METHODS)*len(strategies)), squeeze=False)
+    n_methods = summary['method'].nunique() if 'method' in summary else len(METHODS)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5*len(metrics), 1.2 + 0.45*n_methods*len(strategies)), squeeze=False)
     colors = dict(zip(strategies, sns.color_palette(n_colors=max(len(strategies), 1))))
     for ax, m in zip(axes[0], metrics):
         d = summary[summary['metric'] == m]
@@ -296,42 +339,49 @@ def plot_intervals(summary: pd.DataFrame, metrics=None):
     return fig
 
 # %% ../nbs/07_report.ipynb #ab6fe415
-def _fmt_p(p) -> str:
-    return '' if pd.isna(p) else ('<0.001' if p < 0.001 else f'{p:.3f}')
+DIGITS = dict(psnr=2, psnr_rgb=2, ssim=4, ssim_rgb=4, vif=3, feat_dist=3, lpips=3)   # as srgan_nb.stats.DIGITS
 
-def paired_table(paired: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    "A `stats.paired_vs_baseline` frame as text: difference, its 95% t and BCa intervals, Wilcoxon and t p-values, Cohen's dz."
+def _fmt_p(p) -> str:
+    return 'n/a' if pd.isna(p) else ('<0.001' if p < 0.001 else f'{p:.3f}')
+
+def paired_table(paired: pd.DataFrame, digits: int | None = None) -> pd.DataFrame:
+    "A `stats.paired_vs_baseline` (or `compare_strategies`) frame as text: difference, 95% t and BCa intervals, Wilcoxon and t p, Cohen's dz."
     if 'level' in paired and (paired['level'] == 'image').any(): paired = paired[paired['level'] == 'image']
-    f = lambda v: 'n/a' if pd.isna(v) else f"{v:+.{digits}f}"
+    paired = paired.reset_index(drop=True)
     keys = [c for c in ('strategy', 'method', 'metric') if c in paired]
     out = paired[keys + ['n']].copy()
-    if 'method' in out: out['method'] = [f"{METHOD_NAMES.get(m, m)} - {METHOD_NAMES.get(b, b)}" for m, b in zip(paired['method'], paired.get('baseline', ['bicubic']*len(paired)))]
-    out['difference'] = paired['mean_diff'].map(f)
-    out['95% CI (t)'] = [f"[{f(a)}, {f(b)}]" for a, b in zip(paired['t_low'], paired['t_high'])]
-    out['95% CI (BCa)'] = [f"[{f(a)}, {f(b)}]" for a, b in zip(paired['bca_low'], paired['bca_high'])]
+    name = lambda m: METHOD_NAMES.get(m, m)
+    if {'a', 'b'} <= set(paired.columns):     # stats.compare_strategies: strategy a - strategy b per method
+        out['method'] = [f"{name(m)}: {a} - {b}" for m, a, b in zip(paired['method'], paired['a'], paired['b'])]
+    elif 'method' in out:
+        base = paired['baseline'] if 'baseline' in paired else ['bicubic']*len(paired)
+        out['method'] = [f"{name(m)} - {name(b)}" for m, b in zip(paired['method'], base)]
+    dg = [digits if digits is not None else DIGITS.get(m, 3) for m in paired['metric']]
+    f = lambda v, d: 'n/a' if pd.isna(v) else f"{v:+.{d}f}"
+    out['metric'] = paired['metric'].map(lambda m: METRIC_NAMES.get(m, m))
+    out['difference'] = [f(v, d) for v, d in zip(paired['mean_diff'], dg)]
+    out['95% CI (t)'] = [f"[{f(a, d)}, {f(b, d)}]" for a, b, d in zip(paired['t_low'], paired['t_high'], dg)]
+    out['95% CI (BCa)'] = [f"[{f(a, d)}, {f(b, d)}]" for a, b, d in zip(paired['bca_low'], paired['bca_high'], dg)]
     out['Wilcoxon p'] = paired['wilcoxon_p'].map(_fmt_p)
     out['t-test p'] = paired['ttest_p'].map(_fmt_p)
     out["Cohen's dz"] = paired['cohens_dz'].map(lambda v: 'n/a' if pd.isna(v) else f'{v:.2f}')
-    return out.reset_index(drop=True)
+    return out
 
 # %% ../nbs/07_report.ipynb #d69607f7
-def strategy_comparison(per_image: pd.DataFrame, a: str = 's1', b: str = 's2', metrics=('psnr', 'ssim'), methods=('srresnet', 'srgan')) -> pd.DataFrame:
-    "Paired difference of each method between strategies `a` and `b` on the same test images."
-    from scipy import stats as st
+def strategy_comparison(per_image: pd.DataFrame, a: str = 's1', b: str = 's2', metrics=('psnr', 'ssim'),
+                        methods=('srresnet', 'srgan'), n_resamples: int = 4999, seed: int = 0) -> pd.DataFrame:
+    "`stats.compare_strategies` on whole test images: per method and metric, the paired difference `a` - `b` (empty when nothing pairs)."
+    import warnings
+    from srgan_nb.stats import compare_strategies, StatsWarning
     df = per_image
     if 'level' in df and (df['level'] == 'image').any(): df = df[df['level'] == 'image']
-    rows = []
-    for meth in methods:
-        for m in [k for k in metrics if k in df]:
-            w = df[df['method'] == meth].pivot_table(index='image_id', columns='strategy', values=m).dropna()
-            if a not in w or b not in w or len(w) < 2: continue
-            d = (w[a] - w[b]).to_numpy()
-            mean, lo, hi = _t_ci(d)
-            try: p = st.wilcoxon(d).pvalue if np.any(d != 0) else 1.0
-            except ValueError: p = np.nan
-            rows.append({'method': METHOD_NAMES.get(meth, meth), 'metric': m, 'n': len(d), f'mean {a}': w[a].mean(), f'mean {b}': w[b].mean(),
-                         f'{a} - {b}': mean, 'CI low': lo, 'CI high': hi, 'wilcoxon p': p})
-    return pd.DataFrame(rows)
+    metrics = [m for m in metrics if m in df and df[m].notna().any()]
+    methods = [m for m in methods if m in set(df['method'])]
+    if not metrics or not methods or not {a, b} <= set(df['strategy']): return pd.DataFrame()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', StatsWarning)
+        try: return compare_strategies(df, a, b, methods=methods, metrics=metrics, n_resamples=n_resamples, seed=seed)
+        except ValueError: return pd.DataFrame()
 
 # %% ../nbs/07_report.ipynb #c299c4f3
 def comparison_grid(rows, max_cols: int = 8):
@@ -400,6 +450,17 @@ def limitations_markdown(run) -> str:
                  "research); no images are redistributed with this project."),
              "- **Degradation:** LR images are a clean bicubic downsample; real low-resolution photos (blur, noise, "
              "compression) are harder."]
+    skip = [c for c in ((run.get('configs') or {}).values() or [cfg]) if c is not None and getattr(c, 'bicubic_skip', False)]
+    if skip or (cfg is not None and cfg.bicubic_skip and not run.get('configs')):
+        pi, gain = run.get('per_image'), None
+        if pi is not None and 'psnr' in pi and {'bicubic', 'bicubic_skip_init'} <= set(pi['method']):
+            hm = headline_means(pi, 'psnr')
+            gain = float((hm.loc['bicubic_skip_init'] - hm.loc['bicubic']).mean())
+        lines.append("- **Bicubic skip.** The generator adds its output to a bicubic upscale made with torch (a = -0.75), "
+                     "which is sharper than the PIL bicubic of the baseline: the untrained generator (its last layer starts "
+                     "at zero) already scores " + (f"{gain:+.2f} dB" if gain is not None else "about 0.2-0.35 dB") +
+                     " PSNR over bicubic" + (" (the 'Untrained (bicubic skip)' rows)" if gain is not None else "") +
+                     ". That part of any gain over bicubic is not due to training.")
     if cfg is not None and cfg.quick:
         lines.append(f"- **Quick mode** capped the run at {', '.join(f'{k}={v}' for k, v in QUICK_CAPS.items())}: "
                      "far too little training for meaningful quality; it demonstrates the workflow.")
@@ -442,11 +503,17 @@ def provenance_table(run) -> pd.DataFrame:
     rows = [('run id', run['run_id']), ('git commit', _git_commit()), ('platform', platform.platform())]
     rows += [(f'version: {k}', v) for k, v in package_versions().items()]
     if cfg is not None: rows += [('seed', cfg.seed), ('deterministic', cfg.deterministic)]
+    fmt = {'images_per_s': lambda v: f"{v:.1f} patches/s", 'seconds': lambda v: f"{v:.0f} s"}
+    label = {'n_train_images': 'training photos', 'n_patches': 'training patches', 'images_per_s': 'training throughput',
+             'seconds': 'training time'}
     for s, ts in (run.get('train_summaries') or {}).items():
-        for k in ('device', 'precision', 'backbone', 'images_per_s', 'seconds'):
-            if k in ts: rows.append((f'{s}: {k}', ts[k]))
+        for k in ('device', 'precision', 'backbone', 'n_train_images', 'n_patches', 'images_per_s', 'seconds'):
+            if k in ts:
+                v = ts[k]
+                rows.append((f'{s}: {label.get(k, k)}', fmt[k](v) if k in fmt and isinstance(v, (int, float)) else v))
     for k, t in (run.get('timings') or {}).items():
-        if isinstance(t, dict) and t.get('seconds') is not None: rows.append((f'time: {k}', f"{t['seconds']:.1f} s"))
+        if isinstance(t, dict) and t.get('seconds') is not None:
+            rows.append((f'time: {k}', f"{t['seconds']:.0f} s" + (' (earlier invocation)' if t.get('status') == 'skipped' else '')))
     return pd.DataFrame(rows, columns=['item', 'value']).astype({'value': str})
 
 # %% ../nbs/07_report.ipynb #b7b4c721

@@ -1,4 +1,5 @@
 "Metrics: cross-checks against skimage/torchmetrics, known properties, the published bicubic figure, evaluation wiring."
+import json
 import warnings
 
 import numpy as np
@@ -231,34 +232,56 @@ def _save_gen(path, seed):
 
 
 def test_evaluate_run(reports_tmp):
+    "hr_size 48: VIF (41x41 after the border) cannot be computed on the 48x48 test patches and is NaN there."
     from srgan_nb.config import make_config, run_path
     from srgan_nb.data import load_split_images
-    cfg = make_config('s2', data_source='samples', quick=True, num_workers=0)
+    from srgan_nb.model import Generator
+    cfg = make_config('s2', data_source='samples', quick=True, num_workers=0, hr_size=48)
     folder = run_path(cfg)/'s2'
     folder.mkdir(parents=True)
     g = _save_gen(folder/'generator_srgan.pt', 0)
     _save_gen(folder/'generator_srresnet.pt', 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        df = M.evaluate_run(cfg, 's2', metrics=['psnr', 'ssim'], progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        df = M.evaluate_run(cfg, 's2', metrics=['psnr', 'ssim', 'vif'], progress=False)
+    assert sum(str(w.message).startswith('vif: images of 48x48 are too small') for w in caught) == 1
     images = load_split_images(cfg, 'test')
     ids = {i for i, _ in images}
-    img = df[df.level == 'image']
-    assert set(img.method) == {'bicubic', 'srresnet', 'srgan'} and set(img.strategy) == {'s2'}
-    for m in ('bicubic', 'srresnet', 'srgan'):
+    img, patch = df[df.level == 'image'], df[df.level == 'patch']
+    assert set(img.method) == {'bicubic', 'bicubic_skip_init', 'srresnet', 'srgan'} and set(img.strategy) == {'s2'}
+    for m in ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan'):
         assert set(img[img.method == m].image_id) == ids
-    assert set(df[df.level == 'patch'].image_id) == ids
+    assert set(patch.image_id) == ids and set(patch.method) == {'bicubic', 'srresnet', 'srgan'}   # the reference: whole images only
+    assert patch.vif.isna().all() and patch.psnr.notna().all() and img.vif.notna().all()
+    untrained = M.generator_method(Generator(n_blocks=1, channels=8, bicubic_skip=True))
     i0, hr0 = images[0]
     hr0 = M.crop_to_scale(hr0, 4)
+    ref = img[(img.image_id == i0) & (img.method == 'bicubic_skip_init')].iloc[0]
+    assert ref.psnr == pytest.approx(M.psnr(untrained(make_lr(hr0, 4)), hr0), abs=1e-9)
     row = img[(img.image_id == i0) & (img.method == 'srgan')].iloc[0]
     assert row.psnr == pytest.approx(M.psnr(M.generator_method(g)(make_lr(hr0, 4)), hr0), abs=1e-9)
     ev = folder/'eval'
     assert {'per_image.csv', 'summary.csv', 'table.csv', 'notes.json'} <= {p.name for p in ev.iterdir()}
     back = pd.read_csv(ev/'per_image.csv')
     assert len(back) == len(df)
+    assert 'NaN where images of 48x48' in json.loads((ev/'notes.json').read_text())['vif']
     summ = pd.read_csv(ev/'summary.csv')
     assert set(summ[summ.level == 'image'].n) == {len(ids)}
     assert summ[(summ.method == 'srgan') & (summ.metric == 'psnr') & (summ.level == 'image')].diff_mean_diff.notna().all()
+
+
+def test_too_small_images_give_nan_with_one_warning(hr):
+    suite = M.MetricSuite(['psnr', 'ssim', 'vif'])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        rows = [suite(hr[:48, k:k + 48], hr[:48, k:k + 48]) for k in (0, 48, 96)]
+    assert [str(w.message).split(':')[0] for w in caught] == ['vif']         # once per metric, not per pair
+    assert all(np.isnan(r['vif']) and r['ssim'] == 1.0 for r in rows)
+    with pytest.raises(ValueError, match='too small'):                        # alone, the metric still says why
+        M.vif(hr[:48, :48], hr[:48, :48])
+    suite.reset()
+    with pytest.warns(UserWarning, match='vif: images of 48x48'):
+        suite(hr[:48, :48], hr[:48, :48])
 
 
 def test_evaluate_run_without_generators(reports_tmp):

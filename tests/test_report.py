@@ -75,11 +75,37 @@ def test_distributions_skip_absent_metrics():
 def test_strategy_comparison_is_paired_and_signed():
     pi = R.fake_per_image(n=6)
     pi.loc[(pi.strategy == 's1') & (pi.method == 'srgan'), 'psnr'] += 1.0
-    sc = R.strategy_comparison(pi, 's1', 's2', metrics=('psnr',), methods=('srgan',))
+    sc = R.strategy_comparison(pi, 's1', 's2', metrics=('psnr',), methods=('srgan',), n_resamples=499)
     w = pi[pi.method == 'srgan'].pivot_table(index='image_id', columns='strategy', values='psnr')
-    assert sc.iloc[0]['s1 - s2'] == pytest.approx((w.s1 - w.s2).mean())
-    assert sc.iloc[0]['CI low'] < sc.iloc[0]['s1 - s2'] < sc.iloc[0]['CI high']
+    r = sc.iloc[0]
+    assert r['mean_diff'] == pytest.approx((w.s1 - w.s2).mean())
+    assert r['t_low'] < r['mean_diff'] < r['t_high'] and r['bca_low'] < r['mean_diff'] < r['bca_high']
+    assert {'wilcoxon_p', 'ttest_p', 'cohens_dz'} <= set(sc.columns)
+    t = R.paired_table(sc)                                           # laid out like the comparison with bicubic
+    assert t.loc[0, 'method'] == 'SRGAN: s1 - s2' and t.loc[0, 'difference'] == f"{r['mean_diff']:+.2f}"
     assert R.strategy_comparison(pi[pi.strategy == 's1'], 's1', 's2').empty     # nothing to pair
+
+
+def test_styled_hides_index_rounds_and_dashes_nan():
+    h = R.fake_history(pretrain_epochs=1, epochs=1)
+    html = R.styled(R.loss_table(h)).to_html()
+    assert 'row_heading' not in html and '\u2013' in html               # no 0,1,2 index; NaN as an en dash
+    assert f"{h['g_loss'][0]:.4f}" in html and f"{h['val_psnr'][0]:.2f}</td>" in html
+    assert '>nan<' not in html.lower()
+
+
+def test_training_photos_come_from_the_train_summary():
+    run = dict(run_id='r', strategies=['s2'], cfg=RunConfig(), configs={'s2': RunConfig(n_train=12)},
+               train_summaries={'s2': {'n_train_images': 6}}, split=None, data_summary={'source': 'folder'})
+    assert R.n_train_used(run, 's2') == 6
+    assert '6 training photos' in R.abstract_markdown(run) and '12 training' not in R.abstract_markdown(run)
+    assert R.data_table(run).set_index('item').loc['training photos used by s2', 'value'] == '6 (asked for 12)'
+
+
+def test_model_table_names_the_bicubic_skip():
+    on = R.model_table(RunConfig(n_blocks=1, channels=8, bicubic_skip=True))['architecture'][0]
+    off = R.model_table(RunConfig(n_blocks=1, channels=8, bicubic_skip=False))['architecture'][0]
+    assert 'SRResNet with a bicubic skip (residual learning)' in on and 'bicubic' not in off
 
 
 def test_comparison_grid_and_examples():
@@ -98,6 +124,8 @@ def test_limitations_name_backbone_quick_caps_and_coverage():
     assert 'test images only' in lm and 'effnet_lite0' in lm and 'demo data' in lm
     assert all(f'{k}={v}' in lm for k, v in QUICK_CAPS.items())
     assert 'Quick mode' not in R.limitations_markdown(dict(run, cfg=RunConfig()))
+    assert 'Bicubic skip' in lm                                            # bicubic_skip is on by default
+    assert 'Bicubic skip' not in R.limitations_markdown(dict(run, cfg=RunConfig(bicubic_skip=False)))
     ap = R.applications_markdown()
     assert all(w in ap for w in ('Surveillance', 'Medical', 'restoration', 'identify'))
 
@@ -110,7 +138,7 @@ def test_load_run_reads_the_stage_files(tmp_path):
     pd.DataFrame(dict(image_id=['a', 'b', 'c'], path='p', split=['train', 'val', 'test'], order=0)).to_csv(rd/'data'/'split.csv', index=False)
     (rd/'data'/'summary.json').write_text(json.dumps({'source': 'samples', 'demo': True}))
     R.fake_history().to_csv(rd/'s2'/'history.csv', index=False)
-    (rd/'s2'/'train_summary.json').write_text(json.dumps({'device': 'cpu', 'precision': 'fp32', 'backbone': 'effnet_lite0'}))
+    (rd/'s2'/'train_summary.json').write_text(json.dumps({'device': 'cpu', 'precision': 'fp32', 'backbone': 'effnet_lite0', 'seconds': 12.3}))
     R.fake_per_image(n=3, strategies=('s2',)).drop(columns='strategy').to_csv(rd/'s2'/'eval'/'per_image.csv', index=False)
     (rd/'timings.json').write_text(json.dumps({'train_s2': {'seconds': 3.5, 'status': 'ran'}}))
     run = R.load_run(rd)
@@ -119,7 +147,7 @@ def test_load_run_reads_the_stage_files(tmp_path):
     dt = R.data_table(run).set_index('item')['value']
     assert dt['test photos'] == '1' and dt['training photos used by s2'] == '1 (asked for 5)' and dt['demo data'] == 'yes'
     pv = R.provenance_table(run).set_index('item')['value']
-    assert pv['s2: backbone'] == 'effnet_lite0' and pv['time: train_s2'] == '3.5 s' and pv['seed'] == '42'
+    assert pv['s2: backbone'] == 'effnet_lite0' and pv['time: train_s2'] == '4 s' and pv['s2: training time'] == '12 s' and pv['seed'] == '42'
 
 
 def test_render_html_hides_code_drops_warnings_embeds_images(tmp_path):
@@ -135,3 +163,13 @@ def test_render_html_hides_code_drops_warnings_embeds_images(tmp_path):
     html = R.render_html(tmp_path/'r.ipynb', tmp_path/'out'/'report.html').read_text()
     assert 'data:image/png;base64' in html and 'My title' in html and 'printed value 123' in html
     assert 'very_secret_code' not in html and 'noisy' not in html
+
+
+def test_readable_summary_names_metrics_and_methods():
+    stats = pytest.importorskip('srgan_nb.stats')
+    pi = R.fake_per_image(n=5, strategies=('s2',))
+    pi = pd.concat([pi, pi[pi.method == 'bicubic'].assign(method='bicubic_skip_init', psnr=lambda d: d.psnr + .2)])
+    t = R.readable_summary(stats.summary_table(pi, ['psnr', 'ssim'], n_resamples=199))
+    assert {'PSNR (dB, Y)', 'SSIM (Y)', 'Δ PSNR vs bicubic', 'Wilcoxon p, SSIM'} <= set(t.columns)
+    assert 'Untrained (bicubic skip)' in t.index.get_level_values('method')
+    assert t.loc[('s2', 'Untrained (bicubic skip)'), 'Δ PSNR vs bicubic'].startswith('+0.20')
