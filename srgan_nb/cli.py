@@ -100,7 +100,7 @@ def cmd_upscale(args) -> int:
     "Upscale image files or folders with a trained generator."
     from srgan_nb.infer import upscale_command
     upscale_command(args.inputs, args.out, args.checkpoint, tile=args.tile, overlap=args.overlap,
-                    compare=args.compare, device=args.device or 'auto', precision=args.precision)
+                    compare=args.compare, device=args.device or 'auto', precision=args.precision, fmt=args.fmt)
     return 0
 
 # %% ../nbs/10_cli.ipynb #9de65d2e
@@ -150,8 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument('inputs', nargs='+', help='image files or folders')
     sp.add_argument('-o', '--out', required=True, help='output folder (or a file name for a single input)')
     sp.add_argument('--checkpoint', required=True, help='a generator file written by training (generator_srgan.pt or generator_srresnet.pt)')
-    sp.add_argument('--tile', type=int, default=128, help='LR tile size in pixels; bounds memory')
-    sp.add_argument('--overlap', type=int, default=16, help='LR pixels of context around each tile')
+    sp.add_argument('--tile', type=int, default=256, help='LR tile size in pixels; bounds memory')
+    sp.add_argument('--overlap', type=int, default=None,
+                    help="LR pixels of context around each tile (default: the generator's receptive radius, so tiles join exactly)")
+    sp.add_argument('--format', dest='fmt', default='png', choices=['png', 'jpg'], help='image format of outputs written into a folder')
     sp.add_argument('--compare', action='store_true', help='also write a side-by-side bicubic | SR image')
     sp.add_argument('--device', default='auto', help='auto, cpu, cuda, mps')
     sp.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'], help='inference precision')
