@@ -9,11 +9,6 @@ from srgan_nb.model import Generator
 from srgan_nb.train import save_generator
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_help_names_every_stage(capsys):

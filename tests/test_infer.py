@@ -12,12 +12,6 @@ from srgan_nb.infer import (receptive_radius, probe_radius, tile_spans, prepare_
 
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "Tiny tensors: one thread avoids the spin-wait cost of a shared 2-core machine."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _randomize_bn(g):

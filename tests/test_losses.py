@@ -9,7 +9,6 @@ from srgan_nb import losses as L
 from srgan_nb.config import RunConfig
 from srgan_nb.model import Generator, Discriminator
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope='module')

@@ -15,13 +15,6 @@ from srgan_nb import metrics as M
 from srgan_nb.data import make_lr, bicubic_upscale, list_images, load_image
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "One torch thread: on a shared 2-core machine two threads are several times slower."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _blur(img, sigma):

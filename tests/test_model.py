@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from srgan_nb.config import RunConfig
 from srgan_nb.model import Generator, Discriminator, bicubic, build_models, count_parameters, layer_shapes
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.mark.parametrize('scale', [2, 4, 8])

@@ -13,13 +13,6 @@ from srgan_nb.model import Generator, Discriminator
 TRAIN, VAL = T.toy_patches(12, 24, 4, seed=1), T.toy_patches(4, 24, 4, seed=2)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "Tiny networks run fastest on one thread (and far faster than two on a busy machine); restored afterwards."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_cfg(**kw):
