@@ -21,7 +21,7 @@ from .config import (RunConfig, config_dict, save_config, run_path, seed_everyth
 __all__ = ['HISTORY_COLUMNS', 'RESUME_KEYS', 'TrainingDiverged', 'in_notebook', 'show_progress', 'progress_bar', 'atomic_save',
            'load_checkpoint', 'rng_state', 'set_rng_state', 'unwrap', 'save_generator', 'load_generator',
            'patch_tensors', 'image_count', 'toy_patches', 'shard_indices', 'augment_pair', 'autocast_context',
-           'make_scaler', 'y_psnr', 'bicubic_upscale_tensor', 'predict_uint8', 'LossTracker', 'dist_info',
+           'make_scaler', 'batch_psnr', 'bicubic_upscale_tensor', 'predict_uint8', 'LossTracker', 'dist_info',
            'setup_distributed', 'hr_feature_cache', 'config_mismatch', 'save_checkpoint', 'fit', 'read_summary',
            'is_finished', 'train', 'plot_history', 'sr_figure']
 
@@ -211,33 +211,16 @@ def make_scaler(device, precision: str):
     return torch.amp.GradScaler(torch.device(device).type, enabled=(precision == 'fp16'))
 
 # %% ../nbs/04_train.ipynb #22e369d2
-def y_psnr(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> np.ndarray:
-    "Per-image Y-channel PSNR (BT.601, MATLAB rgb2ycbcr, `scale` px crop, range 255) of uint8 NCHW batches."
-    def y(x):
-        x = x.double()
-        return 16 + (65.481 * x[:, 0] + 128.553 * x[:, 1] + 24.966 * x[:, 2]) / 255
-    a, b = y(sr), y(hr)
-    if scale: a, b = a[:, scale:-scale, scale:-scale], b[:, scale:-scale, scale:-scale]
-    mse = ((a - b) ** 2).mean((1, 2)).clamp_min(1e-10)
-    return (10 * torch.log10(255.0 ** 2 / mse)).numpy()
-
-def _psnr_fn():
-    "srgan_nb.metrics.psnr on uint8 HxWx3 arrays when that module exists, else this module's `y_psnr`."
-    try:
-        from srgan_nb.metrics import psnr
-        return lambda s, h, scale: np.array([psnr(a, b, scale=scale, y_channel=True)
-                                             for a, b in zip(s.permute(0, 2, 3, 1).numpy(), h.permute(0, 2, 3, 1).numpy())])
-    except ImportError:
-        return y_psnr
+def batch_psnr(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> np.ndarray:
+    "Per-image Y-channel PSNR of uint8 NCHW batches: `srgan_nb.metrics.psnr` (BT.601 Y, `scale` px crop, range 255)."
+    from srgan_nb.metrics import psnr
+    return np.array([psnr(a, b, scale=scale, y_channel=True)
+                     for a, b in zip(sr.permute(0, 2, 3, 1).numpy(), hr.permute(0, 2, 3, 1).numpy())])
 
 # %% ../nbs/04_train.ipynb #cca7d449
 def bicubic_upscale_tensor(lr: torch.Tensor, scale: int) -> torch.Tensor:
-    "PIL BICUBIC upscale of a uint8 NCHW batch (the seed's baseline; `srgan_nb.data.bicubic_upscale` when present)."
-    try:
-        from srgan_nb.data import bicubic_upscale
-    except ImportError:
-        from PIL import Image
-        bicubic_upscale = lambda im, s: np.asarray(Image.fromarray(im).resize((im.shape[1] * s, im.shape[0] * s), Image.BICUBIC))
+    "PIL BICUBIC upscale of a uint8 NCHW batch (the seed's baseline, `srgan_nb.data.bicubic_upscale`)."
+    from srgan_nb.data import bicubic_upscale
     ups = [bicubic_upscale(np.ascontiguousarray(x), scale) for x in lr.permute(0, 2, 3, 1).numpy()]
     return torch.from_numpy(np.stack(ups)).permute(0, 3, 1, 2).contiguous()
 
@@ -430,8 +413,7 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
     data_dev = device if device.type == 'cuda' else torch.device('cpu')
     lr_all, hr_all = lr_all.to(data_dev), hr_all.to(data_dev)
     val = patch_tensors(val_set) if val_set is not None else None
-    psnr_fn = _psnr_fn()
-    val_bicubic = float(np.mean(psnr_fn(bicubic_upscale_tensor(val[0], cfg.scale), val[1], cfg.scale))) if val else float('nan')
+    val_bicubic = float(np.mean(batch_psnr(bicubic_upscale_tensor(val[0], cfg.scale), val[1], cfg.scale))) if val else float('nan')
 
     # models, losses, optimisers
     if generator is None or discriminator is None:
@@ -517,7 +499,7 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
         n_img = len(idx) * world
         train_seconds += seconds; images_seen += n_img
         phase_time[phase][0] += seconds; phase_time[phase][1] += n_img
-        vpsnr = float(np.mean(psnr_fn(predict_uint8(G, val[0], device, precision, channels_last=cfg.channels_last), val[1], cfg.scale))) \
+        vpsnr = float(np.mean(batch_psnr(predict_uint8(G, val[0], device, precision, channels_last=cfg.channels_last), val[1], cfg.scale))) \
             if (val and main) else float('nan')
         nan = float('nan')
         row = dict(epoch=epoch, phase=phase, g_loss=m['g_loss'], d_loss_fake=m.get('d_loss_fake', nan),
@@ -630,14 +612,13 @@ def sr_figure(generators: dict, val_set, n: int = 4, scale: int = 4, device='cpu
     cols = {'LR': None, 'bicubic': bicubic_upscale_tensor(lr, scale)}
     for name, g in generators.items(): cols[name] = predict_uint8(g, lr, device)
     cols['HR'] = hr
-    psnr_fn = _psnr_fn()
     fig, axes = plt.subplots(len(lr), len(cols), figsize=(2.2 * len(cols), 2.2 * len(lr)), squeeze=False)
     for j, (name, imgs) in enumerate(cols.items()):
         for i in range(len(lr)):
             ax = axes[i, j]; ax.axis('off')
             im = (lr if imgs is None else imgs)[i].permute(1, 2, 0).numpy()
             ax.imshow(im, interpolation='nearest')
-            if imgs is not None and name != 'HR': ax.set_title(f"{name}\n{float(psnr_fn(imgs[i:i+1], hr[i:i+1], scale)[0]):.2f} dB", fontsize=8)
+            if imgs is not None and name != 'HR': ax.set_title(f"{name}\n{float(batch_psnr(imgs[i:i+1], hr[i:i+1], scale)[0]):.2f} dB", fontsize=8)
             elif i == 0: ax.set_title(name, fontsize=8)
     fig.tight_layout()
     return fig
