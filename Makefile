@@ -40,7 +40,7 @@ nbtest: setup
 	cd $(CURDIR) && $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -rs tests
 
 export: setup
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
