@@ -20,8 +20,8 @@ from .config import pick_device, pick_precision, autocast_dtype
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'read_image', 'write_image', 'receptive_radius', 'probe_radius', 'tile_spans', 'fold_batchnorm',
-           'prepare_generator', 'upscale_tensor', 'upscale_image', 'bicubic_image', 'compare_image', 'collect_inputs',
-           'load_for_inference', 'upscale_command']
+           'ShuffledTail', 'shuffle_tail', 'prepare_generator', 'upscale_tensor', 'upscale_image', 'bicubic_image',
+           'compare_image', 'collect_inputs', 'load_for_inference', 'upscale_command']
 
 # %% ../nbs/09_infer.ipynb #f91ce773
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -114,11 +114,50 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 # %% ../nbs/09_infer.ipynb #c3176f6a
+class ShuffledTail(nn.Module):
+    "The last upsampling stage (conv, PixelShuffle(r), PReLU) and the tail conv, with the tail computed before the shuffle."
+    def __init__(self, up: nn.Module, tail: nn.Conv2d):
+        super().__init__()
+        r, (k, _), (p, _) = up.shuffle.upscale_factor, tail.kernel_size, tail.padding
+        C, O = tail.in_channels, tail.out_channels
+        dmin, dmax = (-p) // r, (r - 1 + k - 1 - p) // r
+        if dmin != -dmax: raise ValueError("ShuffledTail needs a centred tail kernel")
+        K = dmax - dmin + 1
+        self.conv, self.r = up.conv, r
+        slopes = up.act.weight.detach()
+        self.act = nn.PReLU(C * r * r)
+        with torch.no_grad():
+            self.act.weight.copy_(slopes.repeat_interleave(r * r) if slopes.numel() == C else slopes.expand(C * r * r))
+            W = tail.weight.detach()
+            W2 = torch.zeros(O * r * r, C * r * r, K, K, dtype=W.dtype)
+            for a in range(r):
+                for b in range(r):
+                    for ky in range(k):
+                        for kx in range(k):
+                            a2, dy = (a + ky - p) % r, (a + ky - p) // r
+                            b2, dx = (b + kx - p) % r, (b + kx - p) // r
+                            W2[a * r + b::r * r, a2 * r + b2::r * r, dy - dmin, dx - dmin] += W[:, :, ky, kx]
+            self.tail = nn.Conv2d(C * r * r, O * r * r, K, padding=-dmin, bias=tail.bias is not None)
+            self.tail.weight.copy_(W2)
+            if tail.bias is not None: self.tail.bias.copy_(tail.bias.detach().repeat_interleave(r * r))
+    def forward(self, x): return F.pixel_shuffle(self.tail(self.act(self.conv(x))), self.r)
+
+def shuffle_tail(g: nn.Module) -> nn.Module:
+    "Replace a Generator's last upsampling stage + tail by the equivalent `ShuffledTail` (in place)."
+    ups, tail = getattr(g, 'upsample', None), getattr(g, 'tail', None)
+    if isinstance(ups, nn.Sequential) and len(ups) and isinstance(tail, nn.Conv2d) and hasattr(ups[-1], 'shuffle'):
+        ups[-1] = ShuffledTail(ups[-1], tail)
+        g.tail = nn.Identity()
+    return g
+
+# %% ../nbs/09_infer.ipynb #2290c1b2
 def prepare_generator(generator: nn.Module, device='cpu', precision: str = 'fp32', channels_last: bool | None = None,
-                      fold_bn: bool = True) -> nn.Module:
-    "An eval-mode copy of `generator` for inference: BatchNorm folded, on `device`, channels_last where it pays."
+                      fold_bn: bool = True, fuse_tail: bool = True) -> nn.Module:
+    "An eval-mode copy of `generator` for inference: BatchNorm folded, tail before the last shuffle, on `device`, channels_last."
     device = torch.device(device)
-    g = copy.deepcopy(generator).eval().to(device)
+    g = copy.deepcopy(generator).eval()
+    if fuse_tail: shuffle_tail(g)
+    g = g.to(device)
     for p in g.parameters(): p.requires_grad_(False)
     if fold_bn: fold_batchnorm(g)
     if channels_last is None: channels_last = True  # faster in fp32 and bf16 on this CPU (benchmarks/bench_infer.py) and on CUDA

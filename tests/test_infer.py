@@ -173,3 +173,18 @@ def test_bf16_close_to_fp32(gen, img):
     a = upscale_image(gen, img, precision='fp32').astype(int)
     b = upscale_image(gen, img, precision='bf16').astype(int)
     assert np.abs(a - b).mean() < 2
+
+
+@pytest.mark.parametrize('scale', [2, 4])
+def test_shuffled_tail_is_exact(scale):
+    "The tail computed before the last pixel shuffle gives the generator's output (distinct PReLU slopes, odd sizes)."
+    import copy
+    from srgan_nb.infer import shuffle_tail, ShuffledTail
+    g = Generator(scale=scale, n_blocks=1, channels=8).eval()
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, torch.nn.PReLU): m.weight.uniform_(0, 0.5)
+    x = torch.rand(1, 3, 11, 14)
+    fused = shuffle_tail(copy.deepcopy(g))
+    assert isinstance(fused.upsample[-1], ShuffledTail)
+    with torch.no_grad(): assert torch.allclose(fused(x), g(x), atol=1e-5)
