@@ -74,7 +74,8 @@ class RunConfig:
     # losses
     backbone: str = 'auto'           # perceptual backbone: auto | vgg19 | effnet_lite0
     vgg_weights: str | None = None   # path to torchvision VGG19 weights (else torchvision's cache)
-    content_weight: float = 1.0
+    content_weight: float = 0.0      # pixel MSE in the GAN phase: 0 = the paper's SRGAN (perceptual + 1e-3 adversarial);
+                                     # 1 keeps the MSE (higher PSNR, worse feature distance: see the README)
     perceptual_weight: float = 1.0
     adversarial_weight: float = 1e-3
     # training

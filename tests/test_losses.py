@@ -58,7 +58,9 @@ def test_content_and_adversarial_values():
 
 
 def test_loss_weights():
-    assert L.loss_weights(RunConfig()) == dict(content_loss=1.0, perceptual_loss=1.0, adversarial_loss=1e-3)
+    # the default is the paper's SRGAN objective: perceptual + 1e-3 adversarial, no pixel MSE in the GAN phase
+    assert L.loss_weights(RunConfig()) == dict(content_loss=0.0, perceptual_loss=1.0, adversarial_loss=1e-3)
+    assert L.loss_weights(RunConfig(content_weight=1.0))['content_loss'] == 1.0
     assert L.loss_weights(dict(content=2, perceptual=0, adversarial=1))['content_loss'] == 2.0
     assert L.loss_weights(dict(content_weight=0, perceptual_weight=1, adversarial_weight=0))['perceptual_loss'] == 1.0
     with pytest.raises(KeyError, match='adversarial_weight'): L.loss_weights(dict(content=1, perceptual=1))
