@@ -16,7 +16,7 @@ RUN_ID ?=
 DEVICE ?= auto
 EXTRA ?=
 
-.PHONY: setup report test nbtest pytest export readme check-readme bench clean-venv
+.PHONY: setup report test nbtest pytest export readme check-readme bench docs clean-venv
 
 setup: $(STAMP)
 
@@ -47,6 +47,19 @@ export: setup
 
 readme: setup
 	$(BIN)/jupyter nbconvert --to markdown --log-level WARN nbs/index.ipynb --output-dir . --output README
+
+# the nbdev site needs quarto, which no package registry ships: check first (nbdev's own fallback runs sudo and curl)
+docs: setup
+	@if command -v quarto >/dev/null 2>&1; then \
+		$(BIN)/nbdev_docs; \
+	else \
+		echo "make docs: quarto is not on PATH, so the nbdev site cannot be built here."; \
+		echo "  Get it from https://quarto.org/docs/get-started/ (a .deb/.tar.gz download: needs internet), then rerun make docs."; \
+		echo "  (PyPI's quarto-cli is an sdist that downloads quarto from GitHub while it builds: it fails offline.)"; \
+		echo "Meanwhile, checking that nbdev can process every notebook (nbdev.serve.proc_nbs, the step before quarto) ..."; \
+		$(PY) -c "from nbdev.serve import proc_nbs; print('processed into', proc_nbs(n_workers=2, force=True))"; \
+		exit 1; \
+	fi
 
 bench: setup
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done

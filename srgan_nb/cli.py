@@ -10,8 +10,8 @@ from pathlib import Path
 from .config import RunConfig, make_config, parse_overrides, run_path, STRATEGIES, QUICK_CAPS
 
 # %% auto #0
-__all__ = ['config_from_args', 'cmd_prepare', 'cmd_train', 'cmd_evaluate', 'user_overrides', 'cmd_run', 'cmd_runs', 'cmd_upscale',
-           'build_parser', 'main']
+__all__ = ['config_from_args', 'cmd_prepare', 'cmd_train', 'print_evaluation', 'cmd_evaluate', 'user_overrides', 'cmd_run',
+           'cmd_runs', 'cmd_upscale', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #36a52a7b
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -61,11 +61,26 @@ def cmd_train(args) -> int:
     print(hist.to_string(index=False))
     return 0
 
+def print_evaluation(ev) -> None:
+    "Print what `metrics.evaluate_command` did: the summary table (metrics down, methods across), notes and files."
+    from srgan_nb import stats
+    import pandas as pd
+    if ev.note: print(ev.note)
+    n = ev.df.image_id.nunique()
+    with pd.option_context('display.width', 200, 'display.max_columns', 50):
+        print(f"{n} image(s) from {ev.source}, x{ev.scale}; mean [95% BCa interval]")
+        print(ev.table().T.to_string())  # metrics down, methods across: fits a terminal
+    for k, v in ev.df.attrs.get('notes', {}).items(): print(f"{k}: {v}")
+    caveat = stats.sample_caveat(n)
+    if caveat: print(caveat)
+    print(f"per-image metrics: {ev.paths['per_image']}")
+
 def cmd_evaluate(args) -> int:
-    "Score bicubic and generators on a folder of images or on a run's test split."
+    "Score bicubic and generators on a folder of images or on a run's test split (written under reports/evaluations/)."
     cfg = config_from_args(args)
     from srgan_nb.metrics import evaluate_command
-    evaluate_command(cfg, checkpoint=args.checkpoint, data_dir=args.data_dir, out=args.out)
+    print_evaluation(evaluate_command(cfg, checkpoint=args.checkpoint, data_dir=args.data_dir, out=args.out,
+                                      precision=args.precision))
     return 0
 
 def user_overrides(args) -> dict:
@@ -133,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
         help='PSNR, SSIM, VIF and feature distance of bicubic and generators, with confidence intervals'))
     sp.add_argument('--checkpoint', help='a generator file (generator_*.pt); with --data-dir, every image of the folder is scored')
     sp.add_argument('--strategy', default='s2', choices=sorted(STRATEGIES), help="with --run-id: the strategy whose generators are scored")
-    sp.add_argument('--out', help='where to write the per-image CSV')
+    sp.add_argument('--out', help='folder for the per-image CSV and tables (default: reports/evaluations/<name>/; never inside a run)')
+    sp.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16', 'auto'],
+                    help='precision of the generators (fp32: scores that do not depend on the CPU)')
     sp.set_defaults(func=cmd_evaluate)
 
     sp = _common(sub.add_parser('run', formatter_class=fmt,

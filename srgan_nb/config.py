@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #bfe57187
 from __future__ import annotations
-import dataclasses, hashlib, json, os, random, warnings
+import contextlib, dataclasses, hashlib, json, os, random, warnings
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import torch
 __all__ = ['STRATEGIES', 'QUICK_CAPS', 'Strategy', 'get_strategy', 'RunConfig', 'parse_overrides', 'make_config', 'config_dict',
            'save_config', 'load_config', 'repo_root', 'reports_dir', 'cache_dir', 'runs_dir', 'default_run_id',
            'run_path', 'shared_data', 'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision',
-           'autocast_dtype']
+           'autocast_dtype', 'autocast']
 
 # %% ../nbs/00_config.ipynb #1ca401bd
 @dataclass(frozen=True)
@@ -74,8 +74,10 @@ class RunConfig:
     # losses
     backbone: str = 'auto'           # perceptual backbone: auto | vgg19 | effnet_lite0
     vgg_weights: str | None = None   # path to torchvision VGG19 weights (else torchvision's cache)
-    content_weight: float = 0.0      # pixel MSE in the GAN phase: 0 = the paper's SRGAN (perceptual + 1e-3 adversarial);
-                                     # 1 keeps the MSE (higher PSNR, worse feature distance: see the README)
+    pixel_weight: float = 0.0        # pixel loss in the GAN phase: 0 = the paper's SRGAN (perceptual + 1e-3 adversarial);
+                                     # 1 keeps the pixel MSE (higher PSNR, worse feature distance: see the README)
+    pixel_criterion: str = 'mse'     # the pixel loss of both phases: mse (the paper's SRResNet) | l1
+    content_weight: float | None = None  # deprecated alias of pixel_weight (older runs); setting it sets pixel_weight
     perceptual_weight: float = 1.0
     adversarial_weight: float = 1e-3
     # training
@@ -93,6 +95,8 @@ class RunConfig:
     channels_last: bool = True       # channels_last memory format: +12% per training step on CPU bf16 (benchmarks/bench_train.py)
     deterministic: bool = False
     log_every: int = 10              # steps between loss logs and NaN checks
+    d_health_patches: int = 100      # fixed validation patches on which D's pairwise accuracy is measured (0: off)
+    d_health_checks: int = 5         # D-health measurements per GAN epoch
     resume: bool = True
 
     def __post_init__(self):
@@ -102,18 +106,21 @@ class RunConfig:
             if getattr(self, k) is None: setattr(self, k, getattr(s, k))
         if self.quick:
             for k, cap in QUICK_CAPS.items(): setattr(self, k, min(getattr(self, k), cap))
+        if self.content_weight is not None:  # the old name of the pixel term (the paper's "content loss" is the VGG loss)
+            warnings.warn("content_weight is deprecated: it is the pixel-loss weight, now called pixel_weight", DeprecationWarning, stacklevel=3)
+            self.pixel_weight, self.content_weight = float(self.content_weight), None
         for k in ('data_dir', 'vgg_weights'):  # stages run in other folders (papermill): keep paths absolute
             if getattr(self, k): setattr(self, k, os.path.abspath(os.path.expanduser(str(getattr(self, k)))))
         self.validate()
 
     def validate(self):
         "Raise a clear error for a bad parameter."
-        pos = ['hr_size', 'scale', 'patches_per_image', 'n_train', 'epochs', 'batch_size', 'n_blocks', 'channels', 'log_every']
+        pos = ['hr_size', 'scale', 'patches_per_image', 'n_train', 'epochs', 'batch_size', 'n_blocks', 'channels', 'log_every', 'd_health_checks']
         for k in pos:
             v = getattr(self, k)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
-        for k in ('n_val', 'n_test', 'pretrain_epochs', 'num_workers'):
+        for k in ('n_val', 'n_test', 'pretrain_epochs', 'num_workers', 'd_health_patches'):
             if int(getattr(self, k)) < 0: raise ValueError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if self.scale not in (2, 4, 8): raise ValueError(f"scale must be 2, 4 or 8, got {self.scale}")
         if self.hr_size % self.scale: raise ValueError(f"hr_size {self.hr_size} is not a multiple of scale {self.scale}")
@@ -128,6 +135,7 @@ class RunConfig:
         for k in ('lr_g', 'lr_d'):
             if not float(getattr(self, k)) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)!r}")
         if self.min_sharpness < 0: raise ValueError("min_sharpness must be >= 0")
+        if self.pixel_criterion not in ('mse', 'l1'): raise ValueError(f"pixel_criterion must be mse or l1, got {self.pixel_criterion!r}")
         return self
 
 # %% ../nbs/00_config.ipynb #5f2cdf27
@@ -188,8 +196,10 @@ def save_config(cfg: RunConfig, path) -> Path:
     return path
 
 def load_config(path) -> RunConfig:
-    "Read a config written by `save_config`."
+    "Read a config written by `save_config` (older runs' `content_weight` is read as `pixel_weight`)."
     d = json.loads(Path(path).read_text())
+    if d.get('content_weight') is not None and 'pixel_weight' not in d: d['pixel_weight'] = d['content_weight']
+    d.pop('content_weight', None)
     known = _field_types()
     return RunConfig(**{k: v for k, v in d.items() if k in known})
 
@@ -221,7 +231,7 @@ def runs_dir() -> Path:
 def default_run_id(cfg: RunConfig) -> str:
     "A deterministic run id: data source, quick flag and a short hash of the settings that shape results."
     d = config_dict(cfg)
-    for k in ('run_id', 'strategy', 'epochs', 'batch_size', 'n_train', 'device', 'num_workers', 'resume', 'log_every'):
+    for k in ('run_id', 'strategy', 'epochs', 'batch_size', 'n_train', 'device', 'num_workers', 'resume', 'log_every', 'd_health_patches', 'd_health_checks'):
         d.pop(k, None)
     h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
     src = cfg.data_source if cfg.data_source != 'auto' or not cfg.data_dir else 'folder'
@@ -293,3 +303,9 @@ def pick_precision(pref: str, device) -> str:
 def autocast_dtype(precision: str):
     "The torch dtype for autocast, or None for fp32."
     return {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(precision)
+
+def autocast(device, precision: str):
+    "An autocast context for `precision` on `device` (a no-op for fp32): the one used by training and inference."
+    dtype = autocast_dtype(precision)
+    if dtype is None: return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)

@@ -16,50 +16,23 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm.auto import tqdm
 
-from .config import pick_device, pick_precision, autocast_dtype
+from .config import pick_device, pick_precision, autocast
+from .data import IMAGE_EXTS, load_image, bicubic_upscale
+from .model import load_generator, unwrap
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'read_image', 'write_image', 'receptive_radius', 'probe_radius', 'tile_spans', 'fold_batchnorm',
-           'ShuffledTail', 'shuffle_tail', 'prepare_generator', 'upscale_tensor', 'upscale_image', 'bicubic_image',
-           'compare_image', 'collect_inputs', 'load_for_inference', 'upscale_command']
-
-# %% ../nbs/09_infer.ipynb #f91ce773
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+__all__ = ['WRITE_EXTS', 'write_image', 'receptive_radius', 'probe_radius', 'tile_spans', 'fold_batchnorm', 'ShuffledTail',
+           'shuffle_tail', 'prepare_generator', 'upscale_tensor', 'upscale_image', 'upscale_batch',
+           'load_for_inference', 'Upscaler', 'compare_image', 'collect_inputs', 'upscale_command']
 
 # %% ../nbs/09_infer.ipynb #9405c745
-def _pil_to_rgb(im: Image.Image) -> np.ndarray:
-    "A PIL image of any mode as HxWx3 uint8 RGB (16-bit scaled down, alpha composited on white)."
-    im = ImageOps.exif_transpose(im)
-    if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
-        a = np.asarray(im, dtype=np.float64)
-        a = a / 257.0 if a.max() > 255 else a
-        return np.repeat(np.clip(np.round(a), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-    if im.mode in ('RGBA', 'LA', 'PA') or (im.mode == 'P' and 'transparency' in im.info):
-        im = im.convert('RGBA')
-        bg = Image.new('RGBA', im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, im)
-    return np.asarray(im.convert('RGB'), dtype=np.uint8).copy()
+WRITE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')  # the readable formats (data.IMAGE_EXTS) PIL also writes
 
-def read_image(path) -> np.ndarray:
-    "Load `path` as HxWx3 uint8 RGB: `srgan_nb.data.load_image` when the data module exists, else PIL."
-    try:
-        from srgan_nb.data import load_image
-    except ImportError:
-        load_image = None
-    if load_image is not None: return load_image(path)
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"No such image: {path}")
-    try:
-        with Image.open(path) as im: return _pil_to_rgb(im)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"Cannot read image {path}: {e}") from None
-
-# %% ../nbs/09_infer.ipynb #0818309b
 def write_image(img: np.ndarray, path, quality: int = 95) -> Path:
     "Save an HxWx3 uint8 image; the format follows the extension (PNG, JPEG at `quality`, ...)."
     path = Path(path)
     ext = path.suffix.lower()
-    if ext not in IMAGE_EXTS: raise ValueError(f"Unsupported output extension {ext!r} for {path}; use one of {', '.join(IMAGE_EXTS)}")
+    if ext not in WRITE_EXTS: raise ValueError(f"Unsupported output extension {ext!r} for {path}; use one of {', '.join(WRITE_EXTS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     im = Image.fromarray(np.ascontiguousarray(img))
     if ext in ('.jpg', '.jpeg'): im.save(path, quality=quality, subsampling=0)
@@ -166,11 +139,6 @@ def prepare_generator(generator: nn.Module, device='cpu', precision: str = 'fp32
     g.scale = getattr(generator, 'scale', None)
     return g
 
-# %% ../nbs/09_infer.ipynb #a64c647a
-def _autocast(device: torch.device, precision: str):
-    dt = autocast_dtype(precision)
-    return torch.autocast(device_type=device.type, dtype=dt, enabled=dt is not None)
-
 # %% ../nbs/09_infer.ipynb #8c887ed4
 def upscale_tensor(fn: Callable, x: torch.Tensor, tile: int | None = 256, overlap: int = 0, scale: int | None = None,
                    progress: bool = False) -> torch.Tensor:
@@ -192,7 +160,7 @@ def upscale_tensor(fn: Callable, x: torch.Tensor, tile: int | None = 256, overla
     bar.close()
     return out
 
-# %% ../nbs/09_infer.ipynb #ff42919a
+# %% ../nbs/09_infer.ipynb #a64c647a
 def upscale_image(generator, image: np.ndarray, tile: int | None = 256, overlap: int | None = None, device=None,
                   precision: str = 'fp32', progress: bool = False) -> np.ndarray:
     "Upscale an HxWx3 uint8 image with `generator` (tiled, `overlap` defaults to the receptive-field radius) -> uint8."
@@ -213,22 +181,68 @@ def upscale_image(generator, image: np.ndarray, tile: int | None = 256, overlap:
     x = torch.from_numpy(np.array(image, dtype=np.uint8, order='C')).to(dev).permute(2, 0, 1)[None].float().div_(255)
     def fn(t):
         if cl: t = t.contiguous(memory_format=torch.channels_last)
-        with _autocast(dev, precision): return generator(t).float()
+        with autocast(dev, precision): return generator(t).float()
     with torch.inference_mode():
         y = upscale_tensor(fn, x, tile=tile, overlap=overlap, progress=progress)
         return y[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
-# %% ../nbs/09_infer.ipynb #ee1b4dec
-def bicubic_image(lr: np.ndarray, scale: int) -> np.ndarray:
-    "PIL bicubic upscale of an HxWx3 uint8 image (`srgan_nb.data.bicubic_upscale` when it exists)."
-    try:
-        from srgan_nb.data import bicubic_upscale
-        return bicubic_upscale(lr, scale)
-    except ImportError:
-        h, w = lr.shape[:2]
-        return np.asarray(Image.fromarray(lr).resize((w * scale, h * scale), Image.BICUBIC))
+# %% ../nbs/09_infer.ipynb #263e9e99
+def upscale_batch(generator: nn.Module, lr: torch.Tensor, device=None, precision: str = 'fp32', batch_size: int = 32) -> torch.Tensor:
+    "Upscale a uint8 (N, 3, h, w) batch of LR patches in batches of `batch_size` -> uint8 (N, 3, h*s, w*s) on the CPU."
+    if not isinstance(lr, torch.Tensor) or lr.dtype != torch.uint8 or lr.ndim != 4 or lr.shape[1] != 3:
+        raise ValueError(f"expected a uint8 (N, 3, h, w) tensor, got {getattr(lr, 'dtype', type(lr))} {tuple(getattr(lr, 'shape', ()))}")
+    dev = torch.device(device) if device is not None else next(unwrap(generator).parameters()).device
+    g = prepare_generator(unwrap(generator), dev, precision)
+    cl = g._infer_prepared['channels_last']
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(lr), batch_size):
+            x = lr[i:i + batch_size].to(dev).float().div_(255)
+            if cl: x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(dev, precision): y = g(x).float()
+            outs.append(y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).cpu().contiguous())
+    return torch.cat(outs)
 
-# %% ../nbs/09_infer.ipynb #61f5dbe8
+# %% ../nbs/09_infer.ipynb #11ebb970
+def load_for_inference(checkpoint, device='cpu') -> nn.Module:
+    "The generator of a file written by `srgan_nb.model.save_generator` (or a Generator passed through), with clear errors."
+    if isinstance(checkpoint, nn.Module): return checkpoint
+    if checkpoint is None or str(checkpoint).strip() == '':
+        raise ValueError("No checkpoint given: pass --checkpoint PATH to a generator file written by `srgan-nb train` "
+                         "(e.g. reports/runs/<run-id>/s2/generator_srgan.pt)")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint not found: {path} (train one with `srgan-nb train`, or list runs with `srgan-nb runs`)")
+    return load_generator(path, device=device)
+
+# %% ../nbs/09_infer.ipynb #ee1b4dec
+class Upscaler:
+    "A generator prepared for inference once; call it on a uint8 HxWx3 LR image to get the uint8 SR image."
+    def __init__(self, generator, device='cpu', precision: str = 'fp32', tile: int | None = 256, overlap: int | None = None):
+        self.device = pick_device(str(device))
+        self.precision = pick_precision(precision, self.device)
+        raw = load_for_inference(generator, device=self.device)
+        self.meta = dict(getattr(raw, 'meta', {}) or {})
+        self.scale = int(getattr(raw, 'scale', 0) or 0) or None
+        self.bicubic_skip = bool(getattr(raw, 'bicubic_skip', False))
+        self.generator = prepare_generator(raw, self.device, self.precision)
+        self.tile = tile
+        self.overlap = receptive_radius(self.generator) if overlap is None else int(overlap)
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        "The SR image of one uint8 LR image (tiled)."
+        return upscale_image(self.generator, lr, tile=self.tile, overlap=self.overlap, device=self.device, precision=self.precision)
+
+    def batch(self, lr: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        "The SR patches of a uint8 (N, 3, h, w) batch."
+        return upscale_batch(self.generator, lr, self.device, self.precision, batch_size)
+
+    def describe(self) -> str:
+        "How the SR images are made, in one line."
+        tiles = f"tiles of {self.tile} LR px with {self.overlap} px of context" if self.tile else 'whole images'
+        return f"srgan_nb.infer.Upscaler: {self.precision} on {self.device.type}, BatchNorm folded, {tiles}, clamped and rounded to 8 bits"
+
+# %% ../nbs/09_infer.ipynb #b824d372
 def _font(size: int):
     try: return ImageFont.load_default(size=size)
     except TypeError: return ImageFont.load_default()
@@ -236,7 +250,7 @@ def _font(size: int):
 def compare_image(lr: np.ndarray, sr: np.ndarray, labels=('bicubic', 'SRGAN'), gap: int = 8) -> np.ndarray:
     "Bicubic upscale of `lr` and `sr` side by side, each under a label: an HxWx3 uint8 image."
     scale = sr.shape[0] // lr.shape[0]
-    bic = bicubic_image(lr, scale)[:sr.shape[0], :sr.shape[1]]
+    bic = bicubic_upscale(lr, scale)[:sr.shape[0], :sr.shape[1]]
     h, w = sr.shape[:2]
     band = max(18, min(48, w // 12))
     canvas = Image.new('RGB', (2 * w + gap, h + band), (255, 255, 255))
@@ -262,49 +276,32 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
     if not out: raise ValueError(f"no input images found in {[str(p) for p in inputs]}")
     return out
 
-# %% ../nbs/09_infer.ipynb #539abdd6
-def load_for_inference(checkpoint, device='cpu') -> nn.Module:
-    "The generator of a checkpoint written by `srgan_nb.train.save_generator` (or a Generator passed through), with clear errors."
-    if isinstance(checkpoint, nn.Module): return checkpoint
-    if checkpoint is None or str(checkpoint).strip() == '':
-        raise ValueError("No checkpoint given: pass --checkpoint PATH to a generator file written by `srgan-nb train` "
-                         "(e.g. reports/runs/<run-id>/s2/generator_srgan.pt)")
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint not found: {path} (train one with `srgan-nb train`, or list runs with `srgan-nb runs`)")
-    from srgan_nb.train import load_generator
-    return load_generator(path, device=device)
-
-# %% ../nbs/09_infer.ipynb #2ffcd6dd
+# %% ../nbs/09_infer.ipynb #ec8e3650
 def _output_path(out: Path, rel: Path, single: bool, suffix: str, ext: str) -> Path:
-    if single and out.suffix.lower() in IMAGE_EXTS: return out.with_name(out.stem + suffix + out.suffix) if suffix else out
+    if single and out.suffix.lower() in WRITE_EXTS: return out.with_name(out.stem + suffix + out.suffix) if suffix else out
     return (out/rel).with_name(rel.stem + '_sr' + suffix + ext)
 
 def upscale_command(inputs, out, checkpoint, tile: int | None = 256, overlap: int | None = None, compare: bool = False,
                     device='auto', precision: str = 'auto', fmt: str = 'png', progress: bool = True) -> pd.DataFrame:
     "Upscale image files and folders with a trained generator into `out` (a file for one input, else a folder); one row per image."
     items = collect_inputs(inputs)
-    dev = pick_device(device)
-    precision = pick_precision(precision, dev)
-    gen = load_for_inference(checkpoint, device=dev)
-    gen = prepare_generator(gen, dev, precision)
     out = Path(out)
-    single = len(items) == 1 and out.suffix.lower() in IMAGE_EXTS
-    if not single and out.suffix.lower() in IMAGE_EXTS:
+    single = len(items) == 1 and out.suffix.lower() in WRITE_EXTS
+    if not single and out.suffix.lower() in WRITE_EXTS:
         raise ValueError(f"{len(items)} input images need an output folder, not the file name {out}")
     ext = '.' + fmt.lower().lstrip('.')
-    if ext not in IMAGE_EXTS: raise ValueError(f"Unsupported output format {fmt!r}")
-    overlap = receptive_radius(gen) if overlap is None else overlap
+    if ext not in WRITE_EXTS: raise ValueError(f"Unsupported output format {fmt!r}")
+    up = Upscaler(checkpoint, device=device, precision=precision, tile=tile, overlap=overlap)
     rows = []
     for src, rel in tqdm(items, desc='upscale', disable=not progress or len(items) < 2):
         dst = _output_path(out, rel, single, '', ext)
         if dst.resolve() == src.resolve(): raise ValueError(f"refusing to overwrite the input {src}")
         t0 = time.perf_counter()
-        try: lr = read_image(src)
+        try: lr = load_image(src)
         except Exception as e:
             warnings.warn(f"skipped {src}: {e}")
             rows.append(dict(input=str(src), output=None, error=str(e))); continue
-        sr = upscale_image(gen, lr, tile=tile, overlap=overlap, device=dev, precision=precision)
+        sr = up(lr)
         write_image(sr, dst)
         row = dict(input=str(src), output=str(dst), lr_size=f"{lr.shape[1]}x{lr.shape[0]}", sr_size=f"{sr.shape[1]}x{sr.shape[0]}",
                    seconds=round(time.perf_counter() - t0, 3), error=None)
@@ -313,6 +310,6 @@ def upscale_command(inputs, out, checkpoint, tile: int | None = 256, overlap: in
         rows.append(row)
     df = pd.DataFrame(rows)
     n_ok = int(df['output'].notna().sum())
-    if progress: print(f"upscaled {n_ok} of {len(items)} images into {out} ({dev.type}, {precision})")
+    if progress: print(f"upscaled {n_ok} of {len(items)} images into {out} ({up.device.type}, {up.precision})")
     if n_ok == 0: raise ValueError(f"none of the {len(items)} inputs could be read")
     return df

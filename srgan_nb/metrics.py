@@ -5,6 +5,7 @@
 # %% ../nbs/05_metrics.ipynb #16bacc6b
 from __future__ import annotations
 import json, os, time, warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -15,15 +16,17 @@ import torch.nn as nn
 from skimage.metrics import structural_similarity
 from tqdm.auto import tqdm
 
-from .config import RunConfig, run_path, reports_dir, shared_data
-from .data import make_lr, bicubic_upscale, load_image, list_images, ImageError
+from .config import RunConfig, run_path, runs_dir, reports_dir, shared_data
+from .data import make_lr, bicubic_upscale, load_image, list_images, ImageError, load_split_images, load_patches
+from .model import Generator, load_generator
+from .infer import Upscaler, write_image
 from . import stats
 
 # %% auto #0
 __all__ = ['SSIM_KW', 'LPIPS_TRUNKS', 'METRIC_NAMES', 'GENERATOR_FILES', 'rgb_to_y', 'shave', 'ImageTooSmall', 'psnr', 'ssim',
-           'vif', 'lpips_status', 'LPIPSMetric', 'feature_backbone', 'FeatureDistance', 'bicubic_method', 'to_uint8',
-           'generator_method', 'as_method', 'MetricSuite', 'score', 'crop_to_scale', 'evaluate', 'run_generators',
-           'write_eval', 'bicubic_skip_method', 'evaluate_run', 'evaluate_command']
+           'vif', 'lpips_status', 'LPIPSMetric', 'feature_backbone', 'FeatureDistance', 'bicubic_method', 'as_method',
+           'MetricSuite', 'score', 'crop_to_scale', 'evaluate', 'run_generators', 'write_eval', 'untrained_generator',
+           'evaluate_run', 'Evaluation', 'evaluation_out', 'evaluate_command']
 
 # %% ../nbs/05_metrics.ipynb #351888a6
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
@@ -143,40 +146,17 @@ def bicubic_method(scale: int = 4) -> Callable[[np.ndarray], np.ndarray]:
     def bicubic(lr: np.ndarray) -> np.ndarray: return bicubic_upscale(lr, scale)
     return bicubic
 
-def to_uint8(t: torch.Tensor) -> np.ndarray:
-    "A (3,H,W) or (1,3,H,W) tensor on the [0, 1] scale as an HxWx3 uint8 array (clamped and rounded, as a saved image)."
-    t = t.detach().float().cpu()
-    if t.ndim == 4: t = t[0]
-    return (t.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-
-def generator_method(generator: nn.Module, device='cpu', precision: str = 'fp32') -> Callable[[np.ndarray], np.ndarray]:
-    "Wrap a generator as a method: uint8 LR in, uint8 SR out; eval mode, no grad, on `device` (fp32 by default)."
-    device = torch.device(device)
-    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(precision)
-    def run(lr: np.ndarray) -> np.ndarray:
-        was_training = generator.training
-        generator.eval().to(device)
-        try:
-            x = torch.tensor(np.asarray(lr)).permute(2, 0, 1)[None].float().div(255).to(device)
-            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                y = generator(x)
-            return to_uint8(y)
-        finally:
-            generator.train(was_training)
-    run.generator = generator
-    return run
-
-def as_method(m, scale: int = 4, device='cpu') -> Callable[[np.ndarray], np.ndarray]:
-    "A method from 'bicubic', a generator module or a callable."
-    if isinstance(m, str):
-        if m != 'bicubic': raise ValueError(f"Unknown method {m!r}; pass 'bicubic', a generator or a callable")
-        return bicubic_method(scale)
-    if isinstance(m, nn.Module):
-        g_scale = getattr(m, 'scale', scale)
-        if g_scale != scale: raise ValueError(f"generator upscales x{g_scale}, but scale={scale} was asked for")
-        return generator_method(m, device)
+def as_method(m, scale: int = 4, device='cpu', precision: str = 'fp32', tile: int | None = 256) -> Callable[[np.ndarray], np.ndarray]:
+    "A method from 'bicubic', a generator (module or generator file, run by `infer.Upscaler`) or a callable."
+    if isinstance(m, str) and m == 'bicubic': return bicubic_method(scale)
+    if isinstance(m, (nn.Module, str, Path)):
+        if isinstance(m, (str, Path)) and not Path(m).is_file():
+            raise ValueError(f"Unknown method {m!r}; pass 'bicubic', a generator, a generator file or a callable")
+        up = m if isinstance(m, Upscaler) else Upscaler(m, device=device, precision=precision, tile=tile)
+        if up.scale and up.scale != scale: raise ValueError(f"generator upscales x{up.scale}, but scale={scale} was asked for")
+        return up
     if callable(m): return m
-    raise TypeError(f"A method must be 'bicubic', an nn.Module or a callable, got {type(m).__name__}")
+    raise TypeError(f"A method must be 'bicubic', an nn.Module, a generator file or a callable, got {type(m).__name__}")
 
 # %% ../nbs/05_metrics.ipynb #7769a1e0
 METRIC_NAMES = ('psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'vif', 'feat_dist', 'lpips')
@@ -253,19 +233,22 @@ def crop_to_scale(img: np.ndarray, scale: int) -> np.ndarray:
 # %% ../nbs/05_metrics.ipynb #253577fa
 def _sr(fn, lr: np.ndarray, expect: tuple, name: str) -> np.ndarray:
     "Run method `fn` on `lr` and check its output."
-    sr = fn(lr)
-    if isinstance(sr, torch.Tensor): sr = to_uint8(sr)
-    sr = np.asarray(sr)
+    sr = np.asarray(fn(lr))
     if sr.dtype != np.uint8: raise ValueError(f"method {name!r} returned {sr.dtype}; methods must return uint8 images")
     if sr.shape != expect: raise ValueError(f"method {name!r} returned shape {sr.shape}, expected {expect}")
     return sr
 
+def _image_file(image_id: str) -> str:
+    "A safe PNG file name for an image id."
+    return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in str(image_id)) + '.png'
+
 def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None, patches=None,
              patch_agg: str | None = 'mean', metrics=None, backbone=None, lpips_net: str = 'alex',
-             device='cpu', whole: bool = True, progress: bool = True) -> pd.DataFrame:
-    "Score every method on the same images (and optionally patches): a tidy per-image frame (image_id, method, strategy, level, metrics)."
+             device='cpu', whole: bool = True, progress: bool = True, precision: str = 'fp32',
+             tile: int | None = 256, sr_dir=None) -> pd.DataFrame:
+    "Score every method on the same images (and optionally patches): a tidy per-image frame; `sr_dir` keeps each SR image as PNG."
     if not methods: raise ValueError("methods is empty; pass e.g. {'bicubic': 'bicubic', 'srgan': generator}")
-    fns = {name: as_method(m, scale, device) for name, m in methods.items()}
+    fns = {name: as_method(m, scale, device, precision, tile) for name, m in methods.items()}
     suite = backbone if isinstance(backbone, MetricSuite) else MetricSuite(metrics, backbone, lpips_net, device)
     suite.reset()
     rows = []
@@ -277,6 +260,7 @@ def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None,
             for name, fn in fns.items():
                 t0 = time.perf_counter()
                 sr = _sr(fn, lr, hr.shape, name)
+                if sr_dir is not None: write_image(sr, Path(sr_dir)/name/_image_file(iid))
                 rows.append(dict(image_id=iid, method=name, strategy=strategy, level='image', height=hr.shape[0],
                                  width=hr.shape[1], sr_seconds=time.perf_counter() - t0, **suite(sr, hr, scale)))
     if patches is not None:
@@ -304,6 +288,8 @@ def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None,
     df = df[front + [c for c in df.columns if c not in front]]
     notes = dict(suite.notes)
     for m, why in suite.too_small.items(): notes[m] = notes.get(m, m) + f"; NaN where {why}"
+    for name, fn in fns.items():
+        if isinstance(fn, Upscaler): notes[f'sr:{name}'] = fn.describe()
     df.attrs['notes'] = notes
     return df
 
@@ -312,7 +298,6 @@ GENERATOR_FILES = {'srresnet': 'generator_srresnet.pt', 'srgan': 'generator_srga
 
 def run_generators(folder, device='cpu') -> dict:
     "The generators a training run left in `folder` ({'srresnet': ..., 'srgan': ...}), each loaded in eval mode."
-    from srgan_nb.train import load_generator
     folder = Path(folder)
     return {name: load_generator(folder/f, device=device) for name, f in GENERATOR_FILES.items() if (folder/f).exists()}
 
@@ -336,18 +321,14 @@ def write_eval(df: pd.DataFrame, out, seed: int = 0) -> dict:
     return paths
 
 # %% ../nbs/05_metrics.ipynb #62a9a0ec
-def bicubic_skip_method(scale: int = 4) -> Callable[[np.ndarray], np.ndarray]:
-    "The untrained bicubic-skip generator (its last layer is zero): torch's bicubic upscale (a = -0.75), clamped and rounded."
-    from srgan_nb.model import bicubic as torch_bicubic
-    def bicubic_skip_init(lr: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return to_uint8(torch_bicubic(torch.tensor(np.asarray(lr)).permute(2, 0, 1)[None].float().div(255), scale))
-    return bicubic_skip_init
+def untrained_generator(cfg: RunConfig) -> Generator:
+    "A freshly built bicubic-skip generator of `cfg`'s shape: its zero last layer makes it torch's bicubic (a = -0.75)."
+    torch.manual_seed(0)
+    return Generator(scale=cfg.scale, n_blocks=cfg.n_blocks, channels=cfg.channels, bicubic_skip=True)
 
 def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = True, metrics=None, device='cpu',
-                 progress: bool = True, reference: bool = True) -> pd.DataFrame:
-    "Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split; write <strategy>/eval/*.csv."
-    from srgan_nb.data import load_split_images, load_patches
+                 progress: bool = True, reference: bool = True, precision: str = 'fp32') -> pd.DataFrame:
+    "Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split; write <strategy>/eval/*.csv (the pipeline's evaluate stage)."
     strategy = strategy or cfg.strategy
     folder = run_path(cfg)/strategy
     gens = run_generators(folder, device)
@@ -358,11 +339,11 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
     pset = load_patches(cfg, 'test') if patches else None
     suite = MetricSuite(metrics, device=device)
     df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, patches=pset,
-                  backbone=suite, device=device, progress=progress)
+                  backbone=suite, device=device, progress=progress, precision=precision)
     if reference and any(getattr(g, 'bicubic_skip', False) for g in gens.values()):
         # what the generator scores before any training (whole images only): not to be credited to training
-        ref = evaluate({'bicubic_skip_init': bicubic_skip_method(cfg.scale)}, images, scale=cfg.scale, strategy=strategy,
-                       backbone=suite, device=device, progress=progress)
+        ref = evaluate({'bicubic_skip_init': untrained_generator(cfg)}, images, scale=cfg.scale, strategy=strategy,
+                       backbone=suite, device=device, progress=progress, precision=precision)
         notes = {**ref.attrs['notes'], **df.attrs['notes']}
         df = pd.concat([df, ref], ignore_index=True)
         df.attrs['notes'] = notes
@@ -375,19 +356,45 @@ def _method_name(path: Path) -> str:
     stem = Path(path).stem
     return stem[len('generator_'):] if stem.startswith('generator_') else stem
 
+@dataclass
+class Evaluation:
+    "What `evaluate_command` did: the per-image frame, the files it wrote, what it scored, and a note for an empty run."
+    df: pd.DataFrame
+    paths: dict
+    source: str
+    scale: int
+    seed: int
+    note: str | None = None
+
+    def table(self) -> pd.DataFrame:
+        "The report-style summary table (mean [95% BCa interval] per method, differences to bicubic)."
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', stats.StatsWarning)
+            return stats.summary_table(self.df, baseline='bicubic', seed=self.seed)
+
+def evaluation_out(cfg: RunConfig, data_dir=None, ckpts=(), out=None) -> Path:
+    "Where a one-off evaluation writes: `out`, else reports/evaluations/<data folder or run-strategy>[-<checkpoint>]; never inside reports/runs/."
+    name = (Path(data_dir).name if data_dir is not None else f"{cfg.run_id}-{cfg.strategy}") + ('-' + _method_name(ckpts[0]) if ckpts else '')
+    path = Path(out) if out else reports_dir()/'evaluations'/name
+    runs = runs_dir().resolve()
+    if path.resolve() == runs or runs in path.resolve().parents:
+        raise ValueError(f"{path} is inside {runs}: a run's folders are written only by its pipeline (srgan-nb run); "
+                         f"evaluate into reports/evaluations/ (the default) or another --out")
+    return path
+
 def evaluate_command(cfg: RunConfig, checkpoint=None, data_dir=None, out=None, metrics=None, device='cpu',
-                     progress: bool = True) -> pd.DataFrame:
+                     progress: bool = True, precision: str = 'fp32') -> Evaluation:
     "`srgan-nb evaluate`: bicubic and the checkpoint(s) (default: the run's generators) on a folder or the run's test split."
-    from srgan_nb.train import load_generator
     ckpts = [] if checkpoint is None else ([checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint))
     for c in ckpts:
         if not Path(c).is_file(): raise FileNotFoundError(f"checkpoint {c} not found")
+    dest = evaluation_out(cfg, data_dir, ckpts, out)
     gens = {_method_name(c): load_generator(c, device=device) for c in ckpts}
-    strategy = None  # an explicit checkpoint need not belong to any strategy of this run
+    strategy, note = None, None  # an explicit checkpoint need not belong to any strategy of this run
     if not gens:
         strategy = cfg.strategy
         gens = run_generators(run_path(cfg, create=False)/cfg.strategy, device)
-        if not gens: print(f"no checkpoint given and no trained generator in the run {cfg.run_id}: scoring bicubic only")
+        if not gens: note = f"no checkpoint given and no trained generator in the run {cfg.run_id}: scoring bicubic only"
     if data_dir is not None:
         data_dir = Path(data_dir)
         images, bad = [], []
@@ -396,23 +403,9 @@ def evaluate_command(cfg: RunConfig, checkpoint=None, data_dir=None, out=None, m
             except ImageError as e: bad.append(str(e))
         for b in bad: warnings.warn(f"skipped {b}")
         if not images: raise FileNotFoundError(f"No readable images in {data_dir}")
-        default_out = reports_dir()/'evaluations'/(data_dir.name + ('' if not ckpts else '-' + _method_name(ckpts[0])))
+        source = str(data_dir)
     else:
-        from srgan_nb.data import load_split_images
-        images = load_split_images(cfg, 'test')
-        default_out = run_path(cfg)/cfg.strategy/'eval'
+        images, source = load_split_images(cfg, 'test'), f"the test split of run {cfg.run_id}"
     df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, metrics=metrics,
-                  device=device, progress=progress)
-    paths = write_eval(df, out or default_out, seed=cfg.seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', stats.StatsWarning)
-        table = stats.summary_table(df, baseline='bicubic', seed=cfg.seed)
-    n = df.image_id.nunique()
-    with pd.option_context('display.width', 200, 'display.max_columns', 50):
-        print(f"{n} image(s) from {data_dir or 'the test split of run ' + str(cfg.run_id)}, x{cfg.scale}; mean [95% BCa interval]")
-        print(table.T.to_string())  # metrics down, methods across: fits a terminal
-    for k, v in df.attrs.get('notes', {}).items(): print(f"{k}: {v}")
-    caveat = stats.sample_caveat(n)
-    if caveat: print(caveat)
-    print(f"per-image metrics: {paths['per_image']}")
-    return df
+                  device=device, progress=progress, precision=precision)
+    return Evaluation(df, write_eval(df, dest, seed=cfg.seed), source, cfg.scale, cfg.seed, note)

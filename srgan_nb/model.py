@@ -4,7 +4,8 @@
 
 # %% ../nbs/02_model.ipynb #c77122a9
 from __future__ import annotations
-import math
+import math, os
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -12,8 +13,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['ResidualBlock', 'UpsampleBlock', 'bicubic', 'Generator', 'Discriminator', 'count_parameters', 'build_models',
-           'parameter_table', 'layer_shapes']
+__all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'UpsampleBlock', 'bicubic', 'Generator', 'Discriminator', 'count_parameters',
+           'build_models', 'parameter_table', 'layer_shapes', 'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state',
+           'save_generator', 'load_generator']
 
 # %% ../nbs/02_model.ipynb #82934f5a
 class ResidualBlock(nn.Module):
@@ -128,3 +130,60 @@ def layer_shapes(model: nn.Module, x: torch.Tensor, depth: int = 1) -> pd.DataFr
     finally:
         for h in hooks: h.remove()
     return pd.DataFrame(rows)
+
+# %% ../nbs/02_model.ipynb #16b9ccbd
+def atomic_save(obj, path) -> Path:
+    "torch.save `obj` to `path` through a temporary file and os.replace (never a half-written file)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
+    return path
+
+def load_checkpoint(path, map_location='cpu') -> dict:
+    "Load a file written by `atomic_save` (weights_only: plain data and tensors only)."
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+# %% ../nbs/02_model.ipynb #39af6915
+def unwrap(model: nn.Module) -> nn.Module:
+    "The plain module inside DistributedDataParallel / torch.compile wrappers."
+    while True:
+        if hasattr(model, 'module') and isinstance(model.module, nn.Module): model = model.module
+        elif hasattr(model, '_orig_mod'): model = model._orig_mod
+        else: return model
+
+def cpu_state(model: nn.Module) -> dict:
+    "A copy of the plain module's state dict on the CPU."
+    return {k: v.detach().to('cpu', copy=True) for k, v in unwrap(model).state_dict().items()}
+
+# %% ../nbs/02_model.ipynb #4ca7f7b0
+GENERATOR_FORMAT = 'srgan_nb.generator'
+
+def save_generator(gen: nn.Module, path, meta: dict | None = None) -> Path:
+    "Write an inference-only generator file: state dict + meta (scale, n_blocks, channels, bicubic_skip, provenance)."
+    g = unwrap(gen)
+    m = dict(scale=int(g.scale), n_blocks=int(g.n_blocks), channels=int(g.channels), bicubic_skip=bool(g.bicubic_skip))
+    m.update({k: v for k, v in (meta or {}).items() if v is None or isinstance(v, (str, int, float, bool))})
+    return atomic_save(dict(format=GENERATOR_FORMAT, version=1, state_dict=cpu_state(g), meta=m), path)
+
+def load_generator(path, device='cpu') -> Generator:
+    "Rebuild a generator (eval mode, `.meta` attached) from `save_generator`'s file or a training checkpoint."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"No generator file at {path}")
+    try: d = load_checkpoint(path)
+    except Exception as e: raise ValueError(f"{path} is not a readable generator file: {e}") from None
+    if not isinstance(d, dict): raise ValueError(f"{path} is neither a generator file (save_generator) nor a training checkpoint")
+    if d.get('format') == GENERATOR_FORMAT: sd, meta = d['state_dict'], dict(d['meta'])
+    elif 'generator' in d and 'config' in d:
+        c = d['config']
+        sd = d['generator']
+        meta = dict(scale=c['scale'], n_blocks=c['n_blocks'], channels=c['channels'], bicubic_skip=c.get('bicubic_skip', False),
+                    strategy=c.get('strategy'), epoch=d.get('epoch'))
+    else: raise ValueError(f"{path} is neither a generator file (save_generator) nor a training checkpoint")
+    gen = Generator(scale=meta['scale'], n_blocks=meta['n_blocks'], channels=meta['channels'], bicubic_skip=meta.get('bicubic_skip', False))
+    gen.load_state_dict(sd)
+    gen.meta = meta
+    return gen.to(device).eval()

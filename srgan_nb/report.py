@@ -15,14 +15,19 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from .config import RunConfig, load_config, config_dict, QUICK_CAPS, STRATEGIES, repo_root
+from .data import make_lr, bicubic_upscale, load_split_images
+from .model import build_models, count_parameters
+from .infer import Upscaler
+from .train import read_history
+from . import stats
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'LOWER_IS_BETTER', 'COLUMN_FORMATS', 'LOSS_COLUMNS',
-           'DIGITS', 'load_run', 'fake_history', 'fake_per_image', 'fake_summary', 'headline_means', 'n_train_used',
-           'title_markdown', 'strategy_markdown', 'abstract_markdown', 'styled', 'data_table', 'example_figure',
-           'model_table', 'loss_table', 'plot_losses', 'interval_table', 'readable_summary', 'plot_distributions',
-           'plot_intervals', 'paired_table', 'strategy_comparison', 'comparison_grid', 'center_crop', 'comparison_rows',
-           'limitations_markdown', 'applications_markdown', 'package_versions', 'provenance_table', 'render_html']
+           'DIGITS', 'load_run', 'headline_means', 'n_train_used', 'title_markdown', 'strategy_markdown',
+           'abstract_markdown', 'styled', 'data_table', 'example_figure', 'model_table', 'loss_table', 'plot_losses',
+           'interval_table', 'readable_summary', 'plot_distributions', 'plot_intervals', 'paired_table',
+           'strategy_comparison', 'comparison_grid', 'center_crop', 'comparison_rows', 'limitations_markdown',
+           'applications_markdown', 'package_versions', 'provenance_table', 'render_html']
 
 # %% ../nbs/07_report.ipynb #2cb459a0
 def _read_json(p, default=None):
@@ -45,8 +50,7 @@ def load_run(run_dir, strategies=None) -> dict:
                timings=_read_json(rd/'timings.json', {}))
     frames = []
     for s in strategies:
-        h = _read_csv(rd/s/'history.csv')
-        if h is not None: run['histories'][s] = h
+        if (rd/s/'history.csv').exists(): run['histories'][s] = read_history(rd/s/'history.csv')
         run['train_summaries'][s] = _read_json(rd/s/'train_summary.json', {})
         e = _read_csv(rd/s/'eval'/'per_image.csv')
         if e is not None:
@@ -62,46 +66,6 @@ METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan')   # referen
 METRIC_NAMES = {'psnr': 'PSNR (dB, Y)', 'ssim': 'SSIM (Y)', 'psnr_rgb': 'PSNR (dB, RGB)', 'ssim_rgb': 'SSIM (RGB)',
                 'vif': 'VIF', 'lpips': 'LPIPS', 'feat_dist': 'feature distance'}
 LOWER_IS_BETTER = ('lpips', 'feat_dist')
-
-def fake_history(pretrain_epochs=2, epochs=3, seed=0) -> pd.DataFrame:
-    "A made-up training history with the columns `train.train` writes."
-    rng = np.random.default_rng(seed); rows = []
-    for e in range(1, pretrain_epochs + epochs + 1):
-        gan = e > pretrain_epochs
-        rows.append(dict(epoch=e, phase='gan' if gan else 'pretrain', g_loss=0.05/e + rng.uniform(0, .01),
-                         d_loss_fake=rng.uniform(.3, .7) if gan else np.nan, d_loss_real=rng.uniform(.3, .7) if gan else np.nan,
-                         content_loss=0.04/e, perceptual_loss=0.1/e if gan else np.nan, adversarial_loss=0.7 if gan else np.nan,
-                         d_real_mean=.6 if gan else np.nan, d_fake_mean=.4 if gan else np.nan, val_psnr=24 + e*.3, seconds=1.0))
-    return pd.DataFrame(rows)
-
-def fake_per_image(n=8, strategies=('s1', 's2'), seed=0) -> pd.DataFrame:
-    "Made-up per-image metrics in the tidy shape of `metrics.evaluate`."
-    rng = np.random.default_rng(seed); rows = []
-    base = rng.normal(26, 2, n)
-    for s in strategies:
-        for m, off in zip(METHODS, (0, 1.2, 0.6)):
-            for i in range(n):
-                p = base[i] + off + rng.normal(0, .3)
-                rows.append(dict(image_id=f'img{i}', method=m, strategy=s, level='image', psnr=p, ssim=.7 + p/300,
-                                 vif=.3 + off/10, feat_dist=1 - off/3 + rng.normal(0, .05)))
-    return pd.DataFrame(rows)
-
-# %% ../nbs/07_report.ipynb #92c2e18c
-def _t_ci(x, level=.95):
-    from scipy import stats as st
-    x = np.asarray(x, float); n = len(x); m = x.mean()
-    if n < 2: return m, np.nan, np.nan
-    h = st.t.ppf((1 + level)/2, n - 1) * x.std(ddof=1)/np.sqrt(n)
-    return m, m - h, m + h
-
-def fake_summary(per_image: pd.DataFrame, metrics=('psnr', 'ssim')) -> pd.DataFrame:
-    "A stand-in for `stats.summarize` (t-intervals; the BCa columns copy them): one row per strategy, method and metric."
-    rows = []
-    for (s, m), g in per_image.groupby(['strategy', 'method']):
-        for k in metrics:
-            mean, lo, hi = _t_ci(g[k])
-            rows.append(dict(strategy=s, method=m, metric=k, n=len(g), mean=mean, sd=g[k].std(), t_low=lo, t_high=hi, bca_low=lo, bca_high=hi))
-    return pd.DataFrame(rows)
 
 # %% ../nbs/07_report.ipynb #48824c23
 def headline_means(per_image: pd.DataFrame, metric='psnr') -> pd.DataFrame:
@@ -207,35 +171,23 @@ def data_table(run) -> pd.DataFrame:
         if k in ds: rows.append(('skipped files', ds[k] if not isinstance(ds[k], list) else len(ds[k]))); break
     return pd.DataFrame(rows, columns=['item', 'value']).astype({'value': str})
 
-# %% ../nbs/07_report.ipynb #fd484124
-def _lr_and_bicubic(hr: np.ndarray, scale: int):
-    "LR and its bicubic enlargement (srgan_nb.data's degradation when available, else PIL BICUBIC)."
-    try:
-        from srgan_nb.data import make_lr, bicubic_upscale
-        lr = make_lr(hr, scale); return lr, bicubic_upscale(lr, scale)
-    except ImportError:
-        from PIL import Image
-        h, w = (hr.shape[0]//scale)*scale, (hr.shape[1]//scale)*scale
-        im = Image.fromarray(hr[:h, :w]); lr = im.resize((w//scale, h//scale), Image.BICUBIC)
-        return np.asarray(lr), np.asarray(lr.resize((w, h), Image.BICUBIC))
-
+# %% ../nbs/07_report.ipynb #458c4396
 def example_figure(images, scale: int = 4, n: int = 3):
     "HR, LR and LR enlarged with bicubic for up to `n` (image_id, HR uint8) pairs."
     images = list(images)[:n]
     if not images: raise ValueError('no images to show')
     fig, axes = plt.subplots(len(images), 3, figsize=(9, 3*len(images)), squeeze=False)
     for row, (iid, hr) in zip(axes, images):
-        lr, up = _lr_and_bicubic(hr, scale)
+        lr = make_lr(hr, scale); up = bicubic_upscale(lr, scale)
         for ax, im, t in zip(row, (hr, lr, up), (f'HR {hr.shape[1]}x{hr.shape[0]}', f'LR {lr.shape[1]}x{lr.shape[0]}', f'LR enlarged (bicubic x{scale})')):
             ax.imshow(im, interpolation='nearest'); ax.set_title(t, fontsize=9); ax.axis('off')
         row[0].text(-0.05, .5, str(iid), transform=row[0].transAxes, rotation=90, va='center', ha='right', fontsize=8)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_report.ipynb #fd24d10f
+# %% ../nbs/07_report.ipynb #fd22c6f5
 def model_table(cfg: RunConfig) -> pd.DataFrame:
     "Generator and discriminator of `cfg`: parameters and the settings that shape them."
-    from srgan_nb.model import build_models, count_parameters
     g, d = build_models(cfg)
     gen = ("SRResNet with a bicubic skip (residual learning): the network adds its output to a bicubic upscale of the input; "
            if cfg.bicubic_skip else "SRResNet: ")
@@ -398,36 +350,27 @@ def comparison_grid(rows, max_cols: int = 8):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_report.ipynb #6e9a60ae
+# %% ../nbs/07_report.ipynb #6b80ad0b
 def center_crop(im: np.ndarray, size: int, multiple: int = 4) -> np.ndarray:
     "A centred square crop of at most `size` pixels, its side a multiple of `multiple`."
     s = min(size, im.shape[0], im.shape[1]); s -= s % multiple
     y, x = (im.shape[0] - s)//2, (im.shape[1] - s)//2
     return im[y:y + s, x:x + s]
 
-def _upscale(gen, lr: np.ndarray) -> np.ndarray:
-    import torch
-    with torch.no_grad():
-        x = torch.from_numpy(lr).permute(2, 0, 1)[None].float()/255
-        y = gen(x)[0].clamp(0, 1).permute(1, 2, 0).numpy()
-    return (y*255).round().astype(np.uint8)
-
 def comparison_rows(run, n: int = 3, crop: int = 160) -> list:
-    "Rows for `comparison_grid`: LR, bicubic, SRResNet and SRGAN of each strategy and HR on `n` test images."
-    from srgan_nb.data import load_split_images, make_lr, bicubic_upscale
-    from srgan_nb.train import load_generator
+    "Rows for `comparison_grid`: LR, bicubic, SRResNet and SRGAN of each strategy and HR on `n` test images (SR by `infer.Upscaler`, fp32)."
     cfg, rd = run['cfg'], Path(run['run_dir'])
     gens = {}
     for s in run['strategies']:
         for kind, name in (('srresnet', 'SRResNet'), ('srgan', 'SRGAN')):
             p = rd/s/f'generator_{kind}.pt'
-            if p.exists(): gens[f'{name} {s}'] = load_generator(p)
+            if p.exists(): gens[f'{name} {s}'] = Upscaler(p, precision='fp32')
     rows = []
     for iid, hr in load_split_images(cfg, 'test')[:n]:
         hr = center_crop(hr, crop, cfg.scale)
         lr = make_lr(hr, cfg.scale)
         panels = {'LR': lr, 'bicubic': bicubic_upscale(lr, cfg.scale)}
-        panels.update({k: _upscale(g, lr) for k, g in gens.items()})
+        panels.update({k: up(lr) for k, up in gens.items()})
         panels['HR'] = hr
         rows.append((iid, panels))
     return rows

@@ -6,7 +6,7 @@ from PIL import Image
 
 from srgan_nb.cli import main, build_parser
 from srgan_nb.model import Generator
-from srgan_nb.train import save_generator
+from srgan_nb.model import save_generator
 
 
 
@@ -49,3 +49,23 @@ def test_upscale_missing_checkpoint(tmp_path, capsys):
     img = tmp_path/'a.png'; Image.new('RGB', (8, 8)).save(img)
     assert main(['upscale', str(img), '-o', str(tmp_path/'o'), '--checkpoint', str(tmp_path/'nope.pt')]) == 1
     assert 'nope.pt' in capsys.readouterr().err
+
+
+def test_evaluation_scores_exactly_what_upscale_writes(tmp_path):
+    "Same LR, fp32, PNG, same tiling: the SR image the evaluation scores is byte for byte the file `srgan-nb upscale` writes."
+    from skimage import data as skd
+    from srgan_nb import metrics as M
+    from srgan_nb.data import make_lr, load_image
+    torch.manual_seed(3)
+    g = Generator(n_blocks=2, channels=8, bicubic_skip=True)
+    with torch.no_grad(): g.tail.weight.normal_(0, 0.02)  # a generator whose output is far from bicubic
+    ck = tmp_path/'generator_test.pt'; save_generator(g, ck)
+    hr = skd.astronaut()[40:240, 150:350]                # 200x200: LR 50x50, tiles of 16 -> 4x4 tiles
+    Image.fromarray(make_lr(hr, 4)).save(tmp_path/'lr.png')
+    assert main(['upscale', str(tmp_path/'lr.png'), '-o', str(tmp_path/'up.png'), '--checkpoint', str(ck),
+                 '--device', 'cpu', '--precision', 'fp32', '--tile', '16']) == 0
+    df = M.evaluate({'test': ck}, [('face', hr)], metrics=['psnr'], tile=16, precision='fp32', sr_dir=tmp_path/'sr', progress=False)
+    scored = tmp_path/'sr'/'test'/'face.png'
+    assert scored.read_bytes() == (tmp_path/'up.png').read_bytes()
+    assert df.psnr.iloc[0] == M.psnr(load_image(tmp_path/'up.png'), hr)
+    assert df.psnr.iloc[0] != M.psnr(M.bicubic_method(4)(make_lr(hr, 4)), hr)  # not trivially bicubic

@@ -19,6 +19,7 @@ def _worker(rank: int, world: int, port: int, out: str):
                       LOCAL_RANK=str(rank), SRGAN_PROGRESS='0')
     torch.set_num_threads(1)
     import srgan_nb.train as T
+    from srgan_nb.testing import toy_patches
     from srgan_nb.config import make_config
     from srgan_nb.losses import build_backbone
     from srgan_nb.model import Generator, Discriminator
@@ -27,7 +28,7 @@ def _worker(rank: int, world: int, port: int, out: str):
     torch.manual_seed(100 + rank)  # DDP must broadcast rank 0's weights
     g, d = Generator(4, 1, 8, bicubic_skip=True), Discriminator(24, base=8)
     init = {k: v.clone() for k, v in g.state_dict().items()}
-    hist = T.fit(cfg, T.toy_patches(10, 24, 4, seed=1), T.toy_patches(2, 24, 4, seed=2), os.path.join(out, 'run'),
+    hist = T.fit(cfg, toy_patches(10, 24, 4, seed=1), toy_patches(2, 24, 4, seed=2), os.path.join(out, 'run'),
                  generator=g, discriminator=d, backbone=build_backbone('effnet_lite0'))
     torch.save(dict(g=g.state_dict(), d=d.state_dict(), init=init, world=dist.get_world_size()), os.path.join(out, f'rank{rank}.pt'))
     hist.to_csv(os.path.join(out, f'hist{rank}.csv'), index=False)
@@ -46,7 +47,7 @@ def test_two_ranks_hold_identical_weights(tmp_path):
             assert torch.equal(r0[net][k], r1[net][k]), f'{net}.{k} differs between ranks'
     assert any(not torch.equal(r0['init'][k], r0['g'][k]) for k in r0['init'])  # and they trained
     h0, h1 = pd.read_csv(tmp_path/'hist0.csv'), pd.read_csv(tmp_path/'hist1.csv')
-    loss_cols = ['g_loss', 'content_loss', 'd_loss_real', 'd_loss_fake']
+    loss_cols = ['g_loss', 'pixel_loss', 'd_loss_real', 'd_loss_fake']
     pd.testing.assert_frame_equal(h0[loss_cols], h1[loss_cols])  # losses are averaged over both ranks
     assert h0.val_psnr.notna().all() and h1.val_psnr.isna().all()  # rank 0 validates
     assert sorted(p.name for p in (tmp_path/'run'/'checkpoints').iterdir()) == ['last.pt', 'pretrain.pt']

@@ -8,7 +8,8 @@ from PIL import Image
 
 from srgan_nb.model import Generator
 from srgan_nb.infer import (receptive_radius, probe_radius, tile_spans, prepare_generator, upscale_tensor,
-                            upscale_image, upscale_command, compare_image, read_image, fold_batchnorm)
+                            upscale_image, upscale_command, compare_image, fold_batchnorm)
+from srgan_nb.data import load_image
 
 
 
@@ -99,7 +100,7 @@ def test_modes_read_as_rgb(tmp_path, img, mode):
     elif mode == 'I;16': im = Image.fromarray(img[..., 0].astype(np.uint16) * 257)
     else: im = Image.fromarray(img).convert('P')
     im.save(tmp_path/'x.png')
-    a = read_image(tmp_path/'x.png')
+    a = load_image(tmp_path/'x.png')
     assert a.shape == (37, 53, 3) and a.dtype == np.uint8
     if mode == 'L': assert (a[..., 1] == img[..., 0]).all()
 
@@ -124,7 +125,7 @@ def test_folder_batch_writes_files(tmp_path, gen, img):
     assert Image.open(tmp_path/'out'/'gray_sr.png').size == (212, 148)
     # the written SR equals the in-memory upscale of what was read
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path/'out'/'gray_sr.png')),
-                                  upscale_image(gen, read_image(src/'gray.png'), tile=16))
+                                  upscale_image(gen, load_image(src/'gray.png'), tile=16))
 
 
 def test_single_file_jpeg_out(tmp_path, gen, img):

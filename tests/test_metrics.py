@@ -133,12 +133,16 @@ def test_lpips_from_local_weights(tmp_path, monkeypatch, hr):
     assert 'lpips' in df.columns and np.isfinite(df.lpips).all()
 
 
-def test_generator_method_rounds_and_restores_mode():
+def test_generator_method_is_the_inference_path_and_rounds():
+    "A module becomes an infer.Upscaler (fp32 by default); the original stays in train mode and gets no gradient."
+    from srgan_nb.infer import Upscaler
     g = nn.Sequential(nn.Upsample(scale_factor=4, mode='nearest'), nn.Conv2d(3, 3, 1))
     nn.init.dirac_(g[1].weight); nn.init.constant_(g[1].bias, 0.3 / 255)  # adds 0.3 levels: rounds back
     g.train()
     lr = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
-    sr = M.generator_method(g)(lr)
+    up = M.as_method(g)
+    assert isinstance(up, Upscaler) and up.precision == 'fp32' and 'fp32' in up.describe()
+    sr = up(lr)
     assert sr.dtype == np.uint8 and sr.shape == (40, 48, 3)
     np.testing.assert_array_equal(sr, np.repeat(np.repeat(lr, 4, 0), 4, 1))
     assert g.training
@@ -175,8 +179,9 @@ def test_evaluate_generator_equals_its_method(hr, toy_backbone):
     g = Generator(n_blocks=1, channels=8, bicubic_skip=True)
     nn.init.normal_(g.tail.weight, std=1e-3)
     df = M.evaluate({'bicubic': 'bicubic', 'gen': g}, [('astro', hr)], metrics=['psnr', 'ssim'], progress=False)
-    sr = M.generator_method(g)(make_lr(hr, 4))
+    sr = M.as_method(g)(make_lr(hr, 4))
     assert df.set_index('method').loc['gen', 'psnr'] == pytest.approx(M.psnr(sr, hr))
+    assert 'fp32' in df.attrs['notes']['sr:gen']  # the evaluation says how its SR images were made
     assert df.set_index('method').loc['gen', 'psnr'] != df.set_index('method').loc['bicubic', 'psnr']
     with pytest.raises(ValueError, match='upscales x2'):
         M.evaluate({'gen': Generator(scale=2, n_blocks=1, channels=8)}, [('a', hr)], scale=4, progress=False)
@@ -216,7 +221,7 @@ def test_bicubic_set5_conformance(shared):
 
 def _save_gen(path, seed):
     from srgan_nb.model import Generator
-    from srgan_nb.train import save_generator
+    from srgan_nb.model import save_generator
     torch.manual_seed(seed)
     g = Generator(n_blocks=1, channels=8, bicubic_skip=True)
     nn.init.normal_(g.tail.weight, std=1e-3)
@@ -246,13 +251,13 @@ def test_evaluate_run(reports_tmp):
         assert set(img[img.method == m].image_id) == ids
     assert set(patch.image_id) == ids and set(patch.method) == {'bicubic', 'srresnet', 'srgan'}   # the reference: whole images only
     assert patch.vif.isna().all() and patch.psnr.notna().all() and img.vif.notna().all()
-    untrained = M.generator_method(Generator(n_blocks=1, channels=8, bicubic_skip=True))
+    untrained = M.as_method(Generator(n_blocks=1, channels=8, bicubic_skip=True))
     i0, hr0 = images[0]
     hr0 = M.crop_to_scale(hr0, 4)
     ref = img[(img.image_id == i0) & (img.method == 'bicubic_skip_init')].iloc[0]
     assert ref.psnr == pytest.approx(M.psnr(untrained(make_lr(hr0, 4)), hr0), abs=1e-9)
     row = img[(img.image_id == i0) & (img.method == 'srgan')].iloc[0]
-    assert row.psnr == pytest.approx(M.psnr(M.generator_method(g)(make_lr(hr0, 4)), hr0), abs=1e-9)
+    assert row.psnr == pytest.approx(M.psnr(M.as_method(g)(make_lr(hr0, 4)), hr0), abs=1e-9)
     ev = folder/'eval'
     assert {'per_image.csv', 'summary.csv', 'table.csv', 'notes.json'} <= {p.name for p in ev.iterdir()}
     back = pd.read_csv(ev/'per_image.csv')
@@ -296,7 +301,10 @@ def test_evaluate_command_folder(reports_tmp, tmp_path, capsys):
     cfg = make_config('s2', data_source='samples', quick=True)
     out = tmp_path/'out'/'set.csv'
     with pytest.warns(UserWarning, match='broken.png'):
-        df = M.evaluate_command(cfg, checkpoint=ck, data_dir=folder, out=out, progress=False)
+        ev = M.evaluate_command(cfg, checkpoint=ck, data_dir=folder, out=out, progress=False)
+    assert capsys.readouterr().out == ''  # printing is the command line's job
+    from srgan_nb.cli import print_evaluation
+    print_evaluation(ev)
     text = capsys.readouterr().out
     assert 'bicubic' in text and 'srgan' in text and str(out) in text and 'Only 2 test images' in text
     assert out.exists() and (out.parent/'set_summary.csv').exists()
@@ -305,3 +313,25 @@ def test_evaluate_command_folder(reports_tmp, tmp_path, capsys):
     assert set(back.method) == {'bicubic', 'srgan'}
     with pytest.raises(FileNotFoundError, match='nope'):
         M.evaluate_command(cfg, checkpoint=tmp_path/'nope.pt', data_dir=folder, progress=False)
+
+
+def test_evaluate_run_id_leaves_the_run_unchanged(reports_tmp):
+    "`srgan-nb evaluate --run-id` writes under reports/evaluations/, and every file of the run keeps its bytes."
+    import hashlib
+    from srgan_nb.cli import main
+    from srgan_nb.config import make_config, run_path
+    cfg = make_config('s2', data_source='samples', quick=True, num_workers=0, run_id='keep')
+    folder = run_path(cfg)/'s2'
+    folder.mkdir(parents=True)
+    _save_gen(folder/'generator_srgan.pt', 0)
+    M.evaluate_run(cfg, 's2', metrics=['psnr'], progress=False, patches=False)  # what the pipeline's evaluate stage writes
+    snap = lambda: {str(p.relative_to(run_path(cfg))): hashlib.sha256(p.read_bytes()).hexdigest()
+                    for p in sorted(run_path(cfg).rglob('*')) if p.is_file()}
+    before = snap()
+    assert 's2/eval/per_image.csv' in before
+    assert main(['evaluate', '--run-id', 'keep', '--data-source', 'samples', '--quick', '--strategy', 's2']) == 0
+    assert snap() == before
+    out = reports_tmp/'evaluations'/'keep-s2'
+    assert (out/'per_image.csv').exists() and set(pd.read_csv(out/'per_image.csv').method) == {'bicubic', 'srgan'}
+    assert main(['evaluate', '--run-id', 'keep', '--data-source', 'samples', '--quick', '--out', str(folder/'eval')]) == 1  # refused
+    assert snap() == before

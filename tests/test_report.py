@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from srgan_nb.config import RunConfig, QUICK_CAPS, save_config
-from srgan_nb import report as R
+from srgan_nb import report as R, stats
+from srgan_nb.testing import fake_history, fake_per_image
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +21,7 @@ def _close_figures():
 
 
 def test_loss_table_keeps_the_seed_columns_and_values():
-    h = R.fake_history(pretrain_epochs=1, epochs=2)
+    h = fake_history(pretrain_epochs=1, epochs=2)
     t = R.loss_table(h)
     assert list(t.columns[:5]) == ['epoch', 'phase', 'generator loss', 'discriminator loss (fake)', 'discriminator loss (real)']
     assert t['generator loss'].tolist() == pytest.approx(h['g_loss'].tolist(), abs=1e-4)
@@ -28,16 +29,16 @@ def test_loss_table_keeps_the_seed_columns_and_values():
 
 
 def test_plot_losses_draws_generator_per_phase_and_both_discriminator_curves():
-    fig = R.plot_losses(R.fake_history(pretrain_epochs=2, epochs=3))
+    fig = R.plot_losses(fake_history(pretrain_epochs=2, epochs=3))
     assert len(fig.axes[0].lines) == 2                        # pretrain and gan
     assert len(fig.axes[1].lines) == 2                        # fake and real
     np.testing.assert_allclose(fig.axes[1].lines[0].get_xdata(), [3, 4, 5])
-    fig = R.plot_losses(R.fake_history(pretrain_epochs=2, epochs=0))
+    fig = R.plot_losses(fake_history(pretrain_epochs=2, epochs=0))
     assert len(fig.axes[1].lines) == 0
 
 
 def test_headline_means_and_abstract_use_image_level_rows():
-    pi = R.fake_per_image(n=4, strategies=('s2',))
+    pi = fake_per_image(n=4, strategies=('s2',))
     patch = pi.assign(level='patch', psnr=0.0)                # patch rows must not leak into the headline
     hm = R.headline_means(pd.concat([pi, patch]))
     want = pi[pi.method == 'srgan'].psnr.mean()
@@ -49,7 +50,7 @@ def test_headline_means_and_abstract_use_image_level_rows():
 
 def test_interval_table_and_plot_from_stats_summarize():
     stats = pytest.importorskip('srgan_nb.stats')
-    pi = R.fake_per_image(n=6)
+    pi = fake_per_image(n=6)
     s = stats.summarize(pi, metrics=['psnr', 'ssim'], n_resamples=199)
     it = R.interval_table(s)
     row = it[(it.method == 'SRGAN') & (it.strategy == 's1') & (it.metric == 'psnr')].iloc[0]
@@ -60,7 +61,7 @@ def test_interval_table_and_plot_from_stats_summarize():
 
 
 def test_plot_intervals_on_a_fake_summary():
-    s = R.fake_summary(R.fake_per_image(n=5), metrics=('psnr', 'ssim'))
+    s = stats.summarize(fake_per_image(n=5), metrics=('psnr', 'ssim'))
     fig = R.plot_intervals(s)
     ax = fig.axes[0]
     means = sorted(l.get_xdata()[0] for l in ax.lines if l.get_marker() == 'o')
@@ -68,12 +69,12 @@ def test_plot_intervals_on_a_fake_summary():
 
 
 def test_distributions_skip_absent_metrics():
-    fig = R.plot_distributions(R.fake_per_image(n=4), ('psnr', 'lpips', 'ssim'))
+    fig = R.plot_distributions(fake_per_image(n=4), ('psnr', 'lpips', 'ssim'))
     assert len(fig.axes) == 2
 
 
 def test_strategy_comparison_is_paired_and_signed():
-    pi = R.fake_per_image(n=6)
+    pi = fake_per_image(n=6)
     pi.loc[(pi.strategy == 's1') & (pi.method == 'srgan'), 'psnr'] += 1.0
     sc = R.strategy_comparison(pi, 's1', 's2', metrics=('psnr',), methods=('srgan',), n_resamples=499)
     w = pi[pi.method == 'srgan'].pivot_table(index='image_id', columns='strategy', values='psnr')
@@ -87,7 +88,7 @@ def test_strategy_comparison_is_paired_and_signed():
 
 
 def test_styled_hides_index_rounds_and_dashes_nan():
-    h = R.fake_history(pretrain_epochs=1, epochs=1)
+    h = fake_history(pretrain_epochs=1, epochs=1)
     html = R.styled(R.loss_table(h)).to_html()
     assert 'row_heading' not in html and '\u2013' in html               # no 0,1,2 index; NaN as an en dash
     assert f"{h['g_loss'][0]:.4f}" in html and f"{h['val_psnr'][0]:.2f}</td>" in html
@@ -137,9 +138,9 @@ def test_load_run_reads_the_stage_files(tmp_path):
     save_config(RunConfig(run_id='r1', quick=True, n_train=5), rd/'s2'/'config.json')
     pd.DataFrame(dict(image_id=['a', 'b', 'c'], path='p', split=['train', 'val', 'test'], order=0)).to_csv(rd/'data'/'split.csv', index=False)
     (rd/'data'/'summary.json').write_text(json.dumps({'source': 'samples', 'demo': True}))
-    R.fake_history().to_csv(rd/'s2'/'history.csv', index=False)
+    fake_history().to_csv(rd/'s2'/'history.csv', index=False)
     (rd/'s2'/'train_summary.json').write_text(json.dumps({'device': 'cpu', 'precision': 'fp32', 'backbone': 'effnet_lite0', 'seconds': 12.3}))
-    R.fake_per_image(n=3, strategies=('s2',)).drop(columns='strategy').to_csv(rd/'s2'/'eval'/'per_image.csv', index=False)
+    fake_per_image(n=3, strategies=('s2',)).drop(columns='strategy').to_csv(rd/'s2'/'eval'/'per_image.csv', index=False)
     (rd/'timings.json').write_text(json.dumps({'train_s2': {'seconds': 3.5, 'status': 'ran'}}))
     run = R.load_run(rd)
     assert run['strategies'] == ['s2'] and run['configs']['s2'].n_train == 5
@@ -152,7 +153,7 @@ def test_load_run_reads_the_stage_files(tmp_path):
 
 def test_render_html_hides_code_drops_warnings_embeds_images(tmp_path):
     import base64, io
-    buf = io.BytesIO(); R.plot_losses(R.fake_history()).savefig(buf, format='png')
+    buf = io.BytesIO(); R.plot_losses(fake_history()).savefig(buf, format='png')
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell('# My title'),
                 nbformat.v4.new_code_cell('very_secret_code()', outputs=[
@@ -167,7 +168,7 @@ def test_render_html_hides_code_drops_warnings_embeds_images(tmp_path):
 
 def test_readable_summary_names_metrics_and_methods():
     stats = pytest.importorskip('srgan_nb.stats')
-    pi = R.fake_per_image(n=5, strategies=('s2',))
+    pi = fake_per_image(n=5, strategies=('s2',))
     pi = pd.concat([pi, pi[pi.method == 'bicubic'].assign(method='bicubic_skip_init', psnr=lambda d: d.psnr + .2)])
     with pytest.warns(stats.StatsWarning):                     # the reference's differences have no spread here
         t = R.readable_summary(stats.summary_table(pi, ['psnr', 'ssim'], n_resamples=199))

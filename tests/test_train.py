@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import srgan_nb.train as T
-from srgan_nb.config import make_config, cpu_supports_bf16
-from srgan_nb.model import Generator, Discriminator
+from srgan_nb.config import make_config, cpu_supports_bf16, config_dict
+from srgan_nb.model import Generator, Discriminator, load_checkpoint, load_generator, save_generator
+from srgan_nb.testing import toy_patches
 
-TRAIN, VAL = T.toy_patches(12, 24, 4, seed=1), T.toy_patches(4, 24, 4, seed=2)
+TRAIN, VAL = toy_patches(12, 24, 4, seed=1), toy_patches(4, 24, 4, seed=2)
 
 
 
@@ -53,11 +54,17 @@ def test_history_columns_and_phases(straight):
     h = straight['hist']
     assert list(h.columns) == T.HISTORY_COLUMNS
     assert h.phase.tolist() == ['pretrain', 'gan', 'gan'] and h.epoch.tolist() == [1, 2, 3]
-    gan_cols = ['d_loss_fake', 'd_loss_real', 'perceptual_loss', 'adversarial_loss', 'd_real_mean', 'd_fake_mean']
+    gan_cols = ['d_loss_fake', 'd_loss_real', 'perceptual_loss', 'adversarial_loss', 'd_real_mean', 'd_fake_mean',
+                'd_pair_acc', 'd_pair_acc_min']
     assert h.loc[0, gan_cols].isna().all()
     assert np.isfinite(h.loc[1:, gan_cols].to_numpy(float)).all()
-    assert h.loc[0, 'g_loss'] == h.loc[0, 'content_loss']  # in pretraining the objective is the content loss
-    assert (h.loc[1:, 'g_loss'] > h.loc[1:, 'content_loss']).all()  # the GAN objective adds perceptual + adversarial terms
+    assert h.loc[0, 'g_loss'] == h.loc[0, 'pixel_loss'] > 0  # in pretraining the objective is the pixel loss
+    gan = h.loc[1:]
+    # the GAN objective under the defaults: perceptual + 1e-3 adversarial, no pixel term (its column is 0: not computed)
+    assert (gan.pixel_loss == 0).all() and (gan.perceptual_loss > 0).all() and (gan.adversarial_loss > 0).all()
+    np.testing.assert_allclose(gan.g_loss, gan.perceptual_loss + 1e-3 * gan.adversarial_loss, rtol=1e-5)
+    assert ((gan[['d_pair_acc', 'd_pair_acc_min']] >= 0) & (gan[['d_pair_acc', 'd_pair_acc_min']] <= 1)).all().all()
+    assert (gan.d_pair_acc_min <= gan.d_pair_acc).all()
     assert ((h.loc[1:, ['d_real_mean', 'd_fake_mean']] > 0) & (h.loc[1:, ['d_real_mean', 'd_fake_mean']] < 1)).all().all()
     assert np.isfinite(h.val_psnr).all() and h.val_psnr_bicubic.nunique() == 1
     csv = pd.read_csv(straight['out']/'history.csv')
@@ -66,6 +73,9 @@ def test_history_columns_and_phases(straight):
     assert s['finished'] is True and s['backbone'] == 'effnet_lite0' and s['precision'] == 'fp32'
     assert s['n_patches'] == 12 and s['n_train_images'] == 3 and s['images_per_s'] > 0
     assert math.isclose(s['val_psnr_srresnet'], h.val_psnr.iloc[0]) and math.isclose(s['val_psnr_srgan'], h.val_psnr.iloc[-1])
+    dh = pd.read_csv(straight['out']/'d_health.csv')  # 12 patches / batch 4 = 3 steps per epoch, each measured, 2 GAN epochs
+    assert dh.epoch.tolist() == [2, 2, 2, 3, 3, 3] and dh.step.tolist() == [1, 2, 3] * 2
+    np.testing.assert_allclose(dh.groupby('epoch').d_pair_acc.mean().to_numpy(), gan.d_pair_acc.to_numpy())
     for f in ['checkpoints/last.pt', 'checkpoints/pretrain.pt', 'generator_srresnet.pt', 'generator_srgan.pt', 'config.json']:
         assert (straight['out']/f).exists(), f
     assert not list(straight['out'].rglob('*.tmp'))
@@ -76,7 +86,7 @@ def _same(a, b): return all(torch.equal(a[k], b[k]) for k in a)
 
 def test_optimizers_step(straight):
     "Phase 1 moves the generator only; phase 2 moves both networks."
-    pre, last = (T.load_checkpoint(straight['out']/'checkpoints'/f) for f in ('pretrain.pt', 'last.pt'))
+    pre, last = (load_checkpoint(straight['out']/'checkpoints'/f) for f in ('pretrain.pt', 'last.pt'))
     init = straight['init']
     assert pre['epoch'] == 1 and last['epoch'] == 3
     assert not _same(init['g'], pre['generator']) and not _same(pre['generator'], last['generator'])
@@ -91,20 +101,20 @@ def test_frozen_backbone_unchanged(straight, backbone):
 
 
 def test_save_load_generator_round_trip(straight, tmp_path):
-    g = T.load_generator(straight['out']/'generator_srgan.pt')
+    g = load_generator(straight['out']/'generator_srgan.pt')
     assert not g.training and g.meta['n_blocks'] == 2 and g.meta['bicubic_skip'] is True
     assert g.meta['backbone'] == 'effnet_lite0' and g.meta['strategy'] == 's2'
     x = torch.rand(2, 3, 8, 8)
     straight['g'].eval()
     with torch.no_grad():
         assert torch.equal(g(x), straight['g'](x))
-        assert torch.equal(T.load_generator(straight['out']/'checkpoints'/'last.pt')(x), g(x))  # a checkpoint also loads
-        s = T.load_generator(straight['out']/'generator_srresnet.pt')
+        assert torch.equal(load_generator(straight['out']/'checkpoints'/'last.pt')(x), g(x))  # a checkpoint also loads
+        s = load_generator(straight['out']/'generator_srresnet.pt')
         assert not torch.equal(s(x), g(x))
-    T.save_generator(g, tmp_path/'g.pt', meta=dict(strategy='s1'))
-    assert T.load_generator(tmp_path/'g.pt').meta['strategy'] == 's1'
+    save_generator(g, tmp_path/'g.pt', meta=dict(strategy='s1'))
+    assert load_generator(tmp_path/'g.pt').meta['strategy'] == 's1'
     torch.save({'x': torch.zeros(1)}, tmp_path/'other.pt')
-    with pytest.raises(ValueError, match='neither'): T.load_generator(tmp_path/'other.pt')
+    with pytest.raises(ValueError, match='neither'): load_generator(tmp_path/'other.pt')
 
 
 def _drop_time(h): return h.drop(columns=['seconds']).reset_index(drop=True)
@@ -140,7 +150,7 @@ def test_resume_equals_uninterrupted(straight, tmp_path, backbone, monkeypatch):
     h = run(tiny_cfg(epochs=2), out, backbone, seed=123)  # fresh weights: resume must overwrite them
     assert calls == [1, 2]
     pd.testing.assert_frame_equal(_drop_time(h), _drop_time(straight['hist']), check_exact=False, rtol=0, atol=1e-6)
-    a, b = T.load_checkpoint(out/'checkpoints'/'last.pt'), T.load_checkpoint(straight['out']/'checkpoints'/'last.pt')
+    a, b = load_checkpoint(out/'checkpoints'/'last.pt'), load_checkpoint(straight['out']/'checkpoints'/'last.pt')
     for net in ('generator', 'discriminator'):
         for k in a[net]: torch.testing.assert_close(a[net][k], b[net][k], rtol=0, atol=1e-6)
 
@@ -152,26 +162,40 @@ def test_resume_false_starts_afresh(straight, tmp_path, backbone):
     assert len(h) == 2 and h.epoch.tolist() == [1, 2]
 
 
+def test_resume_refuses_other_settings_and_old_checkpoints(straight, tmp_path, backbone):
+    "A checkpoint made with other training settings, or one that lacks a field (an older version's), is not resumed."
+    out = tmp_path/'refuse'
+    run(tiny_cfg(epochs=1), out, backbone)
+    before = (out/'checkpoints'/'last.pt').read_bytes()
+    with pytest.raises(T.ResumeRefused, match=r'adversarial_weight: 0.001 -> 0.005.*--run-id'):
+        run(tiny_cfg(epochs=2, adversarial_weight=5e-3), out, backbone)
+    old = load_checkpoint(out/'checkpoints'/'last.pt')
+    old['config'] = {k: v for k, v in old['config'].items() if k not in ('pixel_weight', 'pixel_criterion')} | dict(content_weight=0.0)
+    T.save_checkpoint(old, out/'checkpoints'/'last.pt')
+    with pytest.raises(T.ResumeRefused, match=r"pixel_weight: '\(not recorded\)' -> 0.0"):
+        run(tiny_cfg(epochs=2), out, backbone)
+    h = run(tiny_cfg(epochs=1, resume=False), out, backbone)  # the way out the message names
+    assert len(h) == 2 and (out/'checkpoints'/'last.pt').read_bytes() != before
+
+
 def test_nan_guard_names_epoch_step_and_part(tmp_path, backbone, monkeypatch):
-    import srgan_nb.losses as L
-    real, n = L.content_loss, [0]
-    def sometimes_nan(sr, hr):
+    real, n = T.pixel_loss, [0]
+    def sometimes_nan(sr, hr, criterion='mse'):
         n[0] += 1
-        v = real(sr, hr)
+        v = real(sr, hr, criterion)
         return v * float('nan') if n[0] == 3 else v
-    monkeypatch.setattr(L, 'content_loss', sometimes_nan)
-    with pytest.raises(T.TrainingDiverged, match=r'epoch 1 \(pretrain\), step 3: content_loss is nan') as e:
+    monkeypatch.setattr(T, 'pixel_loss', sometimes_nan)
+    with pytest.raises(T.TrainingDiverged, match=r'epoch 1 \(pretrain\), step 3: pixel_loss is nan') as e:
         run(tiny_cfg(log_every=2), tmp_path/'nan', backbone)
-    assert (e.value.epoch, e.value.step, e.value.part) == (1, 3, 'content_loss')
+    assert (e.value.epoch, e.value.step, e.value.part) == (1, 3, 'pixel_loss')
 
 
 def test_nan_guard_gan_phase(tmp_path, backbone, monkeypatch):
-    import srgan_nb.losses as L
-    real = L.discriminator_loss
+    real = T.discriminator_loss
     def inf_real(r, f):
         loss, lr_, lf = real(r, f)
         return loss, lr_ + float('inf'), lf
-    monkeypatch.setattr(L, 'discriminator_loss', inf_real)
+    monkeypatch.setattr(T, 'discriminator_loss', inf_real)
     with pytest.raises(T.TrainingDiverged, match=r'epoch 2 \(gan\), step 1: d_loss_real is inf'):
         run(tiny_cfg(log_every=50), tmp_path/'inf', backbone)  # caught at the end of the epoch
 
@@ -181,7 +205,7 @@ def test_bf16_on_cpu(tmp_path, backbone):
         print('skipping: this CPU has no native bf16 (avx512_bf16/amx_bf16)')
         pytest.skip('this CPU has no native bf16 (avx512_bf16/amx_bf16)')
     h = run(tiny_cfg(precision='bf16'), tmp_path/'bf16', backbone)
-    assert np.isfinite(h[['g_loss', 'content_loss', 'val_psnr']].to_numpy(float)).all()
+    assert np.isfinite(h[['g_loss', 'pixel_loss', 'val_psnr']].to_numpy(float)).all()
     assert json.loads((tmp_path/'bf16'/'train_summary.json').read_text())['precision'] == 'bf16'
 
 
@@ -200,24 +224,91 @@ def test_bad_patches_clear_error(tmp_path, backbone):
 
 def test_train_wires_data_and_skips_finished(tmp_path, backbone, monkeypatch, capsys, reports_tmp):
     "train() loads the run's train (first n_train photos) and val patches, prints its outputs, and is not rerun once finished."
-    import srgan_nb.data as D
-    import srgan_nb.losses as L
     asked = []
     def fake_load(cfg, split, n_images=None):
         asked.append((split, n_images))
         return TRAIN if split == 'train' else VAL
-    monkeypatch.setattr(D, 'load_patches', fake_load)
-    import srgan_nb.model as M
-    monkeypatch.setattr(L, 'build_backbone', lambda *a, **k: backbone)
-    monkeypatch.setattr(M, 'build_models', lambda cfg: tiny_models())
+    monkeypatch.setattr(T, 'load_patches', fake_load)
+    monkeypatch.setattr(T, 'build_backbone', lambda *a, **k: backbone)
+    monkeypatch.setattr(T, 'build_models', lambda cfg: tiny_models())
     cfg = tiny_cfg(n_train=7)
     h = T.train(cfg)
     out = reports_tmp/'runs'/cfg.run_id/'s2'
     assert asked == [('train', 7), ('val', None)] and (out/'train_summary.json').exists()
     text = capsys.readouterr().out
     assert str(out) in text and 'val PSNR (Y): bicubic' in text and 'SRResNet' in text and 'SRGAN' in text
-    monkeypatch.setattr(D, 'load_patches', lambda *a, **k: pytest.fail('a finished run must not reload data'))
+    monkeypatch.setattr(T, 'load_patches', lambda *a, **k: pytest.fail('a finished run must not reload data'))
     h2 = T.train(cfg)
-    pd.testing.assert_frame_equal(h2, pd.read_csv(out/'history.csv'))
+    pd.testing.assert_frame_equal(h2, T.read_history(out/'history.csv'))
     assert 'already trained' in capsys.readouterr().out
     assert len(h2) == len(h)
+
+
+# ---------------------------------------------------------------- the SRGAN step itself (the code fit runs)
+def _weights(m): return {k: v.detach().clone() for k, v in m.named_parameters()}
+
+
+def _step_setup(backbone, **kw):
+    g, d = tiny_models()
+    s = T.build_srgan(tiny_cfg(**kw), g, d, backbone)
+    with torch.no_grad(): s.generator.tail.weight.normal_(0, 1e-3)  # as after a first step (a zero tail passes no gradient upstream)
+    lr, hr = T.patch_tensors(TRAIN)
+    return s, lr[:4].float() / 255, hr[:4].float() / 255
+
+
+def test_srgan_step_each_optimizer_steps_only_its_network(backbone):
+    s, lr, hr = _step_setup(backbone)
+    with s.autocast(): sr = s.generator(lr)
+    g0, d0, bb0 = _weights(s.generator), _weights(s.discriminator), copy.deepcopy(backbone.state_dict())
+    T.discriminator_step(s, sr, hr)
+    assert _same(_weights(s.generator), g0) and all(p.grad is None for p in s.generator.parameters())
+    assert not any(torch.equal(v, d0[k]) for k, v in _weights(s.discriminator).items())  # every D weight moved
+    d1 = _weights(s.discriminator)
+    s.opt_d.zero_grad(set_to_none=True)
+    T.generator_step(s, sr, hr)
+    assert _same(_weights(s.discriminator), d1) and all(p.grad is None for p in s.discriminator.parameters())
+    assert all(p.requires_grad for p in s.discriminator.parameters())
+    assert not _same(_weights(s.generator), g0)
+    assert _same(bb0, backbone.state_dict()) and all(p.grad is None for p in backbone.parameters())  # frozen stays frozen
+    assert s.opt_g.state and s.opt_d.state and not s.opt_pretrain.state
+
+
+@pytest.mark.parametrize('term', ['pixel_weight', 'perceptual_weight', 'adversarial_weight'])
+def test_srgan_step_every_loss_term_reaches_the_generator(term, backbone):
+    s, lr, hr = _step_setup(backbone)
+    s.weights.update({'pixel_weight': 0.0, 'perceptual_weight': 0.0, 'adversarial_weight': 0.0, term: 1.0})
+    with s.autocast(): sr = s.generator(lr)
+    parts = T.generator_step(s, sr, hr)
+    name = term.replace('_weight', '_loss')
+    assert float(parts[name]) > 0 and all(float(parts[k]) == 0 for k in ('pixel_loss', 'perceptual_loss', 'adversarial_loss') if k != name)
+    grads = {n: p.grad for n, p in s.generator.named_parameters()}
+    assert all(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n in ('head.0.weight', 'tail.weight', 'blocks.0.body.0.weight'))
+
+
+def test_srgan_step_returns_every_part_and_matches_the_objective(backbone):
+    s, lr, hr = _step_setup(backbone, pixel_weight=0.5, pixel_criterion='l1')
+    out = T.srgan_step(s, lr, hr)
+    assert set(out) == {'g_loss', 'pixel_loss', 'perceptual_loss', 'adversarial_loss', 'd_loss', 'd_loss_real', 'd_loss_fake',
+                        'd_real_mean', 'd_fake_mean'}
+    torch.testing.assert_close(out['g_loss'], 0.5 * out['pixel_loss'] + out['perceptual_loss'] + 1e-3 * out['adversarial_loss'])
+    torch.testing.assert_close(out['d_loss'], out['d_loss_real'] + out['d_loss_fake'])
+
+
+def test_d_pairwise_accuracy_sees_an_obvious_fake(backbone):
+    "A discriminator that scores brightness tells HR from an all-black generator on every patch; D's mode is restored."
+    class Bright(torch.nn.Module):
+        def __init__(self):
+            super().__init__(); self.bn = torch.nn.BatchNorm2d(3)
+        def forward(self, x): return self.bn(x).mean((1, 2, 3)) * 0 + x.mean((1, 2, 3))
+    class Black(torch.nn.Module):
+        scale = 4
+        def __init__(self):
+            super().__init__(); self.w = torch.nn.Parameter(torch.zeros(1))
+        def forward(self, x): return torch.zeros(x.shape[0], 3, x.shape[2] * 4, x.shape[3] * 4) * self.w
+    s = T.build_srgan(tiny_cfg(), Black(), Bright(), backbone)
+    lr, hr = T.patch_tensors(VAL)
+    h = T.d_pairwise_accuracy(s, lr, hr)
+    assert h['d_pair_acc'] == 1.0 and h['d_sr'] == pytest.approx(0.5) and h['d_hr'] > 0.5
+    assert s.discriminator.training
+    s.generator = Generator(4, 1, 8, bicubic_skip=True)  # now a generator as good as bicubic: no longer obvious
+    assert T.d_pairwise_accuracy(s, lr, hr)['d_pair_acc'] < 1.0

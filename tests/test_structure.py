@@ -1,0 +1,79 @@
+"The code's shape: no import cycle among srgan_nb modules (imports inside functions count), the notebooks and the library agree, each thing once."
+import ast, re, shutil, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LIB = ROOT/'srgan_nb'
+
+
+def _imports(path: Path) -> set[str]:
+    "The srgan_nb modules that `path` imports anywhere: top level, inside functions, relative or absolute."
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split('.')[1] for a in node.names if a.name.startswith('srgan_nb.')}
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ''
+            if node.level == 1:  # from . import x / from .x import y
+                out |= {a.name for a in node.names} if not mod else {mod.split('.')[0]}
+            elif mod == 'srgan_nb': out |= {a.name for a in node.names}
+            elif mod.startswith('srgan_nb.'): out.add(mod.split('.')[1])
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = {p.stem for p in LIB.glob('*.py') if not p.stem.startswith('_')}
+    return {m: (_imports(LIB/f'{m}.py') & mods) - {m} for m in mods}
+
+
+def find_cycle(graph: dict) -> list[str] | None:
+    "One import cycle as a list of modules, or None."
+    state, stack = {}, []
+    def visit(m):
+        state[m] = 'open'; stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 'open': return stack[stack.index(n):] + [n]
+            if n not in state and (c := visit(n)): return c
+        state[m] = 'done'; stack.pop()
+        return None
+    for m in sorted(graph):
+        if m not in state and (c := visit(m)): return c
+    return None
+
+
+def test_cycle_finder_finds_cycles():
+    assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']
+    assert find_cycle({'a': {'b'}, 'b': set()}) is None
+
+
+def test_no_import_cycle_among_modules():
+    g = import_graph()
+    assert {'train', 'metrics', 'infer', 'model'} <= set(g)
+    assert 'train' not in g['metrics'] and 'train' not in g['infer']   # the file format and inference live below training
+    assert find_cycle(g) is None, f"import cycle: {' -> '.join(find_cycle(g))}"
+
+
+def test_one_generator_file_format_and_one_inference_path():
+    "save_generator/load_generator are defined once (model); only infer runs a generator on images."
+    defs = {}
+    for p in LIB.glob('*.py'):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)): defs.setdefault(node.name, []).append(p.stem)
+    assert defs['save_generator'] == ['model'] and defs['load_generator'] == ['model']
+    assert defs['Upscaler'] == ['infer'] and defs['upscale_image'] == ['infer'] and defs['upscale_batch'] == ['infer']
+    for gone in ('predict_uint8', 'generator_method', '_upscale', 'bicubic_image', 'read_image', 'toy_patches_copy'):
+        assert gone not in defs, f'{gone} is back in {defs[gone]}'
+    hand_copies = [str(p.relative_to(ROOT)) for d in ('tests', 'benchmarks') for p in (ROOT/d).glob('*.py')
+                   if re.search(r'discriminator_loss\(.*D\(', p.read_text())]
+    assert not hand_copies, f'hand-written GAN steps: {hand_copies}'
+
+
+def test_notebooks_and_library_agree(tmp_path):
+    "nbdev_export on a copy of the project changes no file of srgan_nb/ (nobody hand-edited the library)."
+    dst = tmp_path/'proj'
+    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns('.venv', '.git', 'reports', '__pycache__', '*.egg-info', '_proc', '_docs'))
+    subprocess.run([str(Path(sys.executable).parent/'nbdev_export')], cwd=dst, check=True)
+    changed = [p.name for p in sorted(LIB.glob('*.py')) if (dst/'srgan_nb'/p.name).read_text() != p.read_text()]
+    assert not changed, f'nbdev_export changes {changed}: edit the notebooks, then `make export`'
