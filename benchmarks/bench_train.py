@@ -111,7 +111,8 @@ def main(argv=None):
         for phase in ('gan', 'pretrain'):
             for name, cfg, sf in ((f'fit (default config)', fit_cfg, False), ('straightforward fp32', plain, True)):
                 v = Variant(cfg, backbone, data, dev, b, phase, straightforward=sf)
-                v.step(); sync(dev)  # warm-up
+                for _ in range(3): v.step()  # warm-up: oneDNN builds its kernels in the first steps
+                sync(dev)
                 variants[(phase, b, name)] = v
     times = {k: [] for k in variants}; peaks = {k: [] for k in variants}
     for r in range(a.reps):
