@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'QUICK_CAPS', 'Strategy', 'get_strategy', 'RunConfig', 'parse_overrides', 'make_config', 'config_dict',
-           'save_config', 'load_config', 'repo_root', 'reports_dir', 'cache_dir', 'runs_dir', 'default_run_id',
-           'run_path', 'shared_data', 'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision',
-           'autocast_dtype', 'autocast']
+__all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'Strategy', 'get_strategy', 'RunConfig', 'parse_overrides', 'make_config',
+           'config_dict', 'save_config', 'load_config', 'repo_root', 'reports_dir', 'cache_dir', 'runs_dir',
+           'default_run_id', 'run_path', 'shared_data', 'seed_everything', 'pick_device', 'cpu_supports_bf16',
+           'pick_precision', 'autocast_dtype', 'autocast']
 
 # %% ../nbs/00_config.ipynb #1ca401bd
 @dataclass(frozen=True)
@@ -44,6 +44,15 @@ def get_strategy(name: str) -> Strategy:
 
 # %% ../nbs/00_config.ipynb #25b0f5c5
 QUICK_CAPS = dict(n_train=12, n_val=4, n_test=6, epochs=2, pretrain_epochs=2, patches_per_image=10)
+
+
+# Named GAN recipes: `--set gan=paper` fills in these fields; explicit --set values win.
+GAN_PRESETS = {
+    # Ledig et al. 2017: MSE-pretrained SRResNet, then the perceptual loss (VGG54 where its weights exist, else the
+    # offline backbone) + 1e-3 BCE adversarial, no pixel term, the BatchNorm discriminator, Adam 1e-4 for both networks
+    'paper': dict(pixel_weight=0.0, pixel_criterion='mse', perceptual_weight=1.0, adversarial_weight=1e-3, gan_loss='bce',
+                  backbone='auto', lr_g=1e-4, lr_d=1e-4),
+}
 
 # %% ../nbs/00_config.ipynb #04628636
 @dataclass
@@ -80,6 +89,8 @@ class RunConfig:
     content_weight: float | None = None  # deprecated alias of pixel_weight (older runs); setting it sets pixel_weight
     perceptual_weight: float = 1.0
     adversarial_weight: float = 1e-3
+    gan_loss: str = 'bce'            # bce (the paper's) | ragan (relativistic average, ESRGAN)
+    gan: str | None = None           # a named recipe (GAN_PRESETS) whose fields fill in what is not set explicitly
     # training
     pretrain_epochs: int = 2         # SRResNet (MSE) epochs before the GAN phase
     lr_pretrain: float | None = None # learning rate of the MSE phase (None: lr_g)
@@ -136,6 +147,9 @@ class RunConfig:
             if not float(getattr(self, k)) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)!r}")
         if self.min_sharpness < 0: raise ValueError("min_sharpness must be >= 0")
         if self.pixel_criterion not in ('mse', 'l1'): raise ValueError(f"pixel_criterion must be mse or l1, got {self.pixel_criterion!r}")
+        if self.gan_loss not in ('bce', 'ragan'): raise ValueError(f"gan_loss must be bce or ragan, got {self.gan_loss!r}")
+        if self.gan is not None and self.gan not in GAN_PRESETS:
+            raise ValueError(f"Unknown gan preset {self.gan!r}; choose one of {sorted(GAN_PRESETS)}")
         return self
 
 # %% ../nbs/00_config.ipynb #5f2cdf27
@@ -182,6 +196,9 @@ def make_config(strategy: str = 's2', overrides: dict | None = None, yaml_path: 
     vals.update({k: v for k, v in kwargs.items()})
     vals.setdefault('strategy', strategy)
     vals = {k: _parse_value(k, v) for k, v in vals.items()}
+    if vals.get('gan') is not None:  # a preset fills in the fields not given explicitly
+        if vals['gan'] not in GAN_PRESETS: raise ValueError(f"Unknown gan preset {vals['gan']!r}; choose one of {sorted(GAN_PRESETS)}")
+        for k, v in GAN_PRESETS[vals['gan']].items(): vals.setdefault(k, v)
     return RunConfig(**vals)
 
 # %% ../nbs/00_config.ipynb #83869e6d

@@ -12,12 +12,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['VGG19_FILE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FEATURE_SCALE', 'EFFNET_LITE0_STAGES', 'EFFNET_MEAN',
-           'EFFNET_STD', 'EFFNET_FEATURE_SCALE', 'pixel_loss', 'adversarial_loss', 'discriminator_loss', 'Backbone',
-           'vgg19_weights_path', 'build_vgg19', 'Conv2dSame', 'MBConv', 'EfficientNetLite0',
-           'effnet_lite0_weights_path', 'load_effnet_lite0', 'effnet_preprocess', 'effnet_classify', 'fold_bn',
-           'fuse_effnet', 'EffNetFeatures', 'build_effnet_lite0', 'build_backbone', 'PerceptualLoss',
-           'feature_scale_for', 'bicubic_pairs', 'loss_weights', 'pixel_criterion', 'generator_objective']
+__all__ = ['GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FEATURE_SCALE', 'EFFNET_LITE0_STAGES',
+           'EFFNET_MEAN', 'EFFNET_STD', 'EFFNET_FEATURE_SCALE', 'pixel_loss', 'adversarial_loss', 'discriminator_loss',
+           'generator_adversarial_loss', 'Backbone', 'vgg19_weights_path', 'build_vgg19', 'Conv2dSame', 'MBConv',
+           'EfficientNetLite0', 'effnet_lite0_weights_path', 'load_effnet_lite0', 'effnet_preprocess',
+           'effnet_classify', 'fold_bn', 'fuse_effnet', 'EffNetFeatures', 'build_effnet_lite0', 'build_backbone',
+           'PerceptualLoss', 'feature_scale_for', 'bicubic_pairs', 'loss_weights', 'pixel_criterion',
+           'generator_objective']
 
 # %% ../nbs/03_losses.ipynb #0b5116de
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, criterion: str = 'mse') -> torch.Tensor:
@@ -34,10 +35,28 @@ def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
 
 # %% ../nbs/03_losses.ipynb #f0515272
-def discriminator_loss(d_real_logits: torch.Tensor, d_fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "The discriminator's BCE loss on real HR (label 1) and SR (label 0): (loss_real + loss_fake, loss_real, loss_fake)."
-    loss_real, loss_fake = adversarial_loss(d_real_logits, True), adversarial_loss(d_fake_logits, False)
+GAN_LOSSES = ('bce', 'ragan')
+
+def _relativistic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    "Logits of 'a is more real than the average b' (relativistic average GAN, Jolicoeur-Martineau 2018; ESRGAN)."
+    return a.float() - b.float().mean()
+
+def discriminator_loss(d_real_logits: torch.Tensor, d_fake_logits: torch.Tensor, kind: str = 'bce') -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "The discriminator's loss on real HR (label 1) and SR (label 0), BCE or relativistic average: (real + fake, real, fake)."
+    if kind == 'bce': loss_real, loss_fake = adversarial_loss(d_real_logits, True), adversarial_loss(d_fake_logits, False)
+    elif kind == 'ragan':
+        loss_real = adversarial_loss(_relativistic(d_real_logits, d_fake_logits), True)
+        loss_fake = adversarial_loss(_relativistic(d_fake_logits, d_real_logits), False)
+    else: raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {kind!r}")
     return loss_real + loss_fake, loss_real, loss_fake
+
+def generator_adversarial_loss(d_fake_logits: torch.Tensor, d_real_logits: torch.Tensor | None = None, kind: str = 'bce') -> torch.Tensor:
+    "The generator's adversarial term: BCE(D(sr), 1), or the relativistic average form (needs D(hr), detached)."
+    if kind == 'bce': return adversarial_loss(d_fake_logits, True)
+    if kind != 'ragan': raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {kind!r}")
+    if d_real_logits is None: raise ValueError("the relativistic GAN loss needs the discriminator's logits on HR")
+    r = d_real_logits.detach()
+    return (adversarial_loss(_relativistic(r, d_fake_logits), False) + adversarial_loss(_relativistic(d_fake_logits, r), True)) / 2
 
 # %% ../nbs/03_losses.ipynb #4c26a824
 class Backbone(nn.Module):
@@ -317,14 +336,15 @@ def pixel_criterion(cfg_or_weights) -> str:
 
 # %% ../nbs/03_losses.ipynb #1f63ef1b
 def generator_objective(sr: torch.Tensor, hr: torch.Tensor, d_fake_logits: torch.Tensor | None, perceptual: nn.Module | None,
-                        cfg_or_weights, hr_features: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                        cfg_or_weights, hr_features: torch.Tensor | None = None, d_real_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     "pixel_weight * pixel loss + perceptual_weight * feature MSE + adversarial_weight * BCE(D(sr), real): (total, unweighted parts)."
     w = loss_weights(cfg_or_weights)
     zero = sr.new_zeros((), dtype=torch.float32)
     parts = {'pixel_loss': pixel_loss(sr, hr, pixel_criterion(cfg_or_weights)) if w['pixel_loss'] else zero}
     parts['perceptual_loss'] = (perceptual(sr, hr, hr_features=hr_features)
                                 if w['perceptual_loss'] and perceptual is not None else zero)
-    parts['adversarial_loss'] = (adversarial_loss(d_fake_logits, True)
+    kind = cfg_or_weights.get('gan_loss', 'bce') if isinstance(cfg_or_weights, dict) else getattr(cfg_or_weights, 'gan_loss', 'bce')
+    parts['adversarial_loss'] = (generator_adversarial_loss(d_fake_logits, d_real_logits, kind)
                                  if w['adversarial_loss'] and d_fake_logits is not None else zero)
     total = sum(w[k] * v for k, v in parts.items())
     return total, {k: v.detach() for k, v in parts.items()}

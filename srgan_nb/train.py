@@ -226,7 +226,7 @@ class SRGAN:
     opt_d: torch.optim.Optimizer
     scaler_g: torch.amp.GradScaler
     scaler_d: torch.amp.GradScaler
-    weights: dict            # pixel_weight, perceptual_weight, adversarial_weight, pixel_criterion
+    weights: dict            # pixel_weight, perceptual_weight, adversarial_weight, pixel_criterion, gan_loss
     device: torch.device
     precision: str = 'fp32'
     channels_last: bool = False
@@ -253,7 +253,7 @@ def build_srgan(cfg: RunConfig, generator: nn.Module | None = None, discriminato
     if backbone is None and cfg.perceptual_weight: backbone = build_backbone(cfg.backbone, cfg.vgg_weights)
     perceptual = PerceptualLoss(backbone.eval().requires_grad_(False)).to(device) if backbone is not None else None
     weights = dict(pixel_weight=cfg.pixel_weight, perceptual_weight=cfg.perceptual_weight,
-                   adversarial_weight=cfg.adversarial_weight, pixel_criterion=cfg.pixel_criterion)
+                   adversarial_weight=cfg.adversarial_weight, pixel_criterion=cfg.pixel_criterion, gan_loss=cfg.gan_loss)
     return SRGAN(G, D, perceptual, _adam(G.parameters(), cfg.lr_pretrain or cfg.lr_g, cfg, device),
                  _adam(G.parameters(), cfg.lr_g, cfg, device), _adam(D.parameters(), cfg.lr_d, cfg, device),
                  make_scaler(device, precision), make_scaler(device, precision), weights, device, precision, cfg.channels_last)
@@ -271,11 +271,11 @@ def pretrain_step(s: SRGAN, lr: torch.Tensor, hr: torch.Tensor) -> dict:
 
 # %% ../nbs/04_train.ipynb #37a1b6cc
 def discriminator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor) -> dict:
-    "One Adam step of the discriminator on BCE(D(hr), 1) + BCE(D(sr), 0); `sr` is detached."
+    "One Adam step of the discriminator on its loss for HR (label 1) and SR (label 0), BCE or relativistic; `sr` is detached."
     s.opt_d.zero_grad(set_to_none=True)
     with s.autocast():
         d_real, d_fake = s.discriminator(hr), s.discriminator(sr.detach())
-        d_loss, d_loss_real, d_loss_fake = discriminator_loss(d_real.float(), d_fake.float())
+        d_loss, d_loss_real, d_loss_fake = discriminator_loss(d_real.float(), d_fake.float(), s.weights.get('gan_loss', 'bce'))
     s.scaler_d.scale(d_loss).backward()
     s.scaler_d.step(s.opt_d); s.scaler_d.update()
     with torch.no_grad():
@@ -290,8 +290,11 @@ def generator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor, hr_features: to
         s.opt_g.zero_grad(set_to_none=True)
         with s.autocast():
             d_fake = D(sr) if s.weights['adversarial_weight'] else None
+            d_real = None
+            if d_fake is not None and s.weights.get('gan_loss', 'bce') == 'ragan':
+                with torch.no_grad(): d_real = D(hr).float()  # the relativistic loss compares with HR (detached, as ESRGAN)
             g_loss, parts = generator_objective(sr.float(), hr, None if d_fake is None else d_fake.float(), s.perceptual,
-                                                s.weights, hr_features=hr_features)
+                                                s.weights, hr_features=hr_features, d_real_logits=d_real)
         s.scaler_g.scale(g_loss).backward()
         s.scaler_g.step(s.opt_g); s.scaler_g.update()
     finally:
@@ -360,7 +363,7 @@ def hr_feature_cache(backbone: nn.Module, hr_u8: torch.Tensor, device, precision
 
 # %% ../nbs/04_train.ipynb #620fcf18
 RESUME_KEYS = ('seed', 'hr_size', 'scale', 'n_blocks', 'channels', 'bicubic_skip', 'backbone', 'pixel_weight',
-               'pixel_criterion', 'perceptual_weight', 'adversarial_weight', 'pretrain_epochs', 'lr_pretrain', 'augment',
+               'pixel_criterion', 'perceptual_weight', 'adversarial_weight', 'gan_loss', 'pretrain_epochs', 'lr_pretrain', 'augment',
                'batch_size', 'lr_g', 'lr_d', 'beta1', 'beta2', 'n_train', 'patches_per_image')
 
 class ResumeRefused(ValueError):
