@@ -51,7 +51,7 @@ GAN_PRESETS = {
     # Ledig et al. 2017: MSE-pretrained SRResNet, then the perceptual loss (VGG54 where its weights exist, else the
     # offline backbone) + 1e-3 BCE adversarial, no pixel term, the BatchNorm discriminator, Adam 1e-4 for both networks
     'paper': dict(pixel_weight=0.0, pixel_criterion='mse', perceptual_weight=1.0, adversarial_weight=1e-3, gan_loss='bce',
-                  backbone='auto', lr_g=1e-4, lr_d=1e-4),
+                  backbone='auto', lr_g=1e-4, lr_d=1e-4, d_norm='bn', d_joint_batch=False),
 }
 
 # %% ../nbs/00_config.ipynb #04628636
@@ -90,6 +90,8 @@ class RunConfig:
     perceptual_weight: float = 1.0
     adversarial_weight: float = 1e-3
     gan_loss: str = 'bce'            # bce (the paper's) | ragan (relativistic average, ESRGAN)
+    d_norm: str = 'bn'               # discriminator normalisation: bn (the paper's) | sn (spectral norm, no batch statistics)
+    d_joint_batch: bool = False      # real and generated patches through D in one batch (shared BatchNorm statistics)
     gan: str | None = None           # a named recipe (GAN_PRESETS) whose fields fill in what is not set explicitly
     # training
     pretrain_epochs: int = 2         # SRResNet (MSE) epochs before the GAN phase
@@ -148,6 +150,7 @@ class RunConfig:
         if self.min_sharpness < 0: raise ValueError("min_sharpness must be >= 0")
         if self.pixel_criterion not in ('mse', 'l1'): raise ValueError(f"pixel_criterion must be mse or l1, got {self.pixel_criterion!r}")
         if self.gan_loss not in ('bce', 'ragan'): raise ValueError(f"gan_loss must be bce or ragan, got {self.gan_loss!r}")
+        if self.d_norm not in ('bn', 'sn'): raise ValueError(f"d_norm must be bn or sn, got {self.d_norm!r}")
         if self.gan is not None and self.gan not in GAN_PRESETS:
             raise ValueError(f"Unknown gan preset {self.gan!r}; choose one of {sorted(GAN_PRESETS)}")
         return self

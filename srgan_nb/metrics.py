@@ -276,27 +276,28 @@ def as_method(m, scale: int = 4, device='cpu', precision: str = 'fp32', tile: in
 
 # %% ../nbs/05_metrics.ipynb #f7516ad3
 METRIC_INFO = {
-    'psnr': dict(measures='pixel fidelity: mean squared error on the Y channel (BT.601), in dB', better='higher', training='independent',
-                 caveat="SRResNet, the MSE phase SRGAN starts from, minimises RGB pixel MSE (and so does SRGAN with content_weight > 0)"),
-    'ssim': dict(measures='local agreement of luminance, contrast and structure on Y (11x11 Gaussian window)', better='higher', training='independent', caveat=''),
-    'psnr_rgb': dict(measures='pixel fidelity: mean squared error on R, G and B, in dB', better='higher', training='independent',
+    'psnr': dict(measures='pixel fidelity: mean squared error on the Y channel (BT.601), in dB', training='independent',
+                 caveat="SRResNet, the MSE phase SRGAN starts from, minimises RGB pixel MSE (and so does SRGAN with pixel_weight > 0)"),
+    'ssim': dict(measures='local agreement of luminance, contrast and structure on Y (11x11 Gaussian window)', training='independent', caveat=''),
+    'psnr_rgb': dict(measures='pixel fidelity: mean squared error on R, G and B, in dB', training='independent',
                      caveat="exactly SRResNet's training loss (pixel MSE), up to 8-bit rounding and the border"),
-    'ssim_rgb': dict(measures='SSIM averaged over R, G and B', better='higher', training='independent', caveat=''),
-    'vif': dict(measures="visual information fidelity: how much of the HR's information the SR keeps (pixel domain, Y)", better='higher', training='independent', caveat=''),
-    'feat_dist': dict(measures='distance of unit-normalised EfficientNet-Lite0 features', better='lower', training='aligned',
+    'ssim_rgb': dict(measures='SSIM averaged over R, G and B', training='independent', caveat=''),
+    'vif': dict(measures="visual information fidelity: how much of the HR's information the SR keeps (pixel domain, Y)", training='independent', caveat=''),
+    'feat_dist': dict(measures='distance of unit-normalised EfficientNet-Lite0 features', training='aligned',
                       caveat='the perceptual loss uses the same backbone, unless training used VGG19 (backbone auto with its weights on disk)'),
-    'lpips': dict(measures='learned perceptual distance: AlexNet features weighted to match human judgements', better='lower', training='independent',
+    'lpips': dict(measures='learned perceptual distance: AlexNet features weighted to match human judgements', training='independent',
                   caveat='independent of training, but a deep-feature distance like the perceptual loss'),
-    'haarpsi': dict(measures='agreement of Haar wavelet responses of luminance and chroma (weight-free)', better='higher', training='independent', caveat=''),
-    'fsim': dict(measures='agreement of phase congruency, gradient magnitude and chroma (weight-free)', better='higher', training='independent', caveat=''),
-    'mdsi': dict(measures='deviation of a gradient and chromaticity similarity map (weight-free)', better='lower', training='independent', caveat=''),
-    'lr_psnr': dict(measures='LR consistency: PSNR (Y) of the bicubic downsample of SR against the LR input', better='higher', training='independent', caveat=''),
-    'face_dist': dict(measures="identity: distance of dlib face-recognition descriptors at the HR's face", better='lower', training='independent',
+    'haarpsi': dict(measures='agreement of Haar wavelet responses of luminance and chroma (weight-free)', training='independent', caveat=''),
+    'fsim': dict(measures='agreement of phase congruency, gradient magnitude and chroma (weight-free)', training='independent', caveat=''),
+    'mdsi': dict(measures='deviation of a gradient and chromaticity similarity map (weight-free)', training='independent', caveat=''),
+    'lr_psnr': dict(measures='LR consistency: PSNR (Y) of the bicubic downsample of SR against the LR input', training='independent', caveat=''),
+    'face_dist': dict(measures="identity: distance of dlib face-recognition descriptors at the HR's face", training='independent',
                       caveat='NaN where no face is found in the HR, and on patches; more sensitive to blur than to blockiness'),
 }
+for _m, _i in METRIC_INFO.items(): _i['better'] = 'lower' if _m in stats.LOWER_IS_BETTER else 'higher'  # direction: stats owns it
 
 # %% ../nbs/05_metrics.ipynb #7769a1e0
-METRIC_NAMES = ('psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'vif', 'feat_dist', 'lpips', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist')
+METRIC_NAMES = stats.METRICS                       # one list: the statistics summarise exactly these columns
 WHOLE_IMAGE_METRICS = ('face_dist',)   # NaN on patches
 
 class MetricSuite:

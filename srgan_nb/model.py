@@ -65,27 +65,34 @@ class Generator(nn.Module):
         return out + (bicubic(x, self.scale) if self.bicubic_skip else 0.5)
 
 # %% ../nbs/02_model.ipynb #4e6a56a5
-def _d_block(c_in: int, c_out: int, stride: int, bn: bool = True) -> nn.Sequential:
-    "conv3x3 (+ BN) + LeakyReLU(0.2): one of the discriminator's eight conv layers."
-    layers = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=not bn)]
-    if bn: layers.append(nn.BatchNorm2d(c_out))
+def _sn(m: nn.Module, on: bool) -> nn.Module:
+    "`m` with spectral normalisation of its weight (Miyato et al. 2018) when `on`."
+    return nn.utils.parametrizations.spectral_norm(m) if on else m
+
+def _d_block(c_in: int, c_out: int, stride: int, bn: bool = True, sn: bool = False) -> nn.Sequential:
+    "conv3x3 (+ BN) + LeakyReLU(0.2): one of the discriminator's eight conv layers (spectrally normalised, without BN, when `sn`)."
+    layers = [_sn(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=not bn or sn), sn)]
+    if bn and not sn: layers.append(nn.BatchNorm2d(c_out))
     layers.append(nn.LeakyReLU(0.2, inplace=True))
     return nn.Sequential(*layers)
 
 # %% ../nbs/02_model.ipynb #14223b93
 class Discriminator(nn.Module):
-    "The SRGAN discriminator: 8 conv layers (64->512, strides 1/2), 6x6 adaptive pool, dense 1024, dense 1 -> logits (B,)."
-    def __init__(self, hr_size: int = 96, in_channels: int = 3, base: int = 64):
+    "The SRGAN discriminator: 8 conv layers (64->512, strides 1/2), 6x6 adaptive pool, dense 1024, dense 1 -> logits (B,); `norm` bn (the paper's) or sn."
+    def __init__(self, hr_size: int = 96, in_channels: int = 3, base: int = 64, norm: str = 'bn'):
         super().__init__()
         if hr_size < 16: raise ValueError(f"hr_size must be at least 16 (four stride-2 convs), got {hr_size}")
-        self.hr_size = hr_size
+        if norm not in ('bn', 'sn'): raise ValueError(f"discriminator norm must be bn or sn, got {norm!r}")
+        self.hr_size, self.norm = hr_size, norm
+        sn = norm == 'sn'
         chans = [base, base, base * 2, base * 2, base * 4, base * 4, base * 8, base * 8]
         layers, c_in = [], in_channels
         for i, c in enumerate(chans):
-            layers.append(_d_block(c_in, c, stride=1 if i % 2 == 0 else 2, bn=i > 0)); c_in = c
+            layers.append(_d_block(c_in, c, stride=1 if i % 2 == 0 else 2, bn=i > 0, sn=sn)); c_in = c
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(6)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in * 36, 1024), nn.LeakyReLU(0.2, inplace=True), nn.Linear(1024, 1))
+        self.classifier = nn.Sequential(nn.Flatten(), _sn(nn.Linear(c_in * 36, 1024), sn), nn.LeakyReLU(0.2, inplace=True),
+                                        _sn(nn.Linear(1024, 1), sn))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] < 16 or x.shape[-2] < 16: raise ValueError(f"Discriminator needs images of at least 16x16, got {tuple(x.shape)}")
@@ -97,11 +104,11 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters of `module` (only those with requires_grad when `trainable_only`)."
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
-# %% ../nbs/02_model.ipynb #51a1c774
+# %% ../nbs/02_model.ipynb #ec482874
 def build_models(cfg) -> tuple[Generator, Discriminator]:
     "The generator and discriminator a `RunConfig` describes."
     gen = Generator(scale=cfg.scale, n_blocks=cfg.n_blocks, channels=cfg.channels, bicubic_skip=getattr(cfg, 'bicubic_skip', False))
-    disc = Discriminator(hr_size=cfg.hr_size)
+    disc = Discriminator(hr_size=cfg.hr_size, norm=getattr(cfg, 'd_norm', 'bn'))
     return gen, disc
 
 # %% ../nbs/02_model.ipynb #7384047f

@@ -12,6 +12,7 @@ import pandas as pd
 
 from .config import (RunConfig, make_config, config_dict, save_config, load_config, run_path, runs_dir,
                              repo_root, STRATEGIES, get_strategy)
+from .metrics import METRIC_NAMES
 
 # %% auto #0
 __all__ = ['STAGES', 'KERNEL_NAME', 'STRATEGY_FIELDS', 'NON_RESULT_FIELDS', 'DATA_FIELDS', 'RUN_COLUMNS', 'pipeline_notebooks',
@@ -206,7 +207,7 @@ def pipeline_plan(cfg: RunConfig, strategies=('s1', 's2'), overrides: dict | Non
         plan.append(StageRun('train', s, dict(run_dir=str(rd), strategy=s, config_json=str(rd/s/'config.json'),
                                               overrides={'resume': False} if force else {}),
                              [rd/s/'history.csv', rd/s/'generator_srgan.pt'], h_train, ('prepare_data',)))
-        h_eval = params_hash('evaluate', config_for_hash(c), h_train)
+        h_eval = params_hash('evaluate', config_for_hash(c), h_train, list(METRIC_NAMES))  # new metrics reach existing runs on a rerun
         plan.append(StageRun('evaluate', s, dict(run_dir=str(rd), strategy=s, config_json=str(rd/s/'config.json')),
                              [rd/s/'eval'/'per_image.csv'], h_eval, ('prepare_data', stage_key('train', s))))
         evals.append(h_eval)

@@ -4,7 +4,8 @@
 
 # %% ../nbs/07_report.ipynb #10bb0fc6
 from __future__ import annotations
-import json, platform, subprocess, sys
+import json, platform, re, subprocess, sys
+from html.parser import HTMLParser
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,15 +20,18 @@ from .data import make_lr, bicubic_upscale, load_split_images
 from .model import build_models, count_parameters
 from .infer import Upscaler
 from .train import read_history
+from .metrics import METRIC_INFO, FaceIdentity
 from . import stats
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'LOWER_IS_BETTER', 'COLUMN_FORMATS', 'LOSS_COLUMNS',
-           'DIGITS', 'load_run', 'headline_means', 'n_train_used', 'title_markdown', 'strategy_markdown',
-           'abstract_markdown', 'styled', 'data_table', 'example_figure', 'model_table', 'loss_table', 'plot_losses',
-           'interval_table', 'readable_summary', 'plot_distributions', 'plot_intervals', 'paired_table',
-           'strategy_comparison', 'comparison_grid', 'center_crop', 'comparison_rows', 'limitations_markdown',
-           'applications_markdown', 'package_versions', 'provenance_table', 'render_html']
+           'DIGITS', 'METRIC_FAMILIES', 'load_run', 'headline_means', 'n_train_used', 'title_markdown',
+           'strategy_markdown', 'abstract_markdown', 'styled', 'data_table', 'example_figure', 'model_table',
+           'loss_table', 'plot_losses', 'interval_table', 'readable_summary', 'plot_distributions', 'plot_intervals',
+           'paired_table', 'metric_protocol', 'families', 'plot_perception_distortion', 'strategy_comparison',
+           'comparison_grid', 'center_crop', 'comparison_rows', 'face_regions', 'zoom_figure', 'limitations_markdown',
+           'applications_markdown', 'package_versions', 'provenance_table', 'external_resources', 'self_contained',
+           'render_html']
 
 # %% ../nbs/07_report.ipynb #2cb459a0
 def _read_json(p, default=None):
@@ -46,11 +50,13 @@ def load_run(run_dir, strategies=None) -> dict:
     run = dict(run_dir=rd, run_id=rd.name, strategies=list(strategies), cfg=cfg,
                configs={s: load_config(rd/s/'config.json') for s in strategies if (rd/s/'config.json').exists()},
                data_summary=_read_json(rd/'data'/'summary.json', {}), split=_read_csv(rd/'data'/'split.csv'),
-               histories={}, train_summaries={}, per_image=None,
+               histories={}, d_health={}, train_summaries={}, eval_notes={}, per_image=None,
                timings=_read_json(rd/'timings.json', {}))
     frames = []
     for s in strategies:
         if (rd/s/'history.csv').exists(): run['histories'][s] = read_history(rd/s/'history.csv')
+        if (rd/s/'d_health.csv').exists(): run['d_health'][s] = pd.read_csv(rd/s/'d_health.csv')  # older runs have none
+        run['eval_notes'][s] = _read_json(rd/s/'eval'/'notes.json', {})
         run['train_summaries'][s] = _read_json(rd/s/'train_summary.json', {})
         e = _read_csv(rd/s/'eval'/'per_image.csv')
         if e is not None:
@@ -64,8 +70,9 @@ METHODS = ('bicubic', 'srresnet', 'srgan')
 METHOD_NAMES = {'bicubic': 'Bicubic', 'bicubic_skip_init': 'Untrained (bicubic skip)', 'srresnet': 'SRResNet', 'srgan': 'SRGAN'}
 METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan')   # reference rows first, when present
 METRIC_NAMES = {'psnr': 'PSNR (dB, Y)', 'ssim': 'SSIM (Y)', 'psnr_rgb': 'PSNR (dB, RGB)', 'ssim_rgb': 'SSIM (RGB)',
-                'vif': 'VIF', 'lpips': 'LPIPS', 'feat_dist': 'feature distance'}
-LOWER_IS_BETTER = ('lpips', 'feat_dist')
+                'vif': 'VIF', 'lpips': 'LPIPS', 'feat_dist': 'feature distance (EfficientNet, aligned with training)',
+                'haarpsi': 'HaarPSI', 'fsim': 'FSIM', 'mdsi': 'MDSI', 'lr_psnr': 'LR consistency (dB)', 'face_dist': 'face identity distance'}
+LOWER_IS_BETTER = stats.LOWER_IS_BETTER
 
 # %% ../nbs/07_report.ipynb #48824c23
 def headline_means(per_image: pd.DataFrame, metric='psnr') -> pd.DataFrame:
@@ -319,6 +326,40 @@ def paired_table(paired: pd.DataFrame, digits: int | None = None) -> pd.DataFram
     out["Cohen's dz"] = paired['cohens_dz'].map(lambda v: 'n/a' if pd.isna(v) else f'{v:.2f}')
     return out
 
+# %% ../nbs/07_report.ipynb #81d2061d
+METRIC_FAMILIES = {'fidelity': ('psnr', 'ssim', 'vif', 'lr_psnr'),
+                   'perceptual, independent of training': ('haarpsi', 'fsim', 'mdsi', 'lpips'),
+                   'face identity': ('face_dist',),
+                   'aligned with training': ('feat_dist',)}
+
+def metric_protocol(metrics) -> pd.DataFrame:
+    "One line per metric: name, what it measures, better, independent of training or aligned with it (from `metrics.METRIC_INFO`)."
+    return pd.DataFrame([dict(metric=METRIC_NAMES.get(m, m), measures=METRIC_INFO[m]['measures'], better=METRIC_INFO[m]['better'],
+                              training=METRIC_INFO[m]['training']) for m in metrics if m in METRIC_INFO])
+
+def families(metrics) -> dict:
+    "The metric families that have at least one of `metrics`, each with those metrics in order."
+    return {f: [m for m in ms if m in metrics] for f, ms in METRIC_FAMILIES.items() if any(m in metrics for m in ms)}
+
+# %% ../nbs/07_report.ipynb #3d79d115
+def plot_perception_distortion(summary: pd.DataFrame, x: str = 'psnr', y: str = 'haarpsi'):
+    "Mean `x` against mean `y` per strategy and method, with BCa intervals as error bars (from `stats.summarize`)."
+    fig, ax = plt.subplots(figsize=(5.6, 4))
+    s = summary.set_index(['strategy', 'method', 'metric'])
+    keys = sorted({k[:2] for k in s.index}, key=lambda k: (str(k[0]), METHOD_ORDER.index(k[1]) if k[1] in METHOD_ORDER else 99))
+    for strat, meth in keys:
+        try: a, b = s.loc[(strat, meth, x)], s.loc[(strat, meth, y)]
+        except KeyError: continue
+        if np.isnan(a['mean']) or np.isnan(b['mean']): continue
+        ax.errorbar(a['mean'], b['mean'], xerr=[[a['mean'] - a['bca_low']], [a['bca_high'] - a['mean']]],
+                    yerr=[[b['mean'] - b['bca_low']], [b['bca_high'] - b['mean']]], fmt='o', capsize=3,
+                    label=f"{METHOD_NAMES.get(meth, meth)}" + (f" ({strat})" if isinstance(strat, str) and strat else ''))
+    ax.set(xlabel=METRIC_NAMES.get(x, x) + ' (distortion: higher is better)',
+           ylabel=METRIC_NAMES.get(y, y) + f" ({'lower' if y in LOWER_IS_BETTER else 'higher'} is better)",
+           title='perception-distortion')
+    ax.legend(fontsize=7); fig.tight_layout()
+    return fig
+
 # %% ../nbs/07_report.ipynb #d69607f7
 def strategy_comparison(per_image: pd.DataFrame, a: str = 's1', b: str = 's2', metrics=('psnr', 'ssim'),
                         methods=('srresnet', 'srgan'), n_resamples: int = 4999, seed: int = 0) -> pd.DataFrame:
@@ -374,6 +415,31 @@ def comparison_rows(run, n: int = 3, crop: int = 160) -> list:
         panels['HR'] = hr
         rows.append((iid, panels))
     return rows
+
+# %% ../nbs/07_report.ipynb #b2c139de
+def face_regions(hr: np.ndarray, size: int = 40, faces: FaceIdentity | None = None) -> dict:
+    "Top-left corners (y, x) of `size`-pixel crops at the eyes, the hair and a cheek of the face in `hr` (fixed positions without one)."
+    h, w = hr.shape[:2]
+    face = (faces or FaceIdentity()).hr_face(hr)
+    if face is not None:
+        pts = np.array([(p.y, p.x) for p in face[0].parts()], float)   # 4 eye corners, then the nose
+        eyes, nose = pts[:4].mean(0), pts[4]
+        span = max(np.ptp(pts[:4, 1]), size)
+        centres = dict(eyes=eyes, hair=(eyes[0] - 1.1 * span, eyes[1]), skin=(nose[0], nose[1] + 0.45 * span))
+    else: centres = dict(eyes=(0.4 * h, 0.5 * w), hair=(0.12 * h, 0.5 * w), skin=(0.62 * h, 0.68 * w))
+    clip = lambda v, n: int(min(max(round(v - size / 2), 0), n - size))
+    return {k: (clip(cy, h), clip(cx, w)) for k, (cy, cx) in centres.items()}
+
+def zoom_figure(panels: dict, regions: dict, size: int = 40):
+    "A grid: one row per region, one column per method (bicubic, SRResNet, SRGAN, HR, ...), each crop enlarged."
+    fig, axes = plt.subplots(len(regions), len(panels), figsize=(2.0 * len(panels), 2.0 * len(regions)), squeeze=False)
+    for i, (region, (y, x)) in enumerate(regions.items()):
+        for j, (name, im) in enumerate(panels.items()):
+            ax = axes[i, j]; ax.imshow(im[y:y + size, x:x + size], interpolation='nearest'); ax.set_xticks([]); ax.set_yticks([])
+            if i == 0: ax.set_title(name, fontsize=8)
+            if j == 0: ax.set_ylabel(region, fontsize=9)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/07_report.ipynb #859c31b2
 def limitations_markdown(run) -> str:
@@ -459,7 +525,31 @@ def provenance_table(run) -> pd.DataFrame:
             rows.append((f'time: {k}', f"{t['seconds']:.0f} s" + (' (earlier invocation)' if t.get('status') == 'skipped' else '')))
     return pd.DataFrame(rows, columns=['item', 'value']).astype({'value': str})
 
-# %% ../nbs/07_report.ipynb #b7b4c721
+# %% ../nbs/07_report.ipynb #c05004a2
+class _Resources(HTMLParser):
+    "Collects the URLs of scripts, style sheets, images, frames and media a page would fetch."
+    def __init__(self):
+        super().__init__(); self.urls = []
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ('src', 'href', 'data'):
+            v = a.get(key)
+            if v and (tag != 'a' or key != 'href'): self.urls.append((tag, v))
+
+def external_resources(html: str) -> list:
+    "(tag, url) of every resource the page loads over http(s) or from a protocol-relative URL (links the reader clicks do not count)."
+    p = _Resources(); p.feed(html)
+    urls = [(t, u) for t, u in p.urls if u.strip().lower().startswith(('http:', 'https:', '//'))]
+    urls += [('css', u) for u in re.findall(r"@import\s+(?:url\()?['\"]?((?:https?:)?//[^'\")\s]+)", html)]
+    return urls
+
+def self_contained(html: str) -> str:
+    "`html` without the script and style-sheet tags that load from the network (nbconvert's require.js, MathJax, mermaid)."
+    html = re.sub(r'<script\b[^>]*\bsrc\s*=\s*["\']?(?:https?:)?//[^>]*>\s*</script>', '', html, flags=re.I)
+    html = re.sub(r'<link\b[^>]*\bhref\s*=\s*["\']?(?:https?:)?//[^>]*>', '', html, flags=re.I)
+    return html
+
+# %% ../nbs/07_report.ipynb #975e2f2b
 def render_html(notebook, html_path, title: str | None = None) -> Path:
     "Render an executed notebook to a self-contained HTML file with the code hidden."
     import nbformat
@@ -472,6 +562,9 @@ def render_html(notebook, html_path, title: str | None = None) -> Path:
     nb.metadata['title'] = title or f"SRGAN report {Path(html_path).parent.name}"
     exp = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True)
     body, _ = exp.from_notebook_node(nb)
+    body = self_contained(body)
+    left = external_resources(body)
+    if left: raise RuntimeError(f"the report would load {len(left)} resource(s) from the network: {left[:3]}")
     html_path = Path(html_path); html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(body, encoding='utf-8')
     return html_path

@@ -20,9 +20,10 @@ class StatsWarning(UserWarning):
     "A statistic could not be computed (tiny or degenerate sample) and is reported as NaN."
 
 # %% ../nbs/06_stats.ipynb #6858cd69
-METRICS = ('psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'vif', 'feat_dist', 'lpips')
-LOWER_IS_BETTER = ('feat_dist', 'lpips')
-DIGITS = dict(psnr=2, psnr_rgb=2, ssim=4, ssim_rgb=4, vif=3, feat_dist=3, lpips=3)
+# the project's metric columns (srgan_nb.metrics computes them and describes each in METRIC_INFO), their direction and digits
+METRICS = ('psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'vif', 'feat_dist', 'lpips', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist')
+LOWER_IS_BETTER = ('feat_dist', 'lpips', 'mdsi', 'face_dist')
+DIGITS = dict(psnr=2, psnr_rgb=2, ssim=4, ssim_rgb=4, vif=3, feat_dist=3, lpips=3, haarpsi=4, fsim=4, mdsi=4, lr_psnr=2, face_dist=4)
 
 # %% ../nbs/06_stats.ipynb #83fbae7c
 def _values(x, what: str = 'sample') -> np.ndarray:

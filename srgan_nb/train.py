@@ -230,6 +230,7 @@ class SRGAN:
     device: torch.device
     precision: str = 'fp32'
     channels_last: bool = False
+    joint_batch: bool = False  # HR and SR through D in one batch
 
     def autocast(self):
         "The autocast context of this run's precision."
@@ -256,7 +257,8 @@ def build_srgan(cfg: RunConfig, generator: nn.Module | None = None, discriminato
                    adversarial_weight=cfg.adversarial_weight, pixel_criterion=cfg.pixel_criterion, gan_loss=cfg.gan_loss)
     return SRGAN(G, D, perceptual, _adam(G.parameters(), cfg.lr_pretrain or cfg.lr_g, cfg, device),
                  _adam(G.parameters(), cfg.lr_g, cfg, device), _adam(D.parameters(), cfg.lr_d, cfg, device),
-                 make_scaler(device, precision), make_scaler(device, precision), weights, device, precision, cfg.channels_last)
+                 make_scaler(device, precision), make_scaler(device, precision), weights, device, precision, cfg.channels_last,
+                 cfg.d_joint_batch)
 
 # %% ../nbs/04_train.ipynb #36e255c6
 def pretrain_step(s: SRGAN, lr: torch.Tensor, hr: torch.Tensor) -> dict:
@@ -274,7 +276,8 @@ def discriminator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor) -> dict:
     "One Adam step of the discriminator on its loss for HR (label 1) and SR (label 0), BCE or relativistic; `sr` is detached."
     s.opt_d.zero_grad(set_to_none=True)
     with s.autocast():
-        d_real, d_fake = s.discriminator(hr), s.discriminator(sr.detach())
+        if s.joint_batch: d_real, d_fake = s.discriminator(torch.cat([hr, sr.detach()])).chunk(2)
+        else: d_real, d_fake = s.discriminator(hr), s.discriminator(sr.detach())
         d_loss, d_loss_real, d_loss_fake = discriminator_loss(d_real.float(), d_fake.float(), s.weights.get('gan_loss', 'bce'))
     s.scaler_d.scale(d_loss).backward()
     s.scaler_d.step(s.opt_d); s.scaler_d.update()
@@ -289,10 +292,14 @@ def generator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor, hr_features: to
     try:
         s.opt_g.zero_grad(set_to_none=True)
         with s.autocast():
-            d_fake = D(sr) if s.weights['adversarial_weight'] else None
-            d_real = None
-            if d_fake is not None and s.weights.get('gan_loss', 'bce') == 'ragan':
-                with torch.no_grad(): d_real = D(hr).float()  # the relativistic loss compares with HR (detached, as ESRGAN)
+            d_fake, d_real = None, None
+            if s.weights['adversarial_weight'] and s.joint_batch:  # the batch D was trained on: HR and SR together
+                d_real, d_fake = D(torch.cat([hr, sr])).chunk(2)
+                d_real = d_real.detach().float()
+            elif s.weights['adversarial_weight']:
+                d_fake = D(sr)
+                if s.weights.get('gan_loss', 'bce') == 'ragan':
+                    with torch.no_grad(): d_real = D(hr).float()  # the relativistic loss compares with HR (detached, as ESRGAN)
             g_loss, parts = generator_objective(sr.float(), hr, None if d_fake is None else d_fake.float(), s.perceptual,
                                                 s.weights, hr_features=hr_features, d_real_logits=d_real)
         s.scaler_g.scale(g_loss).backward()
@@ -363,7 +370,8 @@ def hr_feature_cache(backbone: nn.Module, hr_u8: torch.Tensor, device, precision
 
 # %% ../nbs/04_train.ipynb #620fcf18
 RESUME_KEYS = ('seed', 'hr_size', 'scale', 'n_blocks', 'channels', 'bicubic_skip', 'backbone', 'pixel_weight',
-               'pixel_criterion', 'perceptual_weight', 'adversarial_weight', 'gan_loss', 'pretrain_epochs', 'lr_pretrain', 'augment',
+               'pixel_criterion', 'perceptual_weight', 'adversarial_weight', 'gan_loss', 'd_norm', 'd_joint_batch',
+               'pretrain_epochs', 'lr_pretrain', 'augment',
                'batch_size', 'lr_g', 'lr_d', 'beta1', 'beta2', 'n_train', 'patches_per_image')
 
 class ResumeRefused(ValueError):

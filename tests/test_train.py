@@ -312,3 +312,30 @@ def test_d_pairwise_accuracy_sees_an_obvious_fake(backbone):
     assert s.discriminator.training
     s.generator = Generator(4, 1, 8, bicubic_skip=True)  # now a generator as good as bicubic: no longer obvious
     assert T.d_pairwise_accuracy(s, lr, hr)['d_pair_acc'] < 1.0
+
+
+@pytest.mark.parametrize('variant', [dict(d_joint_batch=True), dict(gan_loss='ragan'), dict(gan_loss='ragan', d_joint_batch=True)])
+def test_srgan_step_variants_keep_the_wiring(variant, backbone):
+    "Joint HR+SR discriminator batches and the relativistic loss: D's update leaves G alone, G's update leaves D alone."
+    s, lr, hr = _step_setup(backbone, **variant)
+    with s.autocast(): sr = s.generator(lr)
+    g0 = _weights(s.generator)
+    out = T.discriminator_step(s, sr, hr)
+    assert _same(_weights(s.generator), g0) and torch.isfinite(out['d_loss'])
+    d1 = _weights(s.discriminator)
+    s.opt_d.zero_grad(set_to_none=True)
+    parts = T.generator_step(s, sr, hr)
+    assert _same(_weights(s.discriminator), d1) and all(p.grad is None for p in s.discriminator.parameters())
+    assert float(parts['adversarial_loss']) > 0 and not _same(_weights(s.generator), g0)
+
+
+def test_spectral_norm_discriminator_trains_and_resumes(tmp_path, backbone):
+    "d_norm=sn builds a BatchNorm-free discriminator that trains, checkpoints and resumes (its parametrised weights included)."
+    cfg = tiny_cfg(epochs=1, d_norm='sn')
+    g, _ = tiny_models()
+    d = Discriminator(hr_size=24, base=8, norm='sn')
+    h = T.fit(cfg, TRAIN, VAL, tmp_path/'sn', generator=g, discriminator=d, backbone=backbone)
+    assert np.isfinite(h.g_loss).all() and not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    h2 = T.fit(tiny_cfg(epochs=1, d_norm='sn'), TRAIN, VAL, tmp_path/'sn', generator=tiny_models()[0],
+               discriminator=Discriminator(hr_size=24, base=8, norm='sn'), backbone=backbone)
+    pd.testing.assert_frame_equal(h, h2)  # finished: read back, not retrained
