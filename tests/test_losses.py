@@ -60,8 +60,10 @@ def test_pixel_and_adversarial_values():
 
 
 def test_loss_weights():
-    # the default is the paper's SRGAN objective: perceptual + 1e-3 adversarial, no pixel MSE in the GAN phase
-    assert L.loss_weights(RunConfig()) == dict(pixel_loss=0.0, perceptual_loss=1.0, adversarial_loss=1e-3)
+    # the default: perceptual + 1e-4 adversarial (the paper's 1e-3 is the gan=paper preset), no pixel term in the GAN phase
+    assert L.loss_weights(RunConfig()) == dict(pixel_loss=0.0, perceptual_loss=1.0, adversarial_loss=1e-4)
+    from srgan_nb.config import make_config
+    assert L.loss_weights(make_config('s2', gan='paper'))['adversarial_loss'] == 1e-3
     assert L.loss_weights(RunConfig(pixel_weight=1.0))['pixel_loss'] == 1.0
     with pytest.warns(DeprecationWarning, match='pixel_weight'):
         assert L.loss_weights(RunConfig(content_weight=2.0))['pixel_loss'] == 2.0  # the old name still works

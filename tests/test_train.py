@@ -60,9 +60,9 @@ def test_history_columns_and_phases(straight):
     assert np.isfinite(h.loc[1:, gan_cols].to_numpy(float)).all()
     assert h.loc[0, 'g_loss'] == h.loc[0, 'pixel_loss'] > 0  # in pretraining the objective is the pixel loss
     gan = h.loc[1:]
-    # the GAN objective under the defaults: perceptual + 1e-3 adversarial, no pixel term (its column is 0: not computed)
+    # the GAN objective under the defaults: perceptual + 1e-4 adversarial, no pixel term (its column is 0: not computed)
     assert (gan.pixel_loss == 0).all() and (gan.perceptual_loss > 0).all() and (gan.adversarial_loss > 0).all()
-    np.testing.assert_allclose(gan.g_loss, gan.perceptual_loss + 1e-3 * gan.adversarial_loss, rtol=1e-5)
+    np.testing.assert_allclose(gan.g_loss, gan.perceptual_loss + 1e-4 * gan.adversarial_loss, rtol=1e-5)
     assert ((gan[['d_pair_acc', 'd_pair_acc_min']] >= 0) & (gan[['d_pair_acc', 'd_pair_acc_min']] <= 1)).all().all()
     assert (gan.d_pair_acc_min <= gan.d_pair_acc).all()
     assert ((h.loc[1:, ['d_real_mean', 'd_fake_mean']] > 0) & (h.loc[1:, ['d_real_mean', 'd_fake_mean']] < 1)).all().all()
@@ -167,7 +167,7 @@ def test_resume_refuses_other_settings_and_old_checkpoints(straight, tmp_path, b
     out = tmp_path/'refuse'
     run(tiny_cfg(epochs=1), out, backbone)
     before = (out/'checkpoints'/'last.pt').read_bytes()
-    with pytest.raises(T.ResumeRefused, match=r'adversarial_weight: 0.001 -> 0.005.*--run-id'):
+    with pytest.raises(T.ResumeRefused, match=r'adversarial_weight: 0.0001 -> 0.005.*--run-id'):
         run(tiny_cfg(epochs=2, adversarial_weight=5e-3), out, backbone)
     old = load_checkpoint(out/'checkpoints'/'last.pt')
     old['config'] = {k: v for k, v in old['config'].items() if k not in ('pixel_weight', 'pixel_criterion')} | dict(content_weight=0.0)
@@ -290,7 +290,7 @@ def test_srgan_step_returns_every_part_and_matches_the_objective(backbone):
     out = T.srgan_step(s, lr, hr)
     assert set(out) == {'g_loss', 'pixel_loss', 'perceptual_loss', 'adversarial_loss', 'd_loss', 'd_loss_real', 'd_loss_fake',
                         'd_real_mean', 'd_fake_mean'}
-    torch.testing.assert_close(out['g_loss'], 0.5 * out['pixel_loss'] + out['perceptual_loss'] + 1e-3 * out['adversarial_loss'])
+    torch.testing.assert_close(out['g_loss'], 0.5 * out['pixel_loss'] + out['perceptual_loss'] + 1e-4 * out['adversarial_loss'])
     torch.testing.assert_close(out['d_loss'], out['d_loss_real'] + out['d_loss_fake'])
 
 
