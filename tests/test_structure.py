@@ -91,3 +91,15 @@ def test_nbdev_can_process_every_notebook(tmp_path):
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and r.stdout.strip().endswith('ok'), (r.stdout[-2000:], r.stderr[-3000:])
     assert len(list((dst/'_proc').rglob('*.ipynb'))) >= 13
+
+
+def test_library_notebooks_keep_small_demo_outputs():
+    "The library notebooks read as a book on GitHub: most keep their demo outputs (tables, small figures), under 2 MB in all."
+    import json
+    sizes = {}
+    for p in sorted((ROOT/'nbs').glob('[0-9]*.ipynb')):
+        nb = json.loads(p.read_text())
+        sizes[p.name] = sum(len(json.dumps(c.get('outputs', []))) for c in nb['cells'] if c['cell_type'] == 'code')
+    with_outputs = [n for n, s in sizes.items() if s > 1000]
+    assert len(with_outputs) >= 10, sizes
+    assert sum(sizes.values()) < 2 * 1024**2, sizes
