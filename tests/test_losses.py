@@ -249,3 +249,24 @@ def test_autocast_bf16(effnet):
     with torch.no_grad():
         ref = perceptual(sr.detach().float(), hr)
     assert math.isclose(float(parts['perceptual_loss']), float(ref), rel_tol=0.1)
+
+
+def test_generator_objective_under_the_paper_preset(effnet):
+    "gan=paper: perceptual (feature MSE) + 1e-3 BCE(D(sr), real), no pixel term, computed by hand on a fixed tiny batch."
+    from srgan_nb.config import make_config
+    cfg = make_config('s2', gan='paper', pixel_weight=0.0)
+    assert (cfg.gan, cfg.adversarial_weight, cfg.perceptual_weight, cfg.pixel_weight, cfg.gan_loss) == ('paper', 1e-3, 1.0, 0.0, 'bce')
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 32, 32, generator=g)
+    sr = (hr + 0.05 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1)
+    logits = torch.tensor([0.3, -1.2])
+    perceptual = L.PerceptualLoss(effnet)
+    total, parts = L.generator_objective(sr, hr, logits, perceptual, cfg)
+    feat = F.mse_loss(effnet(sr), effnet(hr))
+    adv = -torch.log(torch.sigmoid(logits)).mean()
+    torch.testing.assert_close(parts['perceptual_loss'], feat)
+    torch.testing.assert_close(parts['adversarial_loss'], adv)
+    torch.testing.assert_close(total, feat + 1e-3 * adv)
+    assert float(parts['pixel_loss']) == 0
+    default_total, _ = L.generator_objective(sr, hr, logits, perceptual, make_config('s2'))
+    torch.testing.assert_close(default_total, feat + 1e-4 * adv)  # the project's default differs only in the adversarial weight

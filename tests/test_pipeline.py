@@ -171,9 +171,14 @@ def test_tiny_pipeline_end_to_end(reports_tmp, small_faces):
     assert (s2.n_blocks, s2.channels, s2.epochs, s2.batch_size) == (2, 16, 1, 2)
     text = html.read_text()
     for want in ('generator loss', 'discriminator loss (fake)', 'discriminator loss (real)',   # the loss table
-                 'Bootstrap BCa intervals', 'Student t intervals', 'vs bicubic', 'SRGAN - Bicubic', 'Wilcoxon p',  # intervals, paired
+                 'mean [95% BCa interval]', 'Student t intervals', 'vs bicubic', 'SRGAN - Bicubic', 'Wilcoxon p',  # intervals, paired
+                 'fidelity', 'perceptual, independent of training', 'face identity', 'aligned with training',   # metric families
+                 'HaarPSI', 'LR consistency', 'SRGAN against SRResNet', 'Discriminator health', 'Zoomed',
                  'Limitations', 'test images only', 'identify', 'Provenance', 'time: train_s2'):
         assert want in text, want
+    from srgan_nb.report import external_resources
+    assert external_resources(text) == []                                              # one file: nothing from the network
+    assert 'cdn.' not in text.lower() and '<script src=' not in text
     assert 'from srgan_nb' not in text                                                  # code hidden
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64', text)) >= 5                           # examples, losses, distributions, intervals, grid
     before = {k: P.read_marker(rd, k)['finished'] for k in ('prepare_data', 'train_s2', 'evaluate_s2', 'report')}
