@@ -422,10 +422,11 @@ def face_regions(hr: np.ndarray, size: int = 40, faces: FaceIdentity | None = No
     h, w = hr.shape[:2]
     face = (faces or FaceIdentity()).hr_face(hr)
     if face is not None:
-        pts = np.array([(p.y, p.x) for p in face[0].parts()], float)   # 4 eye corners, then the nose
-        eyes, nose = pts[:4].mean(0), pts[4]
-        span = max(np.ptp(pts[:4, 1]), size)
-        centres = dict(eyes=eyes, hair=(eyes[0] - 1.1 * span, eyes[1]), skin=(nose[0], nose[1] + 0.45 * span))
+        pts = np.array([(p.y, p.x) for p in face[0].parts()], float)   # two corners of each eye, then the nose
+        eye_a, eye_b, nose = pts[0:2].mean(0), pts[2:4].mean(0), pts[4]
+        eye = eye_a if eye_a[1] < eye_b[1] else eye_b                   # the eye on the image's left
+        span = max(abs(eye_a[1] - eye_b[1]), size)                        # distance between the eyes
+        centres = dict(eyes=eye, hair=(eye[0] - 0.9 * span, eye[1] - 0.6 * span), skin=(nose[0], nose[1] + 0.5 * span))
     else: centres = dict(eyes=(0.4 * h, 0.5 * w), hair=(0.12 * h, 0.5 * w), skin=(0.62 * h, 0.68 * w))
     clip = lambda v, n: int(min(max(round(v - size / 2), 0), n - size))
     return {k: (clip(cy, h), clip(cx, w)) for k, (cy, cx) in centres.items()}

@@ -344,7 +344,10 @@ def d_health_warning(hist: pd.DataFrame) -> str | None:
     "A warning when D's pairwise accuracy sat near chance or saturated in most GAN epochs, else None."
     acc = hist.loc[hist.phase == 'gan', 'd_pair_acc'].dropna()
     if not len(acc): return None
-    near, high = float(((acc - 0.5).abs() <= 0.05).mean()), float((acc > 0.99).mean())
+    near, high, low = float(((acc - 0.5).abs() <= 0.05).mean()), float((acc > 0.99).mean()), float((acc < 0.45).mean())
+    if low > 0.5:
+        return (f"the discriminator's pairwise accuracy was below chance in {low:.0%} of the GAN epochs: the generator "
+                "fools D and the game does not settle (see d_health.csv)")
     if near > 0.5:
         return (f"the discriminator's pairwise accuracy stayed within 0.05 of chance (0.5) in {near:.0%} of the GAN epochs: "
                 "the adversarial game did not engage (see d_health.csv)")
