@@ -192,8 +192,8 @@ def test_nan_guard_names_epoch_step_and_part(tmp_path, backbone, monkeypatch):
 
 def test_nan_guard_gan_phase(tmp_path, backbone, monkeypatch):
     real = T.discriminator_loss
-    def inf_real(r, f):
-        loss, lr_, lf = real(r, f)
+    def inf_real(r, f, kind='bce'):
+        loss, lr_, lf = real(r, f, kind)
         return loss, lr_ + float('inf'), lf
     monkeypatch.setattr(T, 'discriminator_loss', inf_real)
     with pytest.raises(T.TrainingDiverged, match=r'epoch 2 \(gan\), step 1: d_loss_real is inf'):
