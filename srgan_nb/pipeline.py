@@ -80,7 +80,7 @@ def stage_config(run_dir=None, strategy: str | None = None, config_json=None, ov
     return cfg
 
 # %% ../nbs/08_pipeline.ipynb #4684e578
-NON_RESULT_FIELDS = ('resume', 'num_workers', 'log_every', 'device')
+NON_RESULT_FIELDS = ('resume', 'num_workers', 'log_every', 'device', 'keep_checkpoints')
 DATA_FIELDS = ('data_source', 'data_dir', 'quick', 'seed', 'hr_size', 'scale', 'patches_per_image', 'n_val', 'n_test',
                'face_aware', 'min_sharpness')
 

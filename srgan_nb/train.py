@@ -29,9 +29,9 @@ __all__ = ['HISTORY_COLUMNS', 'LEGACY_HISTORY_NAMES', 'RESUME_KEYS', 'TrainingDi
            'shard_indices', 'augment_pair', 'make_scaler', 'batch_psnr', 'bicubic_psnr', 'LossTracker', 'dist_info',
            'setup_distributed', 'SRGAN', 'build_srgan', 'pretrain_step', 'discriminator_step', 'generator_step',
            'srgan_step', 'd_pairwise_accuracy', 'health_steps', 'd_health_warning', 'hr_feature_cache', 'ResumeRefused',
-           'config_mismatch', 'save_checkpoint', 'Progress', 'checkpoint_state', 'restore', 'resume_checkpoint',
-           'training_device', 'training_data', 'validate', 'run_epoch', 'end_epoch', 'write_summary', 'fit',
-           'read_summary', 'is_finished', 'train', 'plot_history', 'plot_d_health', 'sr_figure']
+           'config_mismatch', 'save_checkpoint', 'Progress', 'checkpoint_state', 'restore', 'slim_checkpoint',
+           'resume_checkpoint', 'training_device', 'training_data', 'validate', 'run_epoch', 'end_epoch',
+           'write_summary', 'fit', 'read_summary', 'is_finished', 'train', 'plot_history', 'plot_d_health', 'sr_figure']
 
 # %% ../nbs/04_train.ipynb #25466e98
 class TrainingDiverged(RuntimeError):
@@ -409,13 +409,20 @@ def checkpoint_state(s: SRGAN, cfg: RunConfig, prog: Progress, val_psnr_bicubic:
                 phase_time=prog.phase_time, val_psnr_bicubic=val_psnr_bicubic, rng=rng_state())
 
 def restore(s: SRGAN, ckpt: dict) -> Progress:
-    "Load a checkpoint's networks, optimisers, scalers and random states into `s`; return its `Progress`."
-    unwrap(s.generator).load_state_dict(ckpt['generator']); unwrap(s.discriminator).load_state_dict(ckpt['discriminator'])
-    s.opt_pretrain.load_state_dict(ckpt['opt_pretrain']); s.opt_g.load_state_dict(ckpt['opt_g']); s.opt_d.load_state_dict(ckpt['opt_d'])
-    s.scaler_g.load_state_dict(ckpt['scaler_g']); s.scaler_d.load_state_dict(ckpt['scaler_d'])
-    set_rng_state(ckpt['rng'])
+    "Load a checkpoint's networks, optimisers, scalers and random states into `s` (the generator alone from a slim one); return its `Progress`."
+    unwrap(s.generator).load_state_dict(ckpt['generator'])
+    if not ckpt.get('slim'):
+        unwrap(s.discriminator).load_state_dict(ckpt['discriminator'])
+        s.opt_pretrain.load_state_dict(ckpt['opt_pretrain']); s.opt_g.load_state_dict(ckpt['opt_g']); s.opt_d.load_state_dict(ckpt['opt_d'])
+        s.scaler_g.load_state_dict(ckpt['scaler_g']); s.scaler_d.load_state_dict(ckpt['scaler_d'])
+        set_rng_state(ckpt['rng'])
     return Progress(ckpt['epoch'], list(ckpt['history']), list(ckpt.get('d_health', [])), ckpt['train_seconds'],
                     ckpt['images_seen'], {k: list(v) for k, v in ckpt['phase_time'].items()})
+
+def slim_checkpoint(state: dict) -> dict:
+    "A finished run's checkpoint without what only further training needs (discriminator, optimisers, scalers, random states)."
+    keep = ('version', 'epoch', 'config', 'generator', 'history', 'd_health', 'train_seconds', 'images_seen', 'phase_time', 'val_psnr_bicubic')
+    return {k: state[k] for k in keep if k in state} | dict(slim=True)
 
 def resume_checkpoint(cfg: RunConfig, ckpt_path: Path, total_epochs: int, rank: int = 0) -> dict | None:
     "The checkpoint to resume from, None to start afresh (said why on rank 0), or `ResumeRefused`."
@@ -428,6 +435,10 @@ def resume_checkpoint(cfg: RunConfig, ckpt_path: Path, total_epochs: int, rank: 
     if diff:
         raise ResumeRefused(f"{ckpt_path} was made with other training settings ({'; '.join(diff)}). Run with the settings "
                             f"it was made with, use another --run-id, or --set resume=false to start this run afresh.")
+    if ckpt.get('slim') and ckpt['epoch'] < total_epochs:
+        raise ResumeRefused(f"{ckpt_path} finished after {ckpt['epoch']} epochs and was slimmed (no discriminator or optimiser "
+                            f"state), so it cannot be extended to {total_epochs}; train with --set keep_checkpoints=true to extend "
+                            f"runs later, or use another --run-id.")
     if ckpt['epoch'] > total_epochs:
         if rank == 0: print(f"{ckpt_path} has {ckpt['epoch']} epochs, more than the {total_epochs} asked for; starting afresh")
         return None
@@ -526,7 +537,7 @@ def end_epoch(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, row: dict
     st = checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)
     save_checkpoint(st, out_dir/'checkpoints'/'last.pt')
     if prog.epoch == cfg.pretrain_epochs:
-        save_checkpoint(st, out_dir/'checkpoints'/'pretrain.pt')
+        if cfg.keep_checkpoints: save_checkpoint(st, out_dir/'checkpoints'/'pretrain.pt')
         save_generator(s.generator, out_dir/'generator_srresnet.pt', dict(gen_meta, pretrain_epochs=cfg.pretrain_epochs, val_psnr=row['val_psnr']))
     history_frame(prog.history).to_csv(out_dir/'history.csv', index=False)
     pd.DataFrame(prog.d_health, columns=['epoch', 'step', 'd_pair_acc', 'd_hr', 'd_sr']).to_csv(out_dir/'d_health.csv', index=False)
@@ -548,6 +559,9 @@ def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data,
                    epochs=cfg.epochs, batch_size=cfg.batch_size, val_psnr_bicubic=data.val_psnr_bicubic,
                    val_psnr_srresnet=float(pre.val_psnr.iloc[-1]) if len(pre) else float('nan'),
                    val_psnr_srgan=float(last.val_psnr), d_health_warning=warn, config=config_dict(cfg), out_dir=str(out_dir))
+    if not cfg.keep_checkpoints:  # training is over: keep what evaluation, the report and a rerun need
+        ck = out_dir/'checkpoints'/'last.pt'
+        if ck.exists(): save_checkpoint(slim_checkpoint(load_checkpoint(ck)), ck)
     (out_dir/'train_summary.json').write_text(json.dumps(summary, indent=2, default=str))
     if warn: warnings.warn(f"{out_dir}: {warn}")
     return summary

@@ -50,4 +50,4 @@ def test_two_ranks_hold_identical_weights(tmp_path):
     loss_cols = ['g_loss', 'pixel_loss', 'd_loss_real', 'd_loss_fake']
     pd.testing.assert_frame_equal(h0[loss_cols], h1[loss_cols])  # losses are averaged over both ranks
     assert h0.val_psnr.notna().all() and h1.val_psnr.isna().all()  # rank 0 validates
-    assert sorted(p.name for p in (tmp_path/'run'/'checkpoints').iterdir()) == ['last.pt', 'pretrain.pt']
+    assert sorted(p.name for p in (tmp_path/'run'/'checkpoints').iterdir()) == ['last.pt']  # slimmed once finished (keep_checkpoints off)

@@ -18,7 +18,8 @@ TRAIN, VAL = toy_patches(12, 24, 4, seed=1), toy_patches(4, 24, 4, seed=2)
 
 def tiny_cfg(**kw):
     base = dict(hr_size=24, n_blocks=2, channels=8, pretrain_epochs=1, epochs=1, batch_size=4, backbone='effnet_lite0',
-                precision='fp32', device='cpu', log_every=2, bicubic_skip=True, lr_pretrain=1e-3, resume=True)
+                precision='fp32', device='cpu', log_every=2, bicubic_skip=True, lr_pretrain=1e-3, resume=True,
+                keep_checkpoints=True)  # the tests look into the full training state
     base.update(kw)
     return make_config('s2', **base)
 
@@ -339,3 +340,21 @@ def test_spectral_norm_discriminator_trains_and_resumes(tmp_path, backbone):
     h2 = T.fit(tiny_cfg(epochs=1, d_norm='sn'), TRAIN, VAL, tmp_path/'sn', generator=tiny_models()[0],
                discriminator=Discriminator(hr_size=24, base=8, norm='sn'), backbone=backbone)
     pd.testing.assert_frame_equal(h, h2)  # finished: read back, not retrained
+
+
+def test_finished_runs_keep_only_what_is_needed(tmp_path, backbone):
+    "Without keep_checkpoints a finished run drops the discriminator and optimiser states; it still reads back and refuses to extend."
+    out = tmp_path/'slim'
+    h = run(tiny_cfg(epochs=1, keep_checkpoints=False), out, backbone)
+    assert sorted(p.name for p in (out/'checkpoints').iterdir()) == ['last.pt']
+    ck = load_checkpoint(out/'checkpoints'/'last.pt')
+    assert ck['slim'] and 'discriminator' not in ck and 'opt_g' not in ck and ck['epoch'] == 2
+    full = tmp_path/'full'
+    run(tiny_cfg(epochs=1, keep_checkpoints=True), full, backbone)
+    assert (out/'checkpoints'/'last.pt').stat().st_size < 0.5 * (full/'checkpoints'/'last.pt').stat().st_size
+    pd.testing.assert_frame_equal(run(tiny_cfg(epochs=1, keep_checkpoints=False), out, backbone), h)  # finished: read back
+    with pytest.raises(T.ResumeRefused, match='slimmed'):
+        run(tiny_cfg(epochs=2, keep_checkpoints=False), out, backbone)
+    g = load_generator(out/'checkpoints'/'last.pt')  # the slim checkpoint still holds the final generator
+    x = torch.rand(1, 3, 6, 6)
+    with torch.no_grad(): assert torch.equal(g(x), load_generator(out/'generator_srgan.pt')(x))
