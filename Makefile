@@ -16,7 +16,7 @@ RUN_ID ?=
 DEVICE ?= auto
 EXTRA ?=
 
-.PHONY: setup report test nbtest pytest export readme check-readme bench docs clean-venv
+.PHONY: setup report test nbtest pytest export readme check-readme bench docs diagram clean-venv
 
 setup: $(STAMP)
 
@@ -44,6 +44,9 @@ pytest: setup
 
 export: setup
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+diagram: setup
+	$(PY) -c "from srgan_nb.report import save_data_flow; print(save_data_flow('docs/data_flow.svg'))"
 
 readme: setup
 	$(BIN)/jupyter nbconvert --to markdown --log-level WARN nbs/index.ipynb --output-dir . --output README

@@ -25,11 +25,13 @@ from . import stats
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'LOWER_IS_BETTER', 'COLUMN_FORMATS', 'LOSS_COLUMNS',
-           'DIGITS', 'METRIC_FAMILIES', 'load_run', 'headline_means', 'n_train_used', 'title_markdown',
-           'strategy_markdown', 'abstract_markdown', 'styled', 'data_table', 'example_figure', 'model_table',
-           'loss_table', 'plot_losses', 'interval_table', 'readable_summary', 'plot_distributions', 'plot_intervals',
-           'paired_table', 'metric_protocol', 'families', 'plot_perception_distortion', 'strategy_comparison',
-           'comparison_grid', 'center_crop', 'comparison_rows', 'face_regions', 'zoom_figure', 'limitations_markdown',
+           'DIGITS', 'METRIC_FAMILIES', 'REFERENCES', 'load_run', 'headline_means', 'n_train_used', 'title_markdown',
+           'strategy_markdown', 'abstract_markdown', 'introduction_markdown', 'methodology_markdown',
+           'strategies_table', 'data_flow_figure', 'save_data_flow', 'styled', 'data_table', 'example_figure',
+           'model_table', 'loss_table', 'plot_losses', 'interval_table', 'readable_summary', 'plot_distributions',
+           'plot_intervals', 'paired_table', 'metric_protocol', 'families', 'plot_perception_distortion',
+           'conclusion_markdown', 'references_markdown', 'strategy_comparison', 'comparison_grid', 'center_crop',
+           'comparison_rows', 'worst_images', 'face_regions', 'zoom_figure', 'limitations_markdown',
            'applications_markdown', 'package_versions', 'provenance_table', 'external_resources', 'self_contained',
            'render_html']
 
@@ -141,6 +143,90 @@ def abstract_markdown(run, metric='psnr') -> str:
                 "strategy they describe variation over test images only.")
     if _is_demo(run): txt += "\n\n**This run used the offline sample images (demo data), not real faces: the numbers show the pipeline works, not how well SRGAN does.**"
     return txt
+
+# %% ../nbs/07_report.ipynb
+def introduction_markdown(scale: int = 4) -> str:
+    "The problem in two paragraphs."
+    return ("## Introduction\n\n"
+            f"Single-image super-resolution recovers a high-resolution (HR) image from one low-resolution (LR) image, here "
+            f"faces enlarged {scale}x. The problem is ill-posed: many HR images downsample to the same LR image, so a network "
+            "trained to minimise the pixel error (SRResNet) learns their average, which is smooth and lacks the fine texture "
+            "of skin, hair and eyes.\n\n"
+            "SRGAN (Ledig et al., 2017) adds a discriminator that learns to tell generated images from real ones, and trains "
+            "the generator to fool it while matching the HR image in the feature space of a pre-trained image classifier "
+            "(the perceptual loss). The paper reports lower PSNR but sharper, more realistic images. This report measures "
+            "both sides of that trade-off on face photos, with metrics the generator was not trained on, and checks whether "
+            "the adversarial game actually engaged.")
+
+def _fmt_w(w: float) -> str: return f"{w:g}"
+
+def methodology_markdown(cfg: RunConfig, backbone: str | None = None) -> str:
+    "The generator objective with the weights `cfg` used, the discriminator's loss and the degradation, as markdown."
+    bb = backbone or cfg.backbone
+    adv = ("BCE(D(SR), real) = -log D(G(LR))" if cfg.gan_loss == 'bce' else
+           "the relativistic average form: ½[BCE(D(HR) - mean D(SR), fake) + BCE(D(SR) - mean D(HR), real)]")
+    terms = [f"{_fmt_w(cfg.perceptual_weight)} · MSE(φ(SR), φ(HR))", f"{_fmt_w(cfg.adversarial_weight)} · {adv}"]
+    if cfg.pixel_weight: terms.insert(0, f"{_fmt_w(cfg.pixel_weight)} · {cfg.pixel_criterion.upper()}(SR, HR)")
+    d_norm = 'batch norm (the paper\'s)' if cfg.d_norm == 'bn' else 'spectral normalisation'
+    return ("## Methodology\n\n"
+            f"**Degradation.** From each training photo, {cfg.patches_per_image} HR patches of {cfg.hr_size}x{cfg.hr_size} are cut at "
+            f"random positions in the inner half of the photo; each LR patch is its PIL bicubic downsample by {cfg.scale} "
+            f"({cfg.hr_size // cfg.scale}x{cfg.hr_size // cfg.scale}), rounded to 8 bits. Photos are split into training, "
+            "validation and test sets before any patch is cut.\n\n"
+            f"**Generator.** SRResNet: {cfg.n_blocks} residual blocks of {cfg.channels} channels, sub-pixel upsampling"
+            + (", plus a bicubic upscale of its input added to its output (residual learning)" if cfg.bicubic_skip else '') + ".\n\n"
+            f"**Discriminator.** Eight 3x3 convolutions (64 to 512 channels, LeakyReLU 0.2) with {d_norm}, two dense layers, one logit"
+            + ("; HR and SR patches pass through it in one batch" if cfg.d_joint_batch else '') + ".\n\n"
+            f"**Phase 1, SRResNet.** {cfg.pretrain_epochs} epochs minimising the pixel loss "
+            f"{cfg.pixel_criterion.upper()}(SR, HR) with Adam (learning rate {_fmt_w(cfg.lr_pretrain or cfg.lr_g)}).\n\n"
+            f"**Phase 2, SRGAN.** Each step first updates the discriminator on "
+            + ("BCE(D(HR), real) + BCE(D(SR), fake)" if cfg.gan_loss == 'bce' else 'the relativistic average loss')
+            + f", then the generator on\n\nL_G = " + " + ".join(terms) + "\n\n"
+            f"where φ is the frozen {bb} feature extractor (VGG54 in the paper; EfficientNet-Lite0 when VGG19's ImageNet weights are not "
+            f"available offline). Adam with learning rates {_fmt_w(cfg.lr_g)} (generator) and {_fmt_w(cfg.lr_d)} (discriminator), "
+            f"betas ({cfg.beta1}, {cfg.beta2})" + (f"; recipe preset '{cfg.gan}'" if cfg.gan else '') + ".")
+
+def strategies_table() -> pd.DataFrame:
+    "The training strategies of the course report."
+    return pd.DataFrame([dict(strategy=s.name, **{'GAN epochs': s.epochs, 'batch size': s.batch_size, 'training photos': s.n_train,
+                                                  'GAN steps': s.epochs * s.n_train * 10 // s.batch_size}) for s in STRATEGIES.values()])
+
+# %% ../nbs/07_report.ipynb
+_FLOW = [  # (x, y, text, colour): training above, evaluation below
+    (0.08, 0.78, 'face photos', '#dde'), (0.26, 0.78, 'split by photo\ntrain / val / test', '#dde'),
+    (0.45, 0.78, f'HR patches 96x96\ninner half, 10 per photo', '#dde'), (0.64, 0.78, 'LR 24x24\nPIL bicubic x4', '#dde'),
+    (0.83, 0.78, 'generator\n(SRResNet)', '#cfc'), (0.83, 0.48, 'SR 96x96', '#cfc'),
+    (0.64, 0.48, 'losses: pixel, perceptual\n(frozen backbone),\nadversarial', '#fdc'), (0.45, 0.48, 'discriminator\nHR vs SR', '#fdc'),
+    (0.26, 0.18, 'test photos\n(never trained on)', '#dde'), (0.45, 0.18, 'LR -> bicubic /\nSRResNet / SRGAN', '#cfc'),
+    (0.64, 0.18, 'metrics per photo\nvs HR', '#eef'), (0.83, 0.18, 'intervals, paired tests\n-> report.html', '#eef')]
+_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (2, 7), (5, 7, -0.35), (7, 6), (1, 8), (8, 9), (9, 10), (10, 11)]  # (from, to[, curvature])
+
+def data_flow_figure():
+    "The pipeline's data flow: photos to patches to the two training phases, and test photos to metrics and the report."
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    ax.set_xlim(0, 0.95); ax.set_ylim(0.02, 0.95); ax.axis('off')
+    boxes = [ax.text(x, y, t, ha='center', va='center', fontsize=8.5, bbox=dict(boxstyle='round,pad=0.5', fc=c, ec='#555'))
+             for x, y, t, c in _FLOW]
+    fig.canvas.draw()  # box sizes are known once drawn: arrows run from edge to edge
+    for a, b, *rad in _EDGES:
+        (x0, y0), (x1, y1) = _FLOW[a][:2], _FLOW[b][:2]
+        horizontal = abs(y1 - y0) < 0.05
+        src = ((1, .5) if x1 > x0 else (0, .5)) if horizontal else ((.5, 0) if y1 < y0 else (.5, 1))
+        dst = ((0, .5) if x1 > x0 else (1, .5)) if horizontal else ((.5, 1) if y1 < y0 else (.5, 0))
+        if rad: src, dst = (.5, 0), (.5, 0)
+        ax.annotate('', xy=dst, xycoords=boxes[b].get_bbox_patch(), xytext=src, textcoords=boxes[a].get_bbox_patch(),
+                    arrowprops=dict(arrowstyle='->', color='#333', lw=1, connectionstyle=f"arc3,rad={rad[0] if rad else 0}"))
+    ax.text(0.01, 0.92, 'training (prepare_data, train)', fontsize=9, weight='bold')
+    ax.text(0.01, 0.32, 'evaluation (evaluate, report)', fontsize=9, weight='bold')
+    fig.tight_layout()
+    return fig
+
+def save_data_flow(path) -> Path:
+    "Write the data-flow diagram as an SVG without a date or random ids, so the file changes only when the drawing does."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context({'svg.hashsalt': 'srgan-nb', 'svg.fonttype': 'none'}):
+        fig = data_flow_figure(); fig.savefig(path, format='svg', metadata={'Date': None}); plt.close(fig)
+    return path
 
 # %% ../nbs/07_report.ipynb #d17f1127
 COLUMN_FORMATS = {'generator loss': 4, 'discriminator loss (fake)': 4, 'discriminator loss (real)': 4,
@@ -360,6 +446,76 @@ def plot_perception_distortion(summary: pd.DataFrame, x: str = 'psnr', y: str = 
     ax.legend(fontsize=7); fig.tight_layout()
     return fig
 
+# %% ../nbs/07_report.ipynb
+def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> str:
+    "The conclusion, from per-image whole-image results: best method per family, SRGAN vs SRResNet, D health, caveats."
+    import warnings
+    pi = per_image[per_image['level'] == 'image'] if 'level' in per_image else per_image
+    metrics = [m for fam in METRIC_FAMILIES.values() for m in fam if m in pi and pi[m].notna().any()]
+    lines = ["## Conclusion", ""]
+    for s in (strategies or sorted(pi['strategy'].dropna().unique())):
+        d = pi[pi['strategy'] == s]
+        means = d.groupby('method')[metrics].mean()
+        best = []
+        for fam, ms in families(metrics).items():
+            for m in ms:
+                col = means[m].dropna()
+                if not len(col): continue
+                b = col.idxmin() if m in LOWER_IS_BETTER else col.idxmax()
+                best.append(f"{METRIC_NAMES.get(m, m)}: {METHOD_NAMES.get(b, b)}")
+        lines.append(f"**Strategy {s}.** Best mean per metric — " + '; '.join(best) + '.')
+        if {'srgan', 'srresnet'} <= set(d['method']):
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                pv = stats.paired_vs_baseline(d[d['method'].isin(['srgan', 'srresnet'])], baseline='srresnet', metrics=metrics)
+            better, worse = [], []
+            for r in pv.itertuples():
+                lo, hi = getattr(r, 'bca_low', np.nan), getattr(r, 'bca_high', np.nan)
+                if np.isnan(lo) or (lo <= 0 <= hi): continue
+                good = (hi < 0) if r.metric in LOWER_IS_BETTER else (lo > 0)
+                (better if good else worse).append(METRIC_NAMES.get(r.metric, r.metric))
+            lines.append(f"SRGAN against the SRResNet it started from (paired 95% BCa intervals excluding 0): better on "
+                         f"{', '.join(better) or 'no metric'}; worse on {', '.join(worse) or 'no metric'}.")
+        ts = ((run or {}).get('train_summaries') or {}).get(s) or {}
+        h = ((run or {}).get('histories') or {}).get(s)
+        if h is not None and 'd_pair_acc' in h and h['d_pair_acc'].notna().any():
+            acc = h.loc[h['phase'] == 'gan', 'd_pair_acc']
+            lines.append(f"The discriminator's pairwise accuracy per GAN epoch was {', '.join(f'{a:.2f}' for a in acc)} (chance 0.5)"
+                         + (f": {ts['d_health_warning']}." if ts.get('d_health_warning') else '.'))
+        lines.append('')
+    lines.append("Claims about perceptual quality rest on the metrics independent of training; the EfficientNet feature distance "
+                 "is aligned with the training loss. Each strategy was trained once, so the intervals describe variation over "
+                 "test photos, not over training runs.")
+    return '\n'.join(lines)
+
+REFERENCES = [
+    "Ledig, C. et al. (2017). Photo-realistic single image super-resolution using a generative adversarial network. CVPR. (SRGAN, SRResNet)",
+    "Goodfellow, I. et al. (2014). Generative adversarial nets. NeurIPS.",
+    "Wang, X. et al. (2018). ESRGAN: Enhanced super-resolution generative adversarial networks. ECCV Workshops. (relativistic discriminator for SR)",
+    "Jolicoeur-Martineau, A. (2019). The relativistic discriminator: a key element missing from standard GAN. ICLR.",
+    "Miyato, T. et al. (2018). Spectral normalization for generative adversarial networks. ICLR.",
+    "Simonyan, K. and Zisserman, A. (2015). Very deep convolutional networks for large-scale image recognition. ICLR. (VGG)",
+    "Tan, M. and Le, Q. (2019). EfficientNet: Rethinking model scaling for convolutional neural networks. ICML.",
+    "Shi, W. et al. (2016). Real-time single image and video super-resolution using an efficient sub-pixel convolutional neural network. CVPR. (pixel shuffle)",
+    "Wang, Z., Bovik, A. C., Sheikh, H. R. and Simoncelli, E. P. (2004). Image quality assessment: from error visibility to structural similarity. IEEE TIP. (SSIM)",
+    "Sheikh, H. R. and Bovik, A. C. (2006). Image information and visual quality. IEEE TIP. (VIF)",
+    "Reisenhofer, R. et al. (2018). A Haar wavelet-based perceptual similarity index for image quality assessment. Signal Processing: Image Communication. (HaarPSI)",
+    "Zhang, L., Zhang, L., Mou, X. and Zhang, D. (2011). FSIM: A feature similarity index for image quality assessment. IEEE TIP.",
+    "Nafchi, H. Z. et al. (2016). Mean deviation similarity index: efficient and reliable full-reference image quality evaluator. IEEE Access. (MDSI)",
+    "Zhang, R. et al. (2018). The unreasonable effectiveness of deep features as a perceptual metric. CVPR. (LPIPS)",
+    "Blau, Y. and Michaeli, T. (2018). The perception-distortion tradeoff. CVPR.",
+    "King, D. E. (2009). Dlib-ml: A machine learning toolkit. JMLR. (face detector, landmarks and face descriptor)",
+    "Zhang, Z., Song, Y. and Qi, H. (2017). Age progression/regression by conditional adversarial autoencoder. CVPR. (UTKFace)",
+    "Efron, B. (1987). Better bootstrap confidence intervals. JASA. (BCa bootstrap)",
+    "Wilcoxon, F. (1945). Individual comparisons by ranking methods. Biometrics Bulletin.",
+    "Cohen, J. (1988). Statistical power analysis for the behavioral sciences. (effect size d)",
+    "Kingma, D. P. and Ba, J. (2015). Adam: A method for stochastic optimization. ICLR.",
+]
+
+def references_markdown() -> str:
+    "The references section."
+    return "## References\n\n" + '\n'.join(f"{i}. {r}" for i, r in enumerate(REFERENCES, 1))
+
 # %% ../nbs/07_report.ipynb #d69607f7
 def strategy_comparison(per_image: pd.DataFrame, a: str = 's1', b: str = 's2', metrics=('psnr', 'ssim'),
                         methods=('srresnet', 'srgan'), n_resamples: int = 4999, seed: int = 0) -> pd.DataFrame:
@@ -391,15 +547,15 @@ def comparison_grid(rows, max_cols: int = 8):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_report.ipynb #6b80ad0b
+# %% ../nbs/07_report.ipynb
 def center_crop(im: np.ndarray, size: int, multiple: int = 4) -> np.ndarray:
     "A centred square crop of at most `size` pixels, its side a multiple of `multiple`."
     s = min(size, im.shape[0], im.shape[1]); s -= s % multiple
     y, x = (im.shape[0] - s)//2, (im.shape[1] - s)//2
     return im[y:y + s, x:x + s]
 
-def comparison_rows(run, n: int = 3, crop: int = 160) -> list:
-    "Rows for `comparison_grid`: LR, bicubic, SRResNet and SRGAN of each strategy and HR on `n` test images (SR by `infer.Upscaler`, fp32)."
+def comparison_rows(run, n: int = 3, crop: int = 160, ids=None) -> list:
+    "Rows for `comparison_grid`: LR, bicubic, SRResNet and SRGAN of each strategy and HR on `n` test images, or those in `ids` (SR by `infer.Upscaler`, fp32)."
     cfg, rd = run['cfg'], Path(run['run_dir'])
     gens = {}
     for s in run['strategies']:
@@ -407,7 +563,9 @@ def comparison_rows(run, n: int = 3, crop: int = 160) -> list:
             p = rd/s/f'generator_{kind}.pt'
             if p.exists(): gens[f'{name} {s}'] = Upscaler(p, precision='fp32')
     rows = []
-    for iid, hr in load_split_images(cfg, 'test')[:n]:
+    test = load_split_images(cfg, 'test')
+    chosen = test[:n] if ids is None else [t for i in ids for t in test if t[0] == i]
+    for iid, hr in chosen:
         hr = center_crop(hr, crop, cfg.scale)
         lr = make_lr(hr, cfg.scale)
         panels = {'LR': lr, 'bicubic': bicubic_upscale(lr, cfg.scale)}
@@ -415,6 +573,21 @@ def comparison_rows(run, n: int = 3, crop: int = 160) -> list:
         panels['HR'] = hr
         rows.append((iid, panels))
     return rows
+
+# %% ../nbs/07_report.ipynb
+def worst_images(per_image: pd.DataFrame, strategy: str, method: str = 'srgan', n: int = 3) -> pd.DataFrame:
+    "The `n` test photos where `method` does worst against bicubic: by face-identity distance where known, else by Y-PSNR."
+    d = per_image[(per_image['strategy'] == strategy) & (per_image.get('level', 'image') == 'image')]
+    w = d.pivot_table(index='image_id', columns='method', values=[m for m in ('face_dist', 'psnr') if m in d])
+    rows = []
+    for iid in w.index:
+        f = w.get(('face_dist', method), pd.Series(dtype=float)).get(iid, np.nan) - w.get(('face_dist', 'bicubic'), pd.Series(dtype=float)).get(iid, np.nan)
+        p = w[('psnr', method)][iid] - w[('psnr', 'bicubic')][iid]
+        rows.append(dict(image_id=iid, face_dist_vs_bicubic=f, psnr_vs_bicubic=p, by='face_dist' if pd.notna(f) else 'psnr'))
+    r = pd.DataFrame(rows)
+    r['_k'] = np.where(r.by == 'face_dist', 0, 1)
+    r['_v'] = np.where(r.by == 'face_dist', -r.face_dist_vs_bicubic, r.psnr_vs_bicubic)
+    return r.sort_values(['_k', '_v']).head(n).drop(columns=['_k', '_v']).reset_index(drop=True)
 
 # %% ../nbs/07_report.ipynb #b2c139de
 def face_regions(hr: np.ndarray, size: int = 40, faces: FaceIdentity | None = None) -> dict:

@@ -175,3 +175,12 @@ def test_readable_summary_names_metrics_and_methods():
     assert {'PSNR (dB, Y)', 'SSIM (Y)', 'Δ PSNR vs bicubic', 'Wilcoxon p, SSIM'} <= set(t.columns)
     assert 'Untrained (bicubic skip)' in t.index.get_level_values('method')
     assert t.loc[('s2', 'Untrained (bicubic skip)'), 'Δ PSNR vs bicubic'].startswith('+0.20')
+
+
+def test_data_flow_diagram_is_the_librarys(tmp_path):
+    "docs/data_flow.svg (shown in the README) is exactly what the library draws now (`make diagram` rewrites it)."
+    from pathlib import Path
+    R.save_data_flow(tmp_path/'df.svg')
+    shipped = Path(__file__).resolve().parents[1]/'docs'/'data_flow.svg'
+    assert shipped.read_bytes() == (tmp_path/'df.svg').read_bytes(), 'docs/data_flow.svg is stale: run `make diagram`'
+    assert R.external_resources((tmp_path/'df.svg').read_text()) == []  # namespace URIs only, nothing to fetch
