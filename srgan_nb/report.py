@@ -144,7 +144,7 @@ def abstract_markdown(run, metric='psnr') -> str:
     if _is_demo(run): txt += "\n\n**This run used the offline sample images (demo data), not real faces: the numbers show the pipeline works, not how well SRGAN does.**"
     return txt
 
-# %% ../nbs/07_report.ipynb
+# %% ../nbs/07_report.ipynb #06b7a101
 def introduction_markdown(scale: int = 4) -> str:
     "The problem in two paragraphs."
     return ("## Introduction\n\n"
@@ -191,7 +191,7 @@ def strategies_table() -> pd.DataFrame:
     return pd.DataFrame([dict(strategy=s.name, **{'GAN epochs': s.epochs, 'batch size': s.batch_size, 'training photos': s.n_train,
                                                   'GAN steps': s.epochs * s.n_train * 10 // s.batch_size}) for s in STRATEGIES.values()])
 
-# %% ../nbs/07_report.ipynb
+# %% ../nbs/07_report.ipynb #08c202ff
 _FLOW = [  # (x, y, text, colour): training above, evaluation below
     (0.08, 0.78, 'face photos', '#dde'), (0.26, 0.78, 'split by photo\ntrain / val / test', '#dde'),
     (0.45, 0.78, f'HR patches 96x96\ninner half, 10 per photo', '#dde'), (0.64, 0.78, 'LR 24x24\nPIL bicubic x4', '#dde'),
@@ -446,7 +446,7 @@ def plot_perception_distortion(summary: pd.DataFrame, x: str = 'psnr', y: str = 
     ax.legend(fontsize=7); fig.tight_layout()
     return fig
 
-# %% ../nbs/07_report.ipynb
+# %% ../nbs/07_report.ipynb #e2d28f56
 def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> str:
     "The conclusion, from per-image whole-image results: best method per family, SRGAN vs SRResNet, D health, caveats."
     import warnings
@@ -547,7 +547,7 @@ def comparison_grid(rows, max_cols: int = 8):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_report.ipynb
+# %% ../nbs/07_report.ipynb #7d88cc82
 def center_crop(im: np.ndarray, size: int, multiple: int = 4) -> np.ndarray:
     "A centred square crop of at most `size` pixels, its side a multiple of `multiple`."
     s = min(size, im.shape[0], im.shape[1]); s -= s % multiple
@@ -574,7 +574,7 @@ def comparison_rows(run, n: int = 3, crop: int = 160, ids=None) -> list:
         rows.append((iid, panels))
     return rows
 
-# %% ../nbs/07_report.ipynb
+# %% ../nbs/07_report.ipynb #83e388f9
 def worst_images(per_image: pd.DataFrame, strategy: str, method: str = 'srgan', n: int = 3) -> pd.DataFrame:
     "The `n` test photos where `method` does worst against bicubic: by face-identity distance where known, else by Y-PSNR."
     d = per_image[(per_image['strategy'] == strategy) & (per_image.get('level', 'image') == 'image')]
