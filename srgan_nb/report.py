@@ -312,6 +312,8 @@ def plot_losses(history: pd.DataFrame, title: str | None = None):
         b.legend(fontsize=8)
     else: b.text(.5, .5, 'no GAN epochs', ha='center', va='center', transform=b.transAxes)
     b.set(xlabel='epoch', ylabel='loss', title='discriminator loss')
+    from matplotlib.ticker import MaxNLocator
+    for ax in (a, b): ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -33,6 +33,9 @@ def test_plot_losses_draws_generator_per_phase_and_both_discriminator_curves():
     assert len(fig.axes[0].lines) == 2                        # pretrain and gan
     assert len(fig.axes[1].lines) == 2                        # fake and real
     np.testing.assert_allclose(fig.axes[1].lines[0].get_xdata(), [3, 4, 5])
+    fig.canvas.draw()
+    ticks = [t for ax in fig.axes for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)   # integer epoch ticks
     fig = R.plot_losses(fake_history(pretrain_epochs=2, epochs=0))
     assert len(fig.axes[1].lines) == 0
 
