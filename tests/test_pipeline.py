@@ -185,3 +185,61 @@ def test_tiny_pipeline_end_to_end(reports_tmp, small_faces):
     P.run_pipeline(cfg, strategies=('s2',), quiet=True)                                 # everything done: all skipped
     assert {k: P.read_marker(rd, k)['finished'] for k in before} == before
     assert P.list_runs().set_index('run_id').loc['tiny', 'status'] == 'complete'
+
+
+# ---------------------------------------------------------------- killed runs (SIGKILL) resume to the same tables
+
+def _cmd(run_id, data_dir):
+    import sys
+    sets = dict(TINY, n_train=2, patches_per_image=8, batch_size=1, pretrain_epochs=1, epochs=2, deterministic=True)
+    sets.pop('data_source')
+    args = [str(Path(sys.executable).parent/'srgan-nb'), 'run', '--strategies', 's2', '--data-dir', str(data_dir), '--run-id', run_id]
+    for k, v in sets.items(): args += ['--set', f'{k}={v}']
+    return args
+
+
+def _run_and_kill(args, env, when, timeout=600, delay=0.0):
+    "Start the pipeline in its own process group; SIGKILL the whole group `delay` s after `when()` is true. True if it was killed."
+    import signal, subprocess, time
+    p = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < timeout:
+        if when():
+            time.sleep(delay)
+            if p.poll() is not None: return False
+            os.killpg(p.pid, signal.SIGKILL); p.wait(); return True
+        time.sleep(0.05)
+    p.wait()
+    return False
+
+
+def _tables(rd):
+    import pandas as pd
+    return {f: pd.read_csv(rd/f) for f in ('s2/eval/per_image.csv', 's2/eval/summary.csv', 's2/history.csv')}
+
+
+def test_sigkill_mid_epoch_and_during_the_report_then_the_same_tables(reports_tmp, small_faces):
+    "The pipeline process group is SIGKILLed in the middle of a GAN epoch and again while the report renders; the same command then finishes with the tables of an uninterrupted run."
+    import subprocess, sys
+    import numpy as np, pandas as pd
+    env = dict(os.environ, SRGAN_REPORTS=str(reports_tmp), SRGAN_PROGRESS='0')
+    ref = reports_tmp/'runs'/'straight'
+    subprocess.run(_cmd('straight', small_faces), env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
+    rd = reports_tmp/'runs'/'killed'
+    def in_gan_epoch():  # pretraining finished, the first GAN epoch has steps behind it and is not finished
+        h = rd/'s2'/'history.csv'
+        return h.exists() and len(h.read_text().strip().splitlines()) == 2
+    assert _run_and_kill(_cmd('killed', small_faces), env, in_gan_epoch, delay=0.4), 'the run ended before it could be killed'
+    assert not (rd/'s2'/'train_summary.json').exists()                                   # killed inside the GAN phase
+    assert len((rd/'s2'/'history.csv').read_text().strip().splitlines()) < 4
+    assert _run_and_kill(_cmd('killed', small_faces), env, lambda: (rd/'notebooks'/'report.ipynb').exists() and not (rd/'report.html').exists())
+    assert not (rd/'report.html').exists()
+    subprocess.run(_cmd('killed', small_faces), env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
+    assert (rd/'report.html').exists()
+    a, b = _tables(rd), _tables(ref)
+    for f in a:
+        x, y = a[f].drop(columns=[c for c in ('seconds', 'sr_seconds') if c in a[f]]), b[f].drop(columns=[c for c in ('seconds', 'sr_seconds') if c in b[f]])
+        assert list(x.columns) == list(y.columns) and len(x) == len(y), f
+        num = x.select_dtypes('number').columns
+        pd.testing.assert_frame_equal(x.drop(columns=num), y.drop(columns=num), obj=f)
+        np.testing.assert_allclose(x[num].to_numpy(float), y[num].to_numpy(float), rtol=1e-4, atol=1e-6, equal_nan=True, err_msg=f)
