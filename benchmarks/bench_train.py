@@ -18,6 +18,7 @@ of S1 and S2 in full (pretraining + GAN epochs, patches/s of the default rows at
 from __future__ import annotations
 import argparse, sys, time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
@@ -57,7 +58,7 @@ def patches(n: int = 64):
         r = extract_patches(path, iid)
         if r.get('ok'): lr.append(r['lr']); hr.append(r['hr'])
     lr, hr = np.concatenate(lr)[:n], np.concatenate(hr)[:n]
-    return type('P', (), dict(lr=lr, hr=hr, image_ids=None))(), f'{len(hr)} patches of faces-utk photos'
+    return SimpleNamespace(lr=lr, hr=hr, image_ids=None), f'{len(hr)} patches of faces-utk photos'
 
 
 class Variant:
@@ -71,7 +72,7 @@ class Variant:
             self.s.opt_d = torch.optim.Adam(self.s.discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
             self.s.opt_pretrain = torch.optim.Adam(self.s.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         lr_u8, hr_u8 = T.patch_tensors(data)
-        self.data = type('D', (), dict(lr=lr_u8, hr=hr_u8))()
+        self.data = SimpleNamespace(lr=lr_u8, hr=hr_u8)
         self.idx = torch.arange(batch) % len(lr_u8)
         self.lr, self.hr = T._batch(self.data, self.idx, cfg, self.s.device, None)
         cache = phase == 'gan' and not straightforward and not cfg.augment

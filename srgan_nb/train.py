@@ -559,9 +559,8 @@ def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data,
                    epochs=cfg.epochs, batch_size=cfg.batch_size, val_psnr_bicubic=data.val_psnr_bicubic,
                    val_psnr_srresnet=float(pre.val_psnr.iloc[-1]) if len(pre) else float('nan'),
                    val_psnr_srgan=float(last.val_psnr), d_health_warning=warn, config=config_dict(cfg), out_dir=str(out_dir))
-    if not cfg.keep_checkpoints:  # training is over: keep what evaluation, the report and a rerun need
-        ck = out_dir/'checkpoints'/'last.pt'
-        if ck.exists(): save_checkpoint(slim_checkpoint(load_checkpoint(ck)), ck)
+    if not cfg.keep_checkpoints:  # training is over: keep what evaluation, the report and a rerun need (from memory, no reread)
+        save_checkpoint(slim_checkpoint(checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)), out_dir/'checkpoints'/'last.pt')
     (out_dir/'train_summary.json').write_text(json.dumps(summary, indent=2, default=str))
     if warn: warnings.warn(f"{out_dir}: {warn}")
     return summary
