@@ -14,9 +14,9 @@ import torch
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'Strategy', 'get_strategy', 'RunConfig', 'parse_overrides', 'make_config',
-           'config_dict', 'save_config', 'load_config', 'repo_root', 'reports_dir', 'cache_dir', 'runs_dir',
-           'default_run_id', 'run_path', 'shared_data', 'seed_everything', 'pick_device', 'cpu_supports_bf16',
-           'pick_precision', 'autocast_dtype', 'autocast']
+           'config_dict', 'save_config', 'load_config', 'repo_root', 'package_dir', 'reports_dir', 'cache_dir',
+           'runs_dir', 'default_run_id', 'run_path', 'shared_data', 'seed_everything', 'pick_device',
+           'cpu_supports_bf16', 'pick_precision', 'autocast_dtype', 'autocast']
 
 # %% ../nbs/00_config.ipynb #1ca401bd
 @dataclass(frozen=True)
@@ -27,11 +27,17 @@ class Strategy:
     batch_size: int
     n_train: int
     description: str = ''
+    settings: dict = field(default_factory=dict)  # other config fields of the recipe (make_config fills in those not set)
 
 # %% ../nbs/00_config.ipynb #e36c881f
 STRATEGIES = {
     's1': Strategy('s1', epochs=10, batch_size=1, n_train=600, description='10 epochs, batch size 1, 600 training images'),
     's2': Strategy('s2', epochs=5, batch_size=10, n_train=100, description='5 epochs, batch size 10, 100 training images'),
+    # 9,235 faces-utk photos - 100 validation/test - 500 held out = 8,635; 5 patches each: 43k patches, 6 MSE epochs (16k steps
+    # at batch 16, the `psnr` model) then one GAN epoch (2.7k steps, the `gan` model): about 2.5 h on 2 CPU cores
+    'faces-x4': Strategy('faces-x4', epochs=1, batch_size=16, n_train=8635,
+                         description='the shipped models: 8,635 faces-utk photos (held-out list excluded), 6 MSE + 1 GAN epochs, batch 16',
+                         settings=dict(pretrain_epochs=6, patches_per_image=5, exclude='heldout')),
 }
 
 # %% ../nbs/00_config.ipynb #71fa9e43
@@ -74,6 +80,8 @@ class RunConfig:
     n_test: int = 50                 # test photos, shared by all strategies
     face_aware: bool = False         # draw patches around faces (OpenCV Haar cascade)
     min_sharpness: float = 0.0       # drop sources whose Laplacian variance is below this (0: keep all)
+    exclude: str | None = None       # photos this run never uses, by sha256: 'heldout' (the shipped models' held-out list) or a
+                                     # text file of lines 'name sha256' (data.read_photo_list)
     num_workers: int = 2             # processes for patch extraction
     # model
     n_blocks: int = 16
@@ -112,6 +120,7 @@ class RunConfig:
     d_health_patches: int = 100      # fixed validation patches on which D's pairwise accuracy is measured (0: off)
     d_health_checks: int = 5         # D-health measurements per GAN epoch
     resume: bool = True
+    checkpoint_minutes: float = 10.0 # also checkpoint inside an epoch this often (a kill loses minutes, not an epoch; 0: per epoch only)
     keep_checkpoints: bool = False   # keep the full training state (D, optimisers) once a phase is done; else only what
                                      # resume, evaluation and the report need (a full S2 run: 420 MB -> about 20 MB)
 
@@ -151,6 +160,7 @@ class RunConfig:
         for k in ('lr_g', 'lr_d'):
             if not float(getattr(self, k)) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)!r}")
         if self.min_sharpness < 0: raise ValueError("min_sharpness must be >= 0")
+        if not float(self.checkpoint_minutes) >= 0: raise ValueError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes!r}")
         if self.pixel_criterion not in ('mse', 'l1'): raise ValueError(f"pixel_criterion must be mse or l1, got {self.pixel_criterion!r}")
         if self.gan_loss not in ('bce', 'ragan'): raise ValueError(f"gan_loss must be bce or ragan, got {self.gan_loss!r}")
         if self.d_norm not in ('bn', 'sn'): raise ValueError(f"d_norm must be bn or sn, got {self.d_norm!r}")
@@ -205,6 +215,7 @@ def make_config(strategy: str = 's2', overrides: dict | None = None, yaml_path: 
     if vals.get('gan') is not None:  # a preset fills in the fields not given explicitly
         if vals['gan'] not in GAN_PRESETS: raise ValueError(f"Unknown gan preset {vals['gan']!r}; choose one of {sorted(GAN_PRESETS)}")
         for k, v in GAN_PRESETS[vals['gan']].items(): vals.setdefault(k, v)
+    for k, v in get_strategy(vals['strategy']).settings.items(): vals.setdefault(k, v)  # the recipe's own fields
     return RunConfig(**vals)
 
 # %% ../nbs/00_config.ipynb #83869e6d
@@ -236,6 +247,12 @@ def repo_root(start=None) -> Path:
             if (p/'settings.ini').exists() and (p/'srgan_nb').is_dir(): return p
     return Path.cwd().resolve()
 
+# %% ../nbs/00_config.ipynb #151a87a3
+def package_dir() -> Path:
+    "The folder of the installed `srgan_nb` package (where its package data, such as the shipped weights, lies)."
+    import srgan_nb
+    return Path(srgan_nb.__file__).resolve().parent
+
 # %% ../nbs/00_config.ipynb #40283133
 def reports_dir() -> Path:
     "Where runs and the patch cache go (`SRGAN_REPORTS` overrides `<root>/reports`)."
@@ -250,11 +267,11 @@ def runs_dir() -> Path:
     "The folder that holds one folder per run."
     return reports_dir()/'runs'
 
-# %% ../nbs/00_config.ipynb #8442d9ae
+# %% ../nbs/00_config.ipynb #08bf14fb
 def default_run_id(cfg: RunConfig) -> str:
     "A deterministic run id: data source, quick flag and a short hash of the settings that shape results."
     d = config_dict(cfg)
-    for k in ('run_id', 'strategy', 'epochs', 'batch_size', 'n_train', 'device', 'num_workers', 'resume', 'log_every', 'd_health_patches', 'd_health_checks', 'keep_checkpoints'):
+    for k in ('run_id', 'strategy', 'epochs', 'batch_size', 'n_train', 'device', 'num_workers', 'resume', 'log_every', 'd_health_patches', 'd_health_checks', 'keep_checkpoints', 'checkpoint_minutes'):
         d.pop(k, None)
     h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
     src = cfg.data_source if cfg.data_source != 'auto' or not cfg.data_dir else 'folder'

@@ -16,15 +16,16 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .config import RunConfig, cache_dir, run_path
+from .config import RunConfig, cache_dir, package_dir, run_path
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'KAGGLE_HANDLE', 'KAGGLE_HOST', 'SAMPLE_FACES', 'SAMPLE_NATURAL', 'CACHE_VERSION', 'SAMPLING_KEYS',
-           'ImageError', 'load_image', 'make_lr', 'bicubic_upscale', 'inner_half_range', 'image_rng', 'sample_boxes',
-           'detect_faces', 'face_boxes', 'sharpness', 'extract_patches', 'list_images', 'reachable', 'kaggle_cached',
-           'kaggle_dataset', 'sample_images', 'resolve_source', 'order_images', 'allocate', 'cache_key', 'build_cache',
-           'data_dir_of', 'read_summary', 'prepare', 'PatchSet', 'load_patches', 'load_split_images', 'PatchDataset',
-           'show_patches']
+__all__ = ['IMAGE_EXTS', 'KAGGLE_HANDLE', 'KAGGLE_HOST', 'SAMPLE_FACES', 'SAMPLE_NATURAL', 'HELDOUT_FILE', 'HELDOUT_N',
+           'CACHE_VERSION', 'SAMPLING_KEYS', 'ImageError', 'load_image', 'make_lr', 'bicubic_upscale',
+           'inner_half_range', 'image_rng', 'sample_boxes', 'detect_faces', 'face_boxes', 'sharpness',
+           'extract_patches', 'list_images', 'reachable', 'kaggle_cached', 'kaggle_dataset', 'sample_images',
+           'resolve_source', 'order_images', 'file_sha256', 'photo_list_path', 'read_photo_list', 'write_photo_list',
+           'drop_listed', 'make_heldout_list', 'allocate', 'cache_key', 'build_cache', 'data_dir_of', 'read_summary',
+           'prepare', 'PatchSet', 'load_patches', 'load_split_images', 'PatchDataset', 'show_patches']
 
 # %% ../nbs/01_data.ipynb #19330ded
 class ImageError(ValueError):
@@ -240,9 +241,10 @@ def sample_images() -> dict[str, list[tuple[str, str]]]:
 
 # %% ../nbs/01_data.ipynb #7a358bbc
 def _folder_groups(folder, cfg: RunConfig, n_train: int) -> list:
-    "One group: every image under `folder`, filling test, val, train."
+    "One group: every image under `folder` (but those of the `exclude` list), filling test, val, train."
     items = list_images(folder)
     if not items: raise FileNotFoundError(f"no image files found under {folder} (extensions: {', '.join(sorted(IMAGE_EXTS))})")
+    if cfg.exclude: items, _ = drop_listed(items, cfg.exclude)
     return [(items, [('test', cfg.n_test), ('val', cfg.n_val), ('train', n_train)])]
 
 def resolve_source(cfg: RunConfig, n_train: int | None = None) -> tuple[str, str, list]:
@@ -264,6 +266,57 @@ def resolve_source(cfg: RunConfig, n_train: int | None = None) -> tuple[str, str
 def order_images(items: list, seed: int) -> list:
     "The candidates `(image_id, path)` in a seeded order that depends only on each id."
     return sorted(items, key=lambda it: hashlib.sha1(f"{seed}:{it[0]}".encode()).hexdigest())
+
+# %% ../nbs/01_data.ipynb #782fecfa
+HELDOUT_FILE = 'weights/heldout_faces_utk.txt'  # inside the package: the shipped models' held-out photos
+HELDOUT_N = 500
+
+def file_sha256(path) -> str:
+    "The sha256 of a file's bytes, as hex."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
+
+def photo_list_path(spec) -> Path:
+    "The file of photo list `spec`: 'heldout' (packaged) or a path, with a clear error when it is missing."
+    p = package_dir()/HELDOUT_FILE if str(spec) == 'heldout' else Path(spec).expanduser()
+    if not p.is_file(): raise FileNotFoundError(f"photo list {spec!r} not found at {p}")
+    return p
+
+def read_photo_list(spec) -> pd.DataFrame:
+    "A photo list as a table `name, sha256` (lines 'name sha256'; '#' starts a comment)."
+    rows = []
+    for n, line in enumerate(photo_list_path(spec).read_text().splitlines(), 1):
+        line = line.split('#', 1)[0].strip()
+        if not line: continue
+        name, _, digest = line.rpartition(' ')
+        if len(digest) != 64 or any(c not in '0123456789abcdef' for c in digest.lower()):
+            raise ValueError(f"photo list {spec!r}, line {n}: expected 'name sha256', got {line!r}")
+        rows.append(dict(name=name.strip(), sha256=digest.lower()))
+    return pd.DataFrame(rows, columns=['name', 'sha256'])
+
+def write_photo_list(df: pd.DataFrame, path, header: str = '') -> Path:
+    "Write a `name, sha256` table as a photo list, with `header` as comment lines."
+    lines = [f"# {h}" for h in header.splitlines()] + [f"{r.name} {r.sha256}" for r in df.itertuples()]
+    Path(path).parent.mkdir(parents=True, exist_ok=True); Path(path).write_text('\n'.join(lines) + '\n')
+    return Path(path)
+
+def drop_listed(items: list, spec) -> tuple[list, list]:
+    "`(kept, dropped)` candidates `(image_id, path)`: dropped are those whose file sha256 is in photo list `spec`."
+    listed = set(read_photo_list(spec).sha256)
+    kept, dropped = [], []
+    for it in items:
+        try: digest = file_sha256(it[1])
+        except OSError: digest = None  # unreadable: the sampler skips it with its reason
+        (dropped if digest in listed else kept).append(it)
+    return kept, dropped
+
+def make_heldout_list(folder, n: int = HELDOUT_N, seed: int = 42) -> pd.DataFrame:
+    "The held-out photos of `folder`: the last `n` in the seeded order (how the packaged list was made)."
+    items = order_images(list_images(folder), seed)
+    if len(items) < n + 700: raise ValueError(f"{folder} has {len(items)} photos; a held-out list of {n} needs at least {n + 700}")
+    return pd.DataFrame([dict(name=i, sha256=file_sha256(p)) for i, p in sorted(items[-n:])], columns=['name', 'sha256'])
 
 # %% ../nbs/01_data.ipynb #4e220351
 def allocate(n: int, wanted: list[int]) -> list[int]:
@@ -313,9 +366,9 @@ def _fill_group(items, quotas, params: dict, pool, num_workers: int) -> tuple[di
         out[split] = valid[start:start + k]; start += k
     return out, skipped, blurry
 
-# %% ../nbs/01_data.ipynb #423ad903
+# %% ../nbs/01_data.ipynb #4a6c53f3
 CACHE_VERSION = 2  # bump when the sampling code changes, so old caches are not reused
-SAMPLING_KEYS = ('seed', 'hr_size', 'scale', 'patches_per_image', 'face_aware', 'min_sharpness', 'n_test', 'n_val')
+SAMPLING_KEYS = ('seed', 'hr_size', 'scale', 'patches_per_image', 'face_aware', 'min_sharpness', 'n_test', 'n_val', 'exclude')
 
 def cache_key(cfg: RunConfig, groups: list, n_train: int) -> str:
     "Hash of the candidate files (path, size, mtime), the sampling parameters and the split sizes."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pipeline.ipynb #09a8dbcd
 from __future__ import annotations
-import dataclasses, hashlib, json, os, shutil, sys, time, warnings
+import dataclasses, hashlib, json, os, shutil, sys, threading, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,7 +18,8 @@ from .metrics import METRIC_NAMES
 __all__ = ['STAGES', 'KERNEL_NAME', 'STRATEGY_FIELDS', 'NON_RESULT_FIELDS', 'DATA_FIELDS', 'RUN_COLUMNS', 'pipeline_notebooks',
            'user_strategy_fields', 'strategy_config', 'stage_config', 'params_hash', 'config_for_hash', 'stage_key',
            'marker_path', 'read_marker', 'stage_done', 'write_marker', 'StageFailed', 'kernel_name', 'execute_stage',
-           'record_timing', 'StageRun', 'pipeline_plan', 'run_pipeline', 'run_status', 'list_runs', 'remove_runs']
+           'record_timing', 'StageClock', 'StageRun', 'pipeline_plan', 'run_pipeline', 'run_status', 'list_runs',
+           'remove_runs']
 
 # %% ../nbs/08_pipeline.ipynb #581282cb
 STAGES = ('prepare_data', 'train', 'evaluate', 'report')
@@ -80,9 +81,9 @@ def stage_config(run_dir=None, strategy: str | None = None, config_json=None, ov
     return cfg
 
 # %% ../nbs/08_pipeline.ipynb #4684e578
-NON_RESULT_FIELDS = ('resume', 'num_workers', 'log_every', 'device', 'keep_checkpoints')
+NON_RESULT_FIELDS = ('resume', 'num_workers', 'log_every', 'device', 'keep_checkpoints', 'checkpoint_minutes')
 DATA_FIELDS = ('data_source', 'data_dir', 'quick', 'seed', 'hr_size', 'scale', 'patches_per_image', 'n_val', 'n_test',
-               'face_aware', 'min_sharpness')
+               'face_aware', 'min_sharpness', 'exclude')
 
 def params_hash(*parts) -> str:
     "A short stable hash of JSON-able `parts`."
@@ -164,16 +165,49 @@ def execute_stage(notebook, output, parameters: dict, stage: str, cwd=None, log_
     return time.perf_counter() - t0
 
 # %% ../nbs/08_pipeline.ipynb #ea2e935c
-def record_timing(run_dir, key: str, seconds: float, status: str) -> Path:
-    "Add stage run `key` to `run_dir/timings.json` (a skipped stage keeps the time it took when it ran)."
+_TIMINGS_LOCK = threading.Lock()
+
+def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec='seconds')
+
+def record_timing(run_dir, key: str, seconds: float, status: str, part: str | None = None) -> Path:
+    """Record stage run `key` in `run_dir/timings.json`: status 'running' (heartbeat), 'ran', 'failed' or 'skipped'.
+    `part` names this invocation; `seconds` of the entry adds up every part since the stage last finished."""
     p = Path(run_dir)/'timings.json'
-    try: t = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError): t = {}
-    old = t.get(key, {})
-    t[key] = dict(seconds=round(float(seconds), 2) if status == 'ran' else old.get('seconds'), status=status,
-                  at=datetime.now(timezone.utc).isoformat(timespec='seconds'))
-    p.write_text(json.dumps(t, indent=2))
+    with _TIMINGS_LOCK:
+        try: t = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError): t = {}
+        e = t.get(key, {})
+        parts = list(e.get('parts') or ([dict(part='earlier', seconds=e['seconds'], status='ran')] if e.get('seconds') is not None else []))
+        if status != 'skipped':
+            cur = dict(part=part or f"{os.getpid()}-{time.time_ns()}", seconds=round(float(seconds), 2), status=status, at=_now())
+            if parts and parts[-1]['part'] == cur['part']: parts[-1] = cur
+            else:
+                if parts and parts[-1]['status'] == 'ran': parts = []   # finished before: this is a new run of the stage
+                parts = [q | (dict(status='killed') if q['status'] == 'running' else {}) for q in parts] + [cur]
+        t[key] = dict(seconds=round(sum(q['seconds'] for q in parts), 2) if parts else None, status=status, at=_now(),
+                      parts=parts)
+        tmp = p.with_name(f'timings.json.tmp{os.getpid()}')
+        tmp.write_text(json.dumps(t, indent=2)); os.replace(tmp, p)
     return p
+
+class StageClock:
+    "Times one invocation of a stage into timings.json, with a heartbeat every `every` seconds (a kill loses at most that)."
+    def __init__(self, run_dir, key: str, every: float = 30.0):
+        self.run_dir, self.key, self.every, self.part = run_dir, key, every, f"{os.getpid()}-{time.time_ns()}"
+        self._stop = threading.Event()
+    @property
+    def seconds(self) -> float: return time.perf_counter() - self.t0
+    def _beat(self):
+        while not self._stop.wait(self.every): record_timing(self.run_dir, self.key, self.seconds, 'running', self.part)
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        record_timing(self.run_dir, self.key, 0, 'running', self.part)
+        self._thread = threading.Thread(target=self._beat, daemon=True); self._thread.start()
+        return self
+    def __exit__(self, exc_type, exc, tb):
+        self._stop.set(); self._thread.join()
+        record_timing(self.run_dir, self.key, self.seconds, 'ran' if exc_type is None else 'failed', self.part)
+        return False
 
 # %% ../nbs/08_pipeline.ipynb #0352e3d3
 @dataclasses.dataclass
@@ -193,6 +227,10 @@ def pipeline_plan(cfg: RunConfig, strategies=('s1', 's2'), overrides: dict | Non
     "The stage runs of a pipeline for `cfg` and `strategies`, with parameters, outputs and hashes."
     strategies = [get_strategy(s).name for s in strategies]
     if not strategies: raise ValueError('no strategies to run')
+    own = [s for s in strategies if get_strategy(s).settings]
+    if own and (len(strategies) > 1 or cfg.strategy != own[0]):
+        raise ValueError(f"strategy {own[0]} has its own data settings ({get_strategy(own[0]).settings}): run it alone, "
+                         f"in a run of its own (--strategies {own[0]})")
     rd = run_path(cfg)
     scfgs = {s: strategy_config(cfg, s, overrides) for s in strategies}
     n_train = max(c.n_train for c in scfgs.values())
@@ -222,7 +260,6 @@ def _say(msg, quiet):
 def run_pipeline(cfg: RunConfig, strategies=('s1', 's2'), force: bool = False, overrides: dict | None = None,
                  quiet: bool = False, log_output: bool = False) -> Path:
     "Run prepare_data, train and evaluate per strategy, and the report; return the path of report.html (`quiet`: print nothing)."
-    from srgan_nb.report import render_html
     nbs = pipeline_notebooks()
     rd = run_path(cfg)
     plan = pipeline_plan(cfg, strategies, overrides, force)
@@ -230,7 +267,16 @@ def run_pipeline(cfg: RunConfig, strategies=('s1', 's2'), force: bool = False, o
     for s in {p.strategy for p in plan if p.strategy}:
         save_config(strategy_config(cfg, s, overrides), rd/s/'config.json')
     _say(f"run {cfg.run_id}: {rd}", quiet)
-    t_all, ran = time.perf_counter(), set()
+    with StageClock(rd, 'total'):
+        _run_plan(plan, rd, nbs, force, quiet, log_output)
+    html = rd/'report.html'
+    _say(f"report: {html}", quiet)
+    return html
+
+def _run_plan(plan: list, rd: Path, nbs: Path, force: bool, quiet: bool, log_output: bool) -> None:
+    "Run the stages of `plan` that are not done, each timed by a `StageClock`."
+    from srgan_nb.report import render_html
+    ran = set()
     for i, p in enumerate(plan, 1):
         label = f"[{i}/{len(plan)}] {p.stage}{' ' + p.strategy if p.strategy else ''}"
         if not force and stage_done(rd, p.key, p.hash, p.outputs) and not ran & set(p.deps):
@@ -238,19 +284,15 @@ def run_pipeline(cfg: RunConfig, strategies=('s1', 's2'), force: bool = False, o
         marker_path(rd, p.key).unlink(missing_ok=True)
         _say(f"{label} ...", quiet)
         nb_out = rd/'notebooks'/f'{p.key}.ipynb'
-        secs = execute_stage(nbs/f'{p.stage}.ipynb', nb_out, p.params, p.key, cwd=nbs, log_output=log_output, echo=not quiet)
-        if p.stage == 'report':
-            t0 = time.perf_counter()
-            try: render_html(nb_out, rd/'report.html')
-            except Exception as e: raise StageFailed('report (HTML rendering)', type(e).__name__, _short(e), nb_out) from e
-            secs += time.perf_counter() - t0
-        write_marker(rd, p.key, p.hash, seconds=round(secs, 2), notebook=str(nb_out), params=p.params)
-        record_timing(rd, p.key, secs, 'ran'); ran.add(p.key)
+        with StageClock(rd, p.key) as clock:
+            execute_stage(nbs/f'{p.stage}.ipynb', nb_out, p.params, p.key, cwd=nbs, log_output=log_output, echo=not quiet)
+            if p.stage == 'report':
+                try: render_html(nb_out, rd/'report.html')
+                except Exception as e: raise StageFailed('report (HTML rendering)', type(e).__name__, _short(e), nb_out) from e
+            secs = clock.seconds
+            write_marker(rd, p.key, p.hash, seconds=round(secs, 2), notebook=str(nb_out), params=p.params)
+        ran.add(p.key)
         _say(f"{label}: done in {secs:.0f} s", quiet)
-    record_timing(rd, 'total', time.perf_counter() - t_all, 'ran')
-    html = rd/'report.html'
-    _say(f"report: {html}", quiet)
-    return html
 
 # %% ../nbs/08_pipeline.ipynb #5a92b6d4
 def _size_mb(p: Path) -> float:

@@ -194,6 +194,18 @@ class LossTracker:
             if not math.isfinite(s): raise TrainingDiverged(epoch, b if b >= 0 else self.count, name, s, phase)
         return {k: s / max(n, 1) for k, s in zip(self.names, sums)}
 
+    def state(self) -> dict:
+        "The running sums as plain data, for a checkpoint inside an epoch (one host sync)."
+        return dict(names=self.names, sums=self.sums.tolist(), first_bad=self.first_bad.tolist(), count=self.count)
+
+    def load(self, st: dict) -> 'LossTracker':
+        "Continue from `state()`."
+        if list(st['names']) != self.names: raise ValueError(f"tracker state of parts {st['names']} does not fit {self.names}")
+        self.sums = torch.tensor(st['sums'], dtype=torch.float32, device=self.device)
+        self.first_bad = torch.tensor(st['first_bad'], dtype=torch.long, device=self.device)
+        self.count = int(st['count'])
+        return self
+
 # %% ../nbs/04_train.ipynb #2cdda1b0
 def dist_info() -> tuple[int, int, int]:
     "(rank, world_size, local_rank) of this process; (0, 1, 0) when not distributed."
@@ -399,6 +411,7 @@ class Progress:
     train_seconds: float = 0.0
     images_seen: int = 0
     phase_time: dict = field(default_factory=lambda: dict(pretrain=[0.0, 0], gan=[0.0, 0]))
+    partial: dict | None = None  # the unfinished epoch of a checkpoint inside an epoch: its steps, loss sums, D accuracies, seconds
 
 def checkpoint_state(s: SRGAN, cfg: RunConfig, prog: Progress, val_psnr_bicubic: float) -> dict:
     "Everything a resume needs, as plain data and tensors."
@@ -406,7 +419,7 @@ def checkpoint_state(s: SRGAN, cfg: RunConfig, prog: Progress, val_psnr_bicubic:
                 discriminator=cpu_state(s.discriminator), opt_pretrain=s.opt_pretrain.state_dict(), opt_g=s.opt_g.state_dict(),
                 opt_d=s.opt_d.state_dict(), scaler_g=s.scaler_g.state_dict(), scaler_d=s.scaler_d.state_dict(),
                 history=prog.history, d_health=prog.d_health, train_seconds=prog.train_seconds, images_seen=prog.images_seen,
-                phase_time=prog.phase_time, val_psnr_bicubic=val_psnr_bicubic, rng=rng_state())
+                phase_time=prog.phase_time, partial=prog.partial, val_psnr_bicubic=val_psnr_bicubic, rng=rng_state())
 
 def restore(s: SRGAN, ckpt: dict) -> Progress:
     "Load a checkpoint's networks, optimisers, scalers and random states into `s` (the generator alone from a slim one); return its `Progress`."
@@ -417,7 +430,7 @@ def restore(s: SRGAN, ckpt: dict) -> Progress:
         s.scaler_g.load_state_dict(ckpt['scaler_g']); s.scaler_d.load_state_dict(ckpt['scaler_d'])
         set_rng_state(ckpt['rng'])
     return Progress(ckpt['epoch'], list(ckpt['history']), list(ckpt.get('d_health', [])), ckpt['train_seconds'],
-                    ckpt['images_seen'], {k: list(v) for k, v in ckpt['phase_time'].items()})
+                    ckpt['images_seen'], {k: list(v) for k, v in ckpt['phase_time'].items()}, ckpt.get('partial'))
 
 def slim_checkpoint(state: dict) -> dict:
     "A finished run's checkpoint without what only further training needs (discriminator, optimisers, scalers, random states)."
@@ -482,8 +495,16 @@ def _batch(data, b, cfg, device, aug_gen):
         lr_b, hr_b = lr_b.contiguous(memory_format=torch.channels_last), hr_b.contiguous(memory_format=torch.channels_last)
     return lr_b, hr_b
 
-def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Progress, rank: int = 0, world: int = 1) -> dict:
-    "Train epoch `ep` (0-based) of its phase; measure D's health in GAN epochs; return the epoch's history row."
+def _partial(epoch: int, step: int, tracker: LossTracker, accs: list, seconds: float, aug_gen) -> dict:
+    "Where an unfinished epoch stands, for a checkpoint inside it."
+    return dict(epoch=epoch, step=step, tracker=tracker.state(), accs=list(accs), seconds=seconds,
+                aug=aug_gen.get_state() if aug_gen is not None else None)
+
+def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Progress, rank: int = 0, world: int = 1,
+              save=None) -> dict:
+    """Train epoch `ep` (0-based) of its phase; measure D's health in GAN epochs; return the epoch's history row.
+    `save()`, when given, writes a checkpoint every `cfg.checkpoint_minutes` inside the epoch (with `prog.partial` set);
+    an epoch whose `prog.partial` a checkpoint restored continues after its last saved step."""
     P, total = int(cfg.pretrain_epochs), int(cfg.pretrain_epochs) + int(cfg.epochs)
     phase, epoch, main, bs = ('pretrain' if ep < P else 'gan'), ep + 1, rank == 0, int(cfg.batch_size)
     if phase == 'gan' and data.feats is None and not cfg.augment and s.perceptual is not None and s.weights['perceptual_weight']:
@@ -493,9 +514,16 @@ def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Pr
     n_steps = math.ceil(len(idx) / bs)
     checks = set(health_steps(n_steps, cfg.d_health_checks)) if phase == 'gan' and main and data.health else set()
     tracker, accs = LossTracker(_PRETRAIN_PARTS if phase == 'pretrain' else _GAN_PARTS, s.device), []
-    t0 = time.perf_counter()
+    part, start, before = prog.partial if prog.partial and prog.partial.get('epoch') == epoch else None, 0, 0.0
+    if part:  # resume inside this epoch: same shuffled order, skip the steps done, continue the sums
+        start, before, accs = int(part['step']), float(part['seconds']), list(part['accs'])
+        tracker.load(part['tracker'])
+        if aug_gen is not None: aug_gen.set_state(part['aug'])
+    every = float(cfg.checkpoint_minutes) * 60
+    t0 = last_save = time.perf_counter()
     with progress_bar(n_steps, f"{phase} {epoch}/{total}", enabled=main) as bar:
-        for step in range(1, n_steps + 1):
+        if start: bar.update(start)
+        for step in range(start + 1, n_steps + 1):
             b = idx[(step - 1) * bs: step * bs]
             lr_b, hr_b = _batch(data, b, cfg, s.device, aug_gen)
             if phase == 'pretrain': parts = pretrain_step(s, lr_b, hr_b)
@@ -508,8 +536,11 @@ def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Pr
             if step % cfg.log_every == 0:
                 m = tracker.means(epoch, phase)
                 bar.set_postfix({k: f"{m[k]:.4f}" for k in ('g_loss', 'd_loss') if k in m} | ({'D acc': f"{accs[-1]:.2f}"} if accs else {}))
+            if save is not None and every and step < n_steps and time.perf_counter() - last_save >= every:
+                prog.partial = _partial(epoch, step, tracker, accs, before + time.perf_counter() - t0, aug_gen)
+                save(); last_save = time.perf_counter()
         m = tracker.means(epoch, phase)
-    seconds = time.perf_counter() - t0
+    seconds, prog.partial = before + time.perf_counter() - t0, None  # every resumed part of the epoch counts
     n_img = len(idx) * world
     prog.train_seconds += seconds; prog.images_seen += n_img
     prog.phase_time[phase][0] += seconds; prog.phase_time[phase][1] += n_img
@@ -580,7 +611,9 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
     ckpt = resume_checkpoint(cfg, out_dir/'checkpoints'/'last.pt', total, rank)
     if ckpt is not None:
         prog = restore(s, ckpt)
-        if main: print(f"resuming {out_dir} after epoch {prog.epoch} of {total}")
+        if world > 1: prog.partial = None  # its steps were counted for one process: redo that epoch
+        if main: print(f"resuming {out_dir} after epoch {prog.epoch} of {total}"
+                       + (f", at step {prog.partial['step']} of epoch {prog.partial['epoch']}" if prog.partial else ''))
     else:
         prog = Progress()
         if main:
@@ -593,8 +626,10 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
     gen_meta = dict(backbone=getattr(s.perceptual, 'name', 'none'), strategy=cfg.strategy, seed=cfg.seed, run_id=cfg.run_id or '')
     if main and cfg.pretrain_epochs == 0 and prog.epoch == 0:
         save_generator(s.generator, out_dir/'generator_srresnet.pt', dict(gen_meta, pretrain_epochs=0))
+    save = (lambda: save_checkpoint(checkpoint_state(s, cfg, prog, data.val_psnr_bicubic), out_dir/'checkpoints'/'last.pt')
+            ) if main and world == 1 else None  # inside epochs (every cfg.checkpoint_minutes), one process only
     for ep in range(prog.epoch, total):
-        row = run_epoch(s, data, cfg, ep, prog, rank, world)
+        row = run_epoch(s, data, cfg, ep, prog, rank, world, save=save)
         prog.history.append({k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in row.items()})
         prog.epoch = row['epoch']
         if main: end_epoch(s, cfg, out_dir, prog, row, data, gen_meta)

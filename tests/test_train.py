@@ -156,6 +156,31 @@ def test_resume_equals_uninterrupted(straight, tmp_path, backbone, monkeypatch):
         for k in a[net]: torch.testing.assert_close(a[net][k], b[net][k], rtol=0, atol=1e-6)
 
 
+def test_resume_inside_an_epoch_equals_uninterrupted(straight, tmp_path, backbone, monkeypatch):
+    """Checkpoints inside epochs (checkpoint_minutes ~0: after every step), killed at step 1 of the last GAN epoch, resumed:
+    the same history and weights as the straight run, and the epoch's seconds add up both parts."""
+    out, seen, real = tmp_path/'killed_inside', [], T.save_checkpoint
+    def save_then_die(state, path):
+        real(state, path)
+        p = state.get('partial')
+        if p: seen.append((p['epoch'], p['step']))
+        if p and (p['epoch'], p['step']) == (3, 1): raise Killed()
+    monkeypatch.setattr(T, 'save_checkpoint', save_then_die)
+    cfg = tiny_cfg(epochs=2, checkpoint_minutes=1e-9)
+    with pytest.raises(Killed): run(cfg, out, backbone)
+    monkeypatch.setattr(T, 'save_checkpoint', real)
+    ck = load_checkpoint(out/'checkpoints'/'last.pt')
+    assert ck['epoch'] == 2 and ck['partial']['step'] == 1 and ck['partial']['seconds'] > 0
+    assert seen[:4] == [(1, 1), (1, 2), (2, 1), (2, 2)]  # 3 steps per epoch: saved after steps 1 and 2 (step 3 ends the epoch)
+    h = run(cfg, out, backbone, seed=123)
+    pd.testing.assert_frame_equal(_drop_time(h), _drop_time(straight['hist']), check_exact=False, rtol=0, atol=1e-6)
+    assert h.seconds.iloc[-1] >= ck['partial']['seconds']
+    a, b = load_checkpoint(out/'checkpoints'/'last.pt'), load_checkpoint(straight['out']/'checkpoints'/'last.pt')
+    assert a['partial'] is None
+    for net in ('generator', 'discriminator'):
+        for k in a[net]: torch.testing.assert_close(a[net][k], b[net][k], rtol=0, atol=1e-6)
+
+
 def test_resume_false_starts_afresh(straight, tmp_path, backbone):
     out = tmp_path/'fresh'
     run(tiny_cfg(epochs=1), out, backbone)
