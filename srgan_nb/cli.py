@@ -112,9 +112,9 @@ def cmd_runs(args) -> int:
     return 0
 
 def cmd_upscale(args) -> int:
-    "Upscale image files or folders with a trained generator."
+    "Upscale image files or folders with a shipped model (default gan) or a trained generator."
     from srgan_nb.infer import upscale_command
-    upscale_command(args.inputs, args.out, args.checkpoint, tile=args.tile, overlap=args.overlap,
+    upscale_command(args.inputs, args.out, args.model, tile=args.tile, overlap=args.overlap,
                     compare=args.compare, device=args.device or 'auto', precision=args.precision, fmt=args.fmt)
     return 0
 
@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = _common(sub.add_parser('evaluate', formatter_class=fmt,
         help='PSNR, SSIM, VIF and feature distance of bicubic and generators, with confidence intervals'))
-    sp.add_argument('--checkpoint', help='a generator file (generator_*.pt); with --data-dir, every image of the folder is scored')
+    sp.add_argument('--checkpoint', '--model', dest='checkpoint', metavar='PATH|psnr|gan',
+                    help='a generator file (generator_*.pt) or a shipped model (psnr, gan); with --data-dir, every image of the folder is scored')
     sp.add_argument('--strategy', default='s2', choices=sorted(STRATEGIES), help="with --run-id: the strategy whose generators are scored")
     sp.add_argument('--out', help='folder for the per-image CSV and tables (default: reports/evaluations/<name>/; never inside a run)')
     sp.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16', 'auto'],
@@ -163,10 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument('--remove', nargs='+', metavar='RUN_ID', help='run ids to delete')
     sp.set_defaults(func=cmd_runs)
 
-    sp = sub.add_parser('upscale', formatter_class=fmt, help='upscale images with a trained generator (tiled: any size)')
+    sp = sub.add_parser('upscale', formatter_class=fmt, help='upscale faces x4 with a shipped model or a trained generator (tiled: any size)')
     sp.add_argument('inputs', nargs='+', help='image files or folders')
-    sp.add_argument('-o', '--out', required=True, help='output folder (or a file name for a single input)')
-    sp.add_argument('--checkpoint', required=True, help='a generator file written by training (generator_srgan.pt or generator_srresnet.pt)')
+    sp.add_argument('-o', '--out', help='output folder (or a file name for a single input); default: photo.jpg -> photo_x4.png '
+                                        'beside it, a folder\'s images into <folder>_x4/')
+    sp.add_argument('--model', '--checkpoint', dest='model', metavar='psnr|gan|PATH',
+                    help='a shipped face model (gan, the default: sharper; psnr: highest PSNR; weights for non-commercial use, '
+                         'trained on UTKFace) or a generator file written by training (generator_srgan.pt)')
     sp.add_argument('--tile', type=int, default=256, help='LR tile size in pixels; bounds memory')
     sp.add_argument('--overlap', type=int, default=None,
                     help="LR pixels of context around each tile (default: the generator's receptive radius, so tiles join exactly)")

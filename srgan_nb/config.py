@@ -121,6 +121,8 @@ class RunConfig:
     d_health_checks: int = 5         # D-health measurements per GAN epoch
     resume: bool = True
     checkpoint_minutes: float = 10.0 # also checkpoint inside an epoch this often (a kill loses minutes, not an epoch; 0: per epoch only)
+    reference_models: str = 'auto'  # the shipped pretrained models as reference rows ("trained elsewhere") in the evaluation
+                                     # and report: auto (in quick and demo runs) | true | false
     keep_checkpoints: bool = False   # keep the full training state (D, optimisers) once a phase is done; else only what
                                      # resume, evaluation and the report need (a full S2 run: 420 MB -> about 20 MB)
 
@@ -134,6 +136,7 @@ class RunConfig:
         if self.content_weight is not None:  # the old name of the pixel term (the paper's "content loss" is the VGG loss)
             warnings.warn("content_weight is deprecated: it is the pixel-loss weight, now called pixel_weight", DeprecationWarning, stacklevel=3)
             self.pixel_weight, self.content_weight = float(self.content_weight), None
+        if isinstance(self.reference_models, bool): self.reference_models = str(self.reference_models).lower()  # YAML true/false
         for k in ('data_dir', 'vgg_weights'):  # stages run in other folders (papermill): keep paths absolute
             if getattr(self, k): setattr(self, k, os.path.abspath(os.path.expanduser(str(getattr(self, k)))))
         self.validate()
@@ -163,6 +166,8 @@ class RunConfig:
         if not float(self.checkpoint_minutes) >= 0: raise ValueError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes!r}")
         if self.pixel_criterion not in ('mse', 'l1'): raise ValueError(f"pixel_criterion must be mse or l1, got {self.pixel_criterion!r}")
         if self.gan_loss not in ('bce', 'ragan'): raise ValueError(f"gan_loss must be bce or ragan, got {self.gan_loss!r}")
+        if self.reference_models not in ('auto', 'true', 'false'):
+            raise ValueError(f"reference_models must be auto, true or false, got {self.reference_models!r}")
         if self.d_norm not in ('bn', 'sn'): raise ValueError(f"d_norm must be bn or sn, got {self.d_norm!r}")
         if self.gan is not None and self.gan not in GAN_PRESETS:
             raise ValueError(f"Unknown gan preset {self.gan!r}; choose one of {sorted(GAN_PRESETS)}")
@@ -271,6 +276,8 @@ def runs_dir() -> Path:
 def default_run_id(cfg: RunConfig) -> str:
     "A deterministic run id: data source, quick flag and a short hash of the settings that shape results."
     d = config_dict(cfg)
+    for k, v in (('exclude', None), ('reference_models', 'auto')):  # newer fields at their defaults keep older runs' ids
+        if d.get(k) == v: d.pop(k)
     for k in ('run_id', 'strategy', 'epochs', 'batch_size', 'n_train', 'device', 'num_workers', 'resume', 'log_every', 'd_health_patches', 'd_health_checks', 'keep_checkpoints', 'checkpoint_minutes'):
         d.pop(k, None)
     h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #1ece2ed4
 from __future__ import annotations
-import csv, hashlib, json, os, shutil, socket, ssl, threading, time, warnings
+import csv, gzip, hashlib, json, os, shutil, socket, ssl, threading, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,9 +285,10 @@ def photo_list_path(spec) -> Path:
     return p
 
 def read_photo_list(spec) -> pd.DataFrame:
-    "A photo list as a table `name, sha256` (lines 'name sha256'; '#' starts a comment)."
-    rows = []
-    for n, line in enumerate(photo_list_path(spec).read_text().splitlines(), 1):
+    "A photo list as a table `name, sha256` (lines 'name sha256'; '#' starts a comment; gzip when it ends in .gz)."
+    rows, p = [], photo_list_path(spec)
+    text = gzip.decompress(p.read_bytes()).decode() if p.suffix == '.gz' else p.read_text()
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.split('#', 1)[0].strip()
         if not line: continue
         name, _, digest = line.rpartition(' ')
@@ -297,10 +298,13 @@ def read_photo_list(spec) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=['name', 'sha256'])
 
 def write_photo_list(df: pd.DataFrame, path, header: str = '') -> Path:
-    "Write a `name, sha256` table as a photo list, with `header` as comment lines."
-    lines = [f"# {h}" for h in header.splitlines()] + [f"{r.name} {r.sha256}" for r in df.itertuples()]
-    Path(path).parent.mkdir(parents=True, exist_ok=True); Path(path).write_text('\n'.join(lines) + '\n')
-    return Path(path)
+    "Write a `name, sha256` table as a photo list, with `header` as comment lines (gzip when `path` ends in .gz)."
+    path = Path(path)
+    text = '\n'.join([f"# {h}" for h in header.splitlines()] + [f"{r.name} {r.sha256}" for r in df.itertuples()]) + '\n'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == '.gz': path.write_bytes(gzip.compress(text.encode(), mtime=0))  # mtime 0: the same list, the same bytes
+    else: path.write_text(text)
+    return path
 
 def drop_listed(items: list, spec) -> tuple[list, list]:
     "`(kept, dropped)` candidates `(image_id, path)`: dropped are those whose file sha256 is in photo list `spec`."

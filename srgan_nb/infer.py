@@ -19,11 +19,12 @@ from tqdm.auto import tqdm
 from .config import pick_device, pick_precision, autocast
 from .data import IMAGE_EXTS, load_image, bicubic_upscale
 from .model import load_generator, unwrap
+from .pretrained import resolve_generator
 
 # %% auto #0
 __all__ = ['WRITE_EXTS', 'write_image', 'receptive_radius', 'probe_radius', 'tile_spans', 'fold_batchnorm', 'ShuffledTail',
            'shuffle_tail', 'prepare_generator', 'upscale_tensor', 'upscale_image', 'upscale_batch',
-           'load_for_inference', 'Upscaler', 'compare_image', 'collect_inputs', 'upscale_command']
+           'load_for_inference', 'Upscaler', 'compare_image', 'collect_inputs', 'plan_outputs', 'upscale_command']
 
 # %% ../nbs/09_infer.ipynb #9405c745
 WRITE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')  # the readable formats (data.IMAGE_EXTS) PIL also writes
@@ -204,15 +205,13 @@ def upscale_batch(generator: nn.Module, lr: torch.Tensor, device=None, precision
     return torch.cat(outs)
 
 # %% ../nbs/09_infer.ipynb #11ebb970
-def load_for_inference(checkpoint, device='cpu') -> nn.Module:
-    "The generator of a file written by `srgan_nb.model.save_generator` (or a Generator passed through), with clear errors."
-    if isinstance(checkpoint, nn.Module): return checkpoint
-    if checkpoint is None or str(checkpoint).strip() == '':
-        raise ValueError("No checkpoint given: pass --checkpoint PATH to a generator file written by `srgan-nb train` "
-                         "(e.g. reports/runs/<run-id>/s2/generator_srgan.pt)")
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint not found: {path} (train one with `srgan-nb train`, or list runs with `srgan-nb runs`)")
+def load_for_inference(model=None, device='cpu') -> nn.Module:
+    """The generator to run: a Generator passed through, a shipped model by name ('psnr', 'gan'; None: the default,
+    'gan'; checked against its sha256) or a file written by `srgan_nb.model.save_generator`, with clear errors."""
+    if isinstance(model, nn.Module): return model
+    try: path = resolve_generator(model)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"Checkpoint not found: {e} (train one with `srgan-nb train`, or list runs with `srgan-nb runs`)") from None
     return load_generator(path, device=device)
 
 # %% ../nbs/09_infer.ipynb #ee1b4dec
@@ -236,6 +235,12 @@ class Upscaler:
     def batch(self, lr: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
         "The SR patches of a uint8 (N, 3, h, w) batch."
         return upscale_batch(self.generator, lr, self.device, self.precision, batch_size)
+
+    def describe_model(self) -> str:
+        "Which generator this is, in a few words."
+        m = self.meta
+        if m.get('name'): return f"shipped model {m['name']} ({m.get('recipe', '')})"
+        return f"generator of {m.get('strategy') or 'a run'}" + (f" ({m['run_id']})" if m.get('run_id') else '')
 
     def describe(self) -> str:
         "How the SR images are made, in one line."
@@ -277,24 +282,33 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
     return out
 
 # %% ../nbs/09_infer.ipynb #ec8e3650
-def _output_path(out: Path, rel: Path, single: bool, suffix: str, ext: str) -> Path:
-    if single and out.suffix.lower() in WRITE_EXTS: return out.with_name(out.stem + suffix + out.suffix) if suffix else out
-    return (out/rel).with_name(rel.stem + '_sr' + suffix + ext)
-
-def upscale_command(inputs, out, checkpoint, tile: int | None = 256, overlap: int | None = None, compare: bool = False,
-                    device='auto', precision: str = 'auto', fmt: str = 'png', progress: bool = True) -> pd.DataFrame:
-    "Upscale image files and folders with a trained generator into `out` (a file for one input, else a folder); one row per image."
-    items = collect_inputs(inputs)
-    out = Path(out)
+def plan_outputs(inputs, out=None, scale: int = 4, ext: str = '.png') -> list[tuple[Path, Path]]:
+    """`(input, output)` files. With `out`: a file name for one input, else a folder of `<name>_sr<ext>`. Without:
+    `<name>_x4<ext>` beside each input file, and a folder's images into `<folder>_x4/`."""
+    if out is None:
+        pairs = []
+        for p in map(Path, [inputs] if isinstance(inputs, (str, Path)) else inputs):
+            for src, rel in collect_inputs([p]):
+                base = src.parent if p.is_file() else Path(f"{p}_x{scale}")/rel.parent
+                pairs.append((src, base/f"{rel.stem}_x{scale}{ext}"))
+        return pairs
+    items, out = collect_inputs(inputs), Path(out)
     single = len(items) == 1 and out.suffix.lower() in WRITE_EXTS
     if not single and out.suffix.lower() in WRITE_EXTS:
         raise ValueError(f"{len(items)} input images need an output folder, not the file name {out}")
+    return [(src, out if single else (out/rel).with_name(rel.stem + '_sr' + ext)) for src, rel in items]
+
+def upscale_command(inputs, out=None, model=None, tile: int | None = 256, overlap: int | None = None, compare: bool = False,
+                    device='auto', precision: str = 'auto', fmt: str = 'png', progress: bool = True) -> pd.DataFrame:
+    """Upscale image files and folders with `model` (a shipped model's name, default 'gan', or a generator file) into
+    `out` (see `plan_outputs`; default: beside the inputs); one row per image."""
     ext = '.' + fmt.lower().lstrip('.')
     if ext not in WRITE_EXTS: raise ValueError(f"Unsupported output format {fmt!r}")
-    up = Upscaler(checkpoint, device=device, precision=precision, tile=tile, overlap=overlap)
+    collect_inputs(inputs)  # a missing input fails before the model loads
+    up = Upscaler(model, device=device, precision=precision, tile=tile, overlap=overlap)
+    pairs = plan_outputs(inputs, out, up.scale or 4, ext)
     rows = []
-    for src, rel in tqdm(items, desc='upscale', disable=not progress or len(items) < 2):
-        dst = _output_path(out, rel, single, '', ext)
+    for src, dst in tqdm(pairs, desc='upscale', disable=not progress or len(pairs) < 2):
         if dst.resolve() == src.resolve(): raise ValueError(f"refusing to overwrite the input {src}")
         t0 = time.perf_counter()
         try: lr = load_image(src)
@@ -306,10 +320,11 @@ def upscale_command(inputs, out, checkpoint, tile: int | None = 256, overlap: in
         row = dict(input=str(src), output=str(dst), lr_size=f"{lr.shape[1]}x{lr.shape[0]}", sr_size=f"{sr.shape[1]}x{sr.shape[0]}",
                    seconds=round(time.perf_counter() - t0, 3), error=None)
         if compare:
-            row['compare'] = str(write_image(compare_image(lr, sr), _output_path(out, rel, single, '_compare', ext)))
+            row['compare'] = str(write_image(compare_image(lr, sr), dst.with_name(dst.stem + '_compare' + dst.suffix)))
         rows.append(row)
     df = pd.DataFrame(rows)
     n_ok = int(df['output'].notna().sum())
-    if progress: print(f"upscaled {n_ok} of {len(items)} images into {out} ({up.device.type}, {up.precision})")
-    if n_ok == 0: raise ValueError(f"none of the {len(items)} inputs could be read")
+    where = out if out is not None else ('beside the input: ' + str(pairs[0][1]) if len(pairs) == 1 else 'beside the inputs')
+    if progress: print(f"upscaled {n_ok} of {len(pairs)} images into {where} ({up.describe_model()}; {up.device.type}, {up.precision})")
+    if n_ok == 0: raise ValueError(f"none of the {len(pairs)} inputs could be read")
     return df

@@ -20,15 +20,16 @@ from .config import RunConfig, run_path, runs_dir, reports_dir, shared_data
 from .data import make_lr, bicubic_upscale, load_image, list_images, ImageError, load_split_images, load_patches
 from .model import Generator, load_generator
 from .infer import Upscaler, write_image
+from .pretrained import MODEL_NAMES, RECIPE, is_model_name, model_path, resolve_generator, shipped_models, trained_on
 from . import stats
 
 # %% auto #0
 __all__ = ['SSIM_KW', 'LPIPS_TRUNKS', 'FACE_MODEL_FILES', 'FACE_INSTALL', 'METRIC_INFO', 'METRIC_NAMES', 'WHOLE_IMAGE_METRICS',
-           'GENERATOR_FILES', 'rgb_to_y', 'shave', 'ImageTooSmall', 'psnr', 'ssim', 'vif', 'lpips_status',
-           'LPIPSMetric', 'feature_backbone', 'FeatureDistance', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr',
+           'GENERATOR_FILES', 'SHIPPED_PREFIX', 'rgb_to_y', 'shave', 'ImageTooSmall', 'psnr', 'ssim', 'vif',
+           'lpips_status', 'LPIPSMetric', 'feature_backbone', 'FeatureDistance', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr',
            'face_model_paths', 'face_status', 'FaceIdentity', 'bicubic_method', 'as_method', 'MetricSuite', 'score',
-           'crop_to_scale', 'evaluate', 'run_generators', 'write_eval', 'untrained_generator', 'evaluate_run',
-           'Evaluation', 'evaluation_out', 'evaluate_command']
+           'crop_to_scale', 'evaluate', 'run_generators', 'write_eval', 'untrained_generator', 'score_shipped',
+           'wants_shipped', 'evaluate_run', 'Evaluation', 'evaluation_out', 'evaluate_command']
 
 # %% ../nbs/05_metrics.ipynb #351888a6
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
@@ -479,6 +480,36 @@ def untrained_generator(cfg: RunConfig) -> Generator:
     torch.manual_seed(0)
     return Generator(scale=cfg.scale, n_blocks=cfg.n_blocks, channels=cfg.channels, bicubic_skip=True)
 
+SHIPPED_PREFIX = 'shipped_'  # method names of the package's pretrained models: trained elsewhere, not by this run
+
+def score_shipped(names, images, paths, scale: int = 4, folder=None, **kw) -> pd.DataFrame:
+    """The shipped models `names` as methods `shipped_<name>` on `images` [(id, HR)], leaving out every photo whose
+    file (`paths`, by id) trained them; `attrs['notes']['shipped']` says so. Empty when no model ships."""
+    names = [n for n in names if n in shipped_models(folder)]
+    ids = [iid for iid, _ in images]
+    refused = {iid for iid, seen in zip(ids, trained_on([paths[i] for i in ids], folder)) if seen} if names else set()
+    keep = [(iid, img) for iid, img in images if iid not in refused]
+    what = (f"{', '.join(SHIPPED_PREFIX + n for n in names)}: the package's pretrained models (the {RECIPE} recipe on UTKFace), "
+            f"trained elsewhere, not by this run")
+    if refused: what += f"; {len(refused)} of {len(ids)} photos refused for them: among their training photos (by sha256)"
+    if not names or not keep:
+        df = pd.DataFrame()
+        df.attrs['notes'] = {'shipped': what + ': no photo left' if names else 'no shipped models in this installation'}
+        return df
+    df = evaluate({SHIPPED_PREFIX + n: model_path(n, folder) for n in names}, keep, scale=scale, **kw)
+    df.attrs['notes'] = {**df.attrs['notes'], 'shipped': what}
+    return df
+
+def _concat(*dfs) -> pd.DataFrame:
+    "Frames one after the other, their notes merged."
+    df = pd.concat([d for d in dfs if len(d)], ignore_index=True)
+    df.attrs['notes'] = {k: v for d in dfs for k, v in d.attrs.get('notes', {}).items()}
+    return df
+
+def wants_shipped(cfg: RunConfig, demo: bool = False) -> bool:
+    "Whether a run's evaluation adds the shipped models: `reference_models` true, or auto in quick and demo runs."
+    return cfg.reference_models == 'true' or (cfg.reference_models == 'auto' and (cfg.quick or demo))
+
 def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = True, metrics=None, device='cpu',
                  progress: bool = True, reference: bool = True, precision: str = 'fp32') -> pd.DataFrame:
     "Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split; write <strategy>/eval/*.csv (the pipeline's evaluate stage)."
@@ -497,15 +528,19 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
         # what the generator scores before any training (whole images only): not to be credited to training
         ref = evaluate({'bicubic_skip_init': untrained_generator(cfg)}, images, scale=cfg.scale, strategy=strategy,
                        backbone=suite, device=device, progress=progress, precision=precision)
-        notes = {**ref.attrs['notes'], **df.attrs['notes']}
-        df = pd.concat([df, ref], ignore_index=True)
-        df.attrs['notes'] = notes
+        df = _concat(df, ref)
+    summ = json.loads((run_path(cfg)/'data'/'summary.json').read_text())
+    if wants_shipped(cfg, summ.get('demo', False)):  # reference rows: what the shipped models reach on this test split
+        split = pd.read_csv(run_path(cfg)/'data'/'split.csv', keep_default_na=False)
+        df = _concat(df, score_shipped(MODEL_NAMES, images, dict(zip(split.image_id, split.path)), cfg.scale, strategy=strategy,
+                                       backbone=suite, device=device, progress=progress, precision=precision))
     write_eval(df, folder/'eval', seed=cfg.seed)
     return df
 
 # %% ../nbs/05_metrics.ipynb #421c3782
 def _method_name(path: Path) -> str:
-    "A method name from a checkpoint file: generator_srgan.pt -> srgan."
+    "A method name from a checkpoint file or a shipped model: generator_srgan.pt -> srgan, gan -> shipped_gan."
+    if is_model_name(path): return SHIPPED_PREFIX + path
     stem = Path(path).stem
     return stem[len('generator_'):] if stem.startswith('generator_') else stem
 
@@ -537,28 +572,37 @@ def evaluation_out(cfg: RunConfig, data_dir=None, ckpts=(), out=None) -> Path:
 
 def evaluate_command(cfg: RunConfig, checkpoint=None, data_dir=None, out=None, metrics=None, device='cpu',
                      progress: bool = True, precision: str = 'fp32') -> Evaluation:
-    "`srgan-nb evaluate`: bicubic and the checkpoint(s) (default: the run's generators) on a folder or the run's test split."
+    """`srgan-nb evaluate`: bicubic and the checkpoint(s) (default: the run's generators) on a folder or the run's test split.
+    A checkpoint can be a shipped model's name ('psnr', 'gan'): it skips the photos it was trained on, with a note."""
     ckpts = [] if checkpoint is None else ([checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint))
     for c in ckpts:
-        if not Path(c).is_file(): raise FileNotFoundError(f"checkpoint {c} not found")
+        if not is_model_name(c) and not Path(c).is_file(): raise FileNotFoundError(f"checkpoint {c} not found")
     dest = evaluation_out(cfg, data_dir, ckpts, out)
-    gens = {_method_name(c): load_generator(c, device=device) for c in ckpts}
+    named = [c for c in ckpts if is_model_name(c)]
+    for n in named: model_path(n)  # unknown, missing or damaged: fail before scoring anything
+    gens = {_method_name(c): load_generator(c, device=device) for c in ckpts if not is_model_name(c)}
     strategy, note = None, None  # an explicit checkpoint need not belong to any strategy of this run
-    if not gens:
+    if not gens and not named:
         strategy = cfg.strategy
         gens = run_generators(run_path(cfg, create=False)/cfg.strategy, device)
         if not gens: note = f"no checkpoint given and no trained generator in the run {cfg.run_id}: scoring bicubic only"
     if data_dir is not None:
         data_dir = Path(data_dir)
-        images, bad = [], []
+        images, bad, paths = [], [], {}
         for iid, p in list_images(data_dir):
-            try: images.append((iid, load_image(p)))
+            try: images.append((iid, load_image(p))); paths[iid] = p
             except ImageError as e: bad.append(str(e))
         for b in bad: warnings.warn(f"skipped {b}")
         if not images: raise FileNotFoundError(f"No readable images in {data_dir}")
         source = str(data_dir)
     else:
         images, source = load_split_images(cfg, 'test'), f"the test split of run {cfg.run_id}"
-    df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, metrics=metrics,
+        split = pd.read_csv(run_path(cfg)/'data'/'split.csv', keep_default_na=False)
+        paths = dict(zip(split.image_id, split.path))
+    suite = MetricSuite(metrics, device=device)
+    df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, backbone=suite,
                   device=device, progress=progress, precision=precision)
+    if named:
+        df = _concat(df, score_shipped(named, images, paths, cfg.scale, strategy=strategy, backbone=suite, device=device,
+                                       progress=progress, precision=precision))
     return Evaluation(df, write_eval(df, dest, seed=cfg.seed), source, cfg.scale, cfg.seed, note)

@@ -146,10 +146,13 @@ def test_compare_image(img):
     assert (c[:band] < 128).any()                                    # a label is drawn in the band
 
 
-def test_errors(tmp_path, img):
+def test_errors(tmp_path, img, monkeypatch):
     Image.fromarray(img).save(tmp_path/'a.png')
-    with pytest.raises(ValueError, match='No checkpoint given'):
+    import srgan_nb.pretrained as P
+    monkeypatch.setattr(P, 'weights_dir', lambda folder=None: tmp_path/'no-weights')  # an installation without shipped models
+    with pytest.raises(P.WeightsError, match='no shipped model in this installation'):
         upscale_command([tmp_path/'a.png'], tmp_path/'o', None, progress=False)
+    monkeypatch.undo()
     with pytest.raises(FileNotFoundError, match='Checkpoint not found'):
         upscale_command([tmp_path/'a.png'], tmp_path/'o', tmp_path/'missing.pt', progress=False)
     with pytest.raises(FileNotFoundError, match='No such input'):
