@@ -22,6 +22,7 @@ from .infer import Upscaler
 from .train import read_history
 from .metrics import METRIC_INFO, FaceIdentity
 from . import stats
+from .pretrained import shipped_models
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'LOWER_IS_BETTER', 'COLUMN_FORMATS', 'LOSS_COLUMNS',
@@ -31,7 +32,7 @@ __all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'LOWER_IS_
            'model_table', 'loss_table', 'plot_losses', 'interval_table', 'readable_summary', 'plot_distributions',
            'plot_intervals', 'paired_table', 'metric_protocol', 'families', 'plot_perception_distortion',
            'conclusion_markdown', 'references_markdown', 'strategy_comparison', 'comparison_grid', 'center_crop',
-           'comparison_rows', 'worst_images', 'face_regions', 'zoom_figure', 'limitations_markdown',
+           'comparison_rows', 'worst_images', 'face_regions', 'zoom_figure', 'shipped_markdown', 'limitations_markdown',
            'applications_markdown', 'package_versions', 'provenance_table', 'external_resources', 'self_contained',
            'render_html']
 
@@ -69,8 +70,9 @@ def load_run(run_dir, strategies=None) -> dict:
 
 # %% ../nbs/07_report.ipynb #619e689a
 METHODS = ('bicubic', 'srresnet', 'srgan')
-METHOD_NAMES = {'bicubic': 'Bicubic', 'bicubic_skip_init': 'Untrained (bicubic skip)', 'srresnet': 'SRResNet', 'srgan': 'SRGAN'}
-METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan')   # reference rows first, when present
+METHOD_NAMES = {'bicubic': 'Bicubic', 'bicubic_skip_init': 'Untrained (bicubic skip)', 'srresnet': 'SRResNet', 'srgan': 'SRGAN',
+                'shipped_psnr': 'psnr model (trained elsewhere)', 'shipped_gan': 'gan model (trained elsewhere)'}
+METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan', 'shipped_psnr', 'shipped_gan')   # reference rows first, shipped last
 METRIC_NAMES = {'psnr': 'PSNR (dB, Y)', 'ssim': 'SSIM (Y)', 'psnr_rgb': 'PSNR (dB, RGB)', 'ssim_rgb': 'SSIM (RGB)',
                 'vif': 'VIF', 'lpips': 'LPIPS', 'feat_dist': 'feature distance (EfficientNet, aligned with training)',
                 'haarpsi': 'HaarPSI', 'fsim': 'FSIM', 'mdsi': 'MDSI', 'lr_psnr': 'LR consistency (dB)', 'face_dist': 'face identity distance'}
@@ -616,6 +618,19 @@ def zoom_figure(panels: dict, regions: dict, size: int = 40):
             if j == 0: ax.set_ylabel(region, fontsize=9)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/07_report.ipynb #de8a3404
+def shipped_markdown(run) -> str | None:
+    "What the 'trained elsewhere' rows are, with the evaluation's note on refused photos (None without such rows)."
+    pi = run.get('per_image')
+    if pi is None or not pi['method'].astype(str).str.startswith('shipped_').any(): return None
+    notes = {n['shipped'] for n in run.get('eval_notes', {}).values() if 'shipped' in n}
+    m = shipped_models(); e = m.get('gan') or m.get('psnr')
+    how = (f"the faces-x4 recipe: {e['train_photos']:,} UTKFace photos, {e['train_seconds'] / 3600:.1f} h of training on "
+           f"{e['machine']}" if e else "the faces-x4 recipe")
+    return ("*psnr model* and *gan model (trained elsewhere)* are the pretrained face models that ship with srgan-nb "
+            f"(`srgan_nb.pretrained`, {how}; model cards in `srgan_nb/weights/`). They are reference rows that show what longer training on more photos reaches; they are "
+            "not results of this run, and nothing of this run trained them. " + ' '.join(sorted(f"{n}." for n in notes)))
 
 # %% ../nbs/07_report.ipynb #859c31b2
 def limitations_markdown(run) -> str:

@@ -1,0 +1,172 @@
+"""Quality and speed of the shipped face models (srgan_nb.pretrained) against bicubic x4.
+
+Sets: the 500 held-out faces-utk photos of the package's list (srgan_nb/weights/heldout_faces_utk.txt; no shipped
+model trained on them; each file is checked against its sha256), Set5 and Set14 (../shared/data). Each set is
+scored by the project's own evaluation (`srgan_nb.metrics.evaluate`: HR cropped to a multiple of 4, LR by PIL
+bicubic, SR by `infer.Upscaler` in fp32 with tiles), on the Y-PSNR and SSIM of the SR literature and the metrics
+that no training loss of the project uses (HaarPSI, FSIM, MDSI, LR consistency, dlib face identity; LPIPS when its
+weights are on disk). Every interval is a 95% BCa bootstrap interval over the images; every difference is paired
+(the same images): each model against bicubic, and gan against psnr.
+
+Speed: seconds per output megapixel in fp32, tiled (256 LR px), on a 256x256 -> 1024x1024 face-like image (the
+held-out photos tiled), beside the peak resident memory; and the same for a 4x larger input, to show that
+tiling keeps memory bounded.
+
+    .venv/bin/python benchmarks/bench_quality.py                  # ~5-10 minutes on 2 idle cores
+    .venv/bin/python benchmarks/bench_quality.py --sets set5 set14 --write-cards
+"""
+from __future__ import annotations
+import argparse, resource, sys, time, warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
+import torch
+
+from srgan_nb import stats
+from srgan_nb.config import shared_data
+from srgan_nb.data import file_sha256, load_image, list_images, read_photo_list
+from srgan_nb.infer import Upscaler
+from srgan_nb.metrics import MetricSuite, evaluate, lpips_status
+from srgan_nb.pretrained import MODEL_NAMES, model_path, shipped_models, write_model_cards
+
+METRICS = ['psnr', 'ssim', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist', 'lpips']
+
+
+def heldout_images(limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    "The held-out photos, read from ../shared/data/faces-utk after checking each file's sha256."
+    faces = shared_data('faces-utk')
+    if faces is None: return []
+    out = []
+    for r in read_photo_list('heldout').itertuples():
+        p = faces/r.name
+        if not p.is_file() or file_sha256(p) != r.sha256:
+            raise SystemExit(f"{p} is missing or is not the held-out photo of the list (sha256 differs)")
+        out.append((r.name, load_image(p)))
+    return out[:limit] if limit else out
+
+
+def folder_images(name: str) -> list[tuple[str, np.ndarray]]:
+    d = shared_data(name)
+    return [(i, load_image(p)) for i, p in list_images(d)] if d is not None else []
+
+
+def fmt(mean, lo, hi, d, sign=False) -> str:
+    return stats.fmt_ci(mean, lo, hi, d, sign=sign)
+
+
+def tables(df: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Per set and method: mean [BCa] of each metric and its paired difference to bicubic; and gan - psnr."
+    rows, pair_rows = [], []
+    for s, g in df.groupby('set', sort=False):
+        summ = stats.summarize(g, metrics, by=['method'])
+        diff = stats.paired_vs_baseline(g, 'bicubic', metrics, by=())
+        for meth in g.method.unique():
+            row = dict(set=s, method=meth, n=int(g[g.method == meth].image_id.nunique()))
+            for m in metrics:
+                r = summ[(summ.method == meth) & (summ.metric == m)]
+                if not len(r) or pd.isna(r['mean'].iloc[0]): continue
+                r = r.iloc[0]; dg = stats.DIGITS.get(m, 3)
+                row[m] = fmt(r['mean'], r['bca_low'], r['bca_high'], dg)
+                dd = diff[(diff.method == meth) & (diff.metric == m)]
+                if len(dd): row[f'Δ{m} vs bicubic'] = fmt(dd.mean_diff.iloc[0], dd.bca_low.iloc[0], dd.bca_high.iloc[0], dg, sign=True)
+            rows.append(row)
+        if {'shipped_gan', 'shipped_psnr'} <= set(g.method):
+            gp = stats.paired_vs_baseline(g[g.method.isin(['shipped_gan', 'shipped_psnr'])], 'shipped_psnr', metrics, by=())
+            for r in gp.itertuples():
+                if pd.isna(r.mean_diff): continue
+                dg = stats.DIGITS.get(r.metric, 3)
+                pair_rows.append(dict(set=s, metric=r.metric, n=r.n, better='lower' if r.metric in stats.LOWER_IS_BETTER else 'higher',
+                                      **{'gan - psnr': fmt(r.mean_diff, r.bca_low, r.bca_high, dg, sign=True)},
+                                      excludes_0=bool(r.bca_low > 0 or r.bca_high < 0)))
+    return pd.DataFrame(rows).fillna(''), pd.DataFrame(pair_rows)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def speed(names, images, reps: int = 3, folder=None) -> pd.DataFrame:
+    "Seconds per output megapixel, fp32, tiled, on a mosaic of held-out faces (or Set14) of 256x256 and 512x512 LR px."
+    tiles = [im[:200, :200] for _, im in images if im.shape[0] >= 200 and im.shape[1] >= 200][:16] or [np.zeros((200, 200, 3), np.uint8)]
+    big = np.concatenate([np.concatenate(tiles[i:i + 4] + tiles[:max(0, 4 - len(tiles[i:i + 4]))], 1)
+                          for i in range(0, 16, 4)], 0)                      # 800 x 800
+    rows = []
+    for name in names:
+        up = Upscaler(model_path(name, folder), device='cpu', precision='fp32', tile=256)
+        for side in (256, 512):
+            lr = np.ascontiguousarray(big[:side, :side]) if side <= 800 else big
+            up(lr[:64, :64])   # warm-up
+            before, best = peak_rss_mb(), float('inf')
+            for _ in range(reps):
+                t = time.perf_counter(); sr = up(lr); best = min(best, time.perf_counter() - t)
+            mpx = sr.shape[0] * sr.shape[1] / 1e6
+            rows.append(dict(model=name, lr=f"{side}x{side}", output_mpx=round(mpx, 2), seconds=round(best, 2),
+                             s_per_mpx=round(best / mpx, 3), peak_rss_mb=round(peak_rss_mb(), 0),
+                             rss_growth_mb=round(peak_rss_mb() - before, 0)))
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--sets', nargs='+', default=['heldout', 'set5', 'set14'], choices=['heldout', 'set5', 'set14'])
+    ap.add_argument('--limit', type=int, help='only the first N held-out photos (a quick look)')
+    ap.add_argument('--threads', type=int, default=None)
+    ap.add_argument('--no-speed', action='store_true')
+    ap.add_argument('--write-cards', action='store_true', help='put the tables into the model cards beside the weights')
+    ap.add_argument('--out', help='also write the per-image metrics to this CSV')
+    ap.add_argument('--weights', help='a folder of shipped models other than the package\'s (models.json and weights)')
+    a = ap.parse_args(argv)
+    if a.threads: torch.set_num_threads(a.threads)
+    names = [n for n in MODEL_NAMES if n in shipped_models(a.weights)]
+    if not names: raise SystemExit('no shipped model in this installation')
+    ok, why = lpips_status()
+    metrics = METRICS if ok else [m for m in METRICS if m != 'lpips']
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; models: {', '.join(names)}; "
+          f"metrics: {', '.join(metrics)}" + ('' if ok else f" (LPIPS left out: {why})"))
+    sets = {'heldout': lambda: heldout_images(a.limit), 'set5': lambda: folder_images('Set5'), 'set14': lambda: folder_images('Set14')}
+    suite = MetricSuite(metrics)
+    frames, all_images = [], {}
+    for s in a.sets:
+        images = sets[s]()
+        if not images: print(f"{s}: not found (../shared/data), skipped"); continue
+        all_images[s] = images
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            df = evaluate({'bicubic': 'bicubic', **{f'shipped_{n}': model_path(n, a.weights) for n in names}}, images, scale=4,
+                          backbone=suite, progress=True, precision='fp32')
+        frames.append(df.assign(set=s))
+        print(f"{s}: {len(images)} images scored in {time.perf_counter() - t0:.0f} s")
+    df = pd.concat(frames, ignore_index=True)
+    if a.out: df.to_csv(a.out, index=False); print(f"per-image metrics: {a.out}")
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', stats.StatsWarning)
+        per, pair = tables(df, metrics)
+    with pd.option_context('display.width', 250, 'display.max_columns', 40, 'display.max_colwidth', 40):
+        print('\n== mean [95% BCa interval] per set and method; Δ: paired difference to bicubic ==')
+        for s, g in per.groupby('set', sort=False): print(f"\n-- {s} --\n" + g.drop(columns='set').T.to_string(header=False))
+        if len(pair): print('\n== gan - psnr, paired ==\n' + pair.to_string(index=False))
+    sp = None
+    if not a.no_speed:
+        sp = speed(names, all_images.get('heldout') or all_images.get('set14') or next(iter(all_images.values())), folder=a.weights)
+        print('\n== speed: fp32, tiles of 256 LR px, best of 3 ==\n' + sp.to_string(index=False))
+    if a.write_cards:
+        cols = ['set', 'method', 'n', 'psnr', 'Δpsnr vs bicubic', 'ssim', 'Δssim vs bicubic', 'face_dist', 'Δface_dist vs bicubic',
+                'haarpsi', 'lr_psnr']
+        q = {}
+        for n in names:
+            t = per[per.method.isin(['bicubic', f'shipped_{n}'])]
+            t = t[[c for c in cols if c in t.columns]]
+            if sp is not None:
+                s1 = sp[(sp.model == n) & (sp.lr == '256x256')]
+                if len(s1): t = pd.concat([t, pd.DataFrame([dict(set='speed', method=f'shipped_{n}',
+                                                                 n=f"{s1.s_per_mpx.iloc[0]} s per output Mpx (fp32, 2 cores)")])])
+            q[n] = t.fillna('')
+        for p in write_model_cards(a.weights, quality=q): print(f"wrote {p}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
