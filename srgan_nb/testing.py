@@ -4,6 +4,7 @@
 
 # %% ../nbs/11_testing.ipynb #8b6d4e6e
 from __future__ import annotations
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 from skimage import data as skd
 
 # %% auto #0
-__all__ = ['toy_patches', 'fake_history', 'fake_per_image']
+__all__ = ['toy_patches', 'fake_history', 'fake_per_image', 'toy_recipe_run']
 
 # %% ../nbs/11_testing.ipynb #070bf1f4
 def toy_patches(n: int = 16, hr_size: int = 32, scale: int = 4, seed: int = 0) -> SimpleNamespace:
@@ -54,3 +55,22 @@ def fake_per_image(n: int = 8, strategies=('s1', 's2'), seed: int = 0) -> pd.Dat
                 rows.append(dict(image_id=f'img{i}', method=m, strategy=s, level='image', psnr=p, ssim=.7 + p / 300,
                                  vif=.3 + off / 10, feat_dist=1 - off / 3 + rng.normal(0, .05)))
     return pd.DataFrame(rows)
+
+# %% ../nbs/11_testing.ipynb #c28362ab
+def toy_recipe_run(folder) -> Path:
+    "A finished tiny faces-x4 run under `folder` (runs/toy/faces-x4, returned), trained on toy patches; `folder/photos` holds its training photo."
+    from srgan_nb.config import make_config
+    from srgan_nb.train import fit
+    folder = Path(folder)
+    run = folder/'runs'/'toy'/'faces-x4'
+    run.mkdir(parents=True, exist_ok=True)
+    cfg = make_config('faces-x4', hr_size=24, n_blocks=2, channels=8, pretrain_epochs=1, epochs=1, batch_size=4,
+                      backbone='effnet_lite0', precision='fp32', device='cpu', d_health_patches=0, run_id='toy', resume=False)
+    fit(cfg, toy_patches(8, 24, 4, seed=1), toy_patches(4, 24, 4, seed=2), run)
+    photos = folder/'photos'; photos.mkdir(exist_ok=True)
+    Image.fromarray(skd.astronaut()[:96, 200:296]).save(photos/'photo.png')   # trained on
+    Image.fromarray(skd.chelsea()[:96, :96]).save(photos/'other.png')         # not
+    (run.parent/'data').mkdir(exist_ok=True)
+    pd.DataFrame(dict(image_id=['photo.png'], path=[str(photos/'photo.png')], split=['train'], order=[0])).to_csv(
+        run.parent/'data'/'split.csv', index=False)
+    return run
