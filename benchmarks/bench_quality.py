@@ -29,7 +29,7 @@ from srgan_nb.config import shared_data
 from srgan_nb.data import file_sha256, load_image, list_images, read_photo_list
 from srgan_nb.infer import Upscaler
 from srgan_nb.metrics import MetricSuite, evaluate, lpips_status
-from srgan_nb.pretrained import MODEL_NAMES, model_path, shipped_models, write_model_cards
+from srgan_nb.pretrained import MODEL_NAMES, PHASES, model_path, shipped_models, write_model_cards
 
 METRICS = ['psnr', 'ssim', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist', 'lpips']
 
@@ -80,7 +80,8 @@ def tables(df: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, pd.DataF
                 pair_rows.append(dict(set=s, metric=r.metric, n=r.n, better='lower' if r.metric in stats.LOWER_IS_BETTER else 'higher',
                                       **{'gan - psnr': fmt(r.mean_diff, r.bca_low, r.bca_high, dg, sign=True)},
                                       excludes_0=bool(r.bca_low > 0 or r.bca_high < 0)))
-    return pd.DataFrame(rows).fillna(''), pd.DataFrame(pair_rows)
+    out = pd.DataFrame(rows).fillna('')
+    return out[~out.method.str.startswith('fp32_')], pd.DataFrame(pair_rows)
 
 
 def peak_rss_mb() -> float:
@@ -116,6 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument('--no-speed', action='store_true')
     ap.add_argument('--write-cards', action='store_true', help='put the tables into the model cards beside the weights')
     ap.add_argument('--out', help='also write the per-image metrics to this CSV')
+    ap.add_argument('--run-dir', help='the faces-x4 run the models came from: also score its fp32 generators, for the cost of fp16')
     ap.add_argument('--weights', help='a folder of shipped models other than the package\'s (models.json and weights)')
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
@@ -135,8 +137,9 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            df = evaluate({'bicubic': 'bicubic', **{f'shipped_{n}': model_path(n, a.weights) for n in names}}, images, scale=4,
-                          backbone=suite, progress=True, precision='fp32')
+            originals = {f'fp32_{n}': Path(a.run_dir)/PHASES[n][0] for n in names} if a.run_dir else {}
+            df = evaluate({'bicubic': 'bicubic', **{f'shipped_{n}': model_path(n, a.weights) for n in names}, **originals},
+                          images, scale=4, backbone=suite, progress=True, precision='fp32')
         frames.append(df.assign(set=s))
         print(f"{s}: {len(images)} images scored in {time.perf_counter() - t0:.0f} s")
     df = pd.concat(frames, ignore_index=True)
@@ -148,6 +151,12 @@ def main(argv=None) -> int:
         print('\n== mean [95% BCa interval] per set and method; Δ: paired difference to bicubic ==')
         for s, g in per.groupby('set', sort=False): print(f"\n-- {s} --\n" + g.drop(columns='set').T.to_string(header=False))
         if len(pair): print('\n== gan - psnr, paired ==\n' + pair.to_string(index=False))
+        if a.run_dir:  # what storing the weights in fp16 costs: the shipped file against the fp32 generator it came from
+            for n in names:
+                t = df.pivot_table(index=['set', 'image_id'], columns='method', values='psnr')
+                d = (t[f'shipped_{n}'] - t[f'fp32_{n}']).groupby(level='set')
+                print(f"fp16 weights - fp32 weights, {n}, Y-PSNR (dB): " + ', '.join(f"{k} mean {v.mean():+.4f} max |d| {v.abs().max():.4f}"
+                                                                                   for k, v in d))
     sp = None
     if not a.no_speed:
         sp = speed(names, all_images.get('heldout') or all_images.get('set14') or next(iter(all_images.values())), folder=a.weights)

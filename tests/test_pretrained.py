@@ -11,31 +11,20 @@ from skimage import data as skdata
 import srgan_nb.pretrained as P
 from srgan_nb import metrics as M
 from srgan_nb.config import make_config
-from srgan_nb.data import (HELDOUT_N, file_sha256, list_images, make_heldout_list, order_images, read_photo_list,
+from srgan_nb.data import (HELDOUT_N, file_sha256, list_images, load_image, make_heldout_list, order_images, read_photo_list,
                            resolve_source)
 from srgan_nb.model import load_checkpoint
-from srgan_nb.testing import toy_patches
-from srgan_nb.train import fit
+from srgan_nb.testing import toy_recipe_run
 
 
 @pytest.fixture(scope='module')
 def standin(tmp_path_factory):
     "A tiny faces-x4 run exported as shipped models into a folder of its own; its one training photo is `photo.png`."
     tmp = tmp_path_factory.mktemp('shipped')
-    run = tmp/'runs'/'toy'/P.RECIPE
-    run.mkdir(parents=True)
-    cfg = make_config(P.RECIPE, hr_size=24, n_blocks=2, channels=8, pretrain_epochs=1, epochs=1, batch_size=4,
-                      backbone='effnet_lite0', precision='fp32', device='cpu', d_health_patches=0, run_id='toy')
-    fit(cfg, toy_patches(8, 24, 4, seed=1), toy_patches(4, 24, 4, seed=2), run)
-    photos = tmp/'photos'; photos.mkdir()
-    Image.fromarray(skdata.astronaut()[:96, 200:296]).save(photos/'photo.png')      # trained on
-    Image.fromarray(skdata.chelsea()[:96, :96]).save(photos/'other.png')            # not
-    (run.parent/'data').mkdir()
-    pd.DataFrame(dict(image_id=['photo.png'], path=[str(photos/'photo.png')], split=['train'], order=[0])).to_csv(
-        run.parent/'data'/'split.csv', index=False)
+    run = toy_recipe_run(tmp)
     wd = tmp/'weights'
     table = P.export_models(run, wd, machine='test')
-    return dict(wd=wd, table=table, photos=photos, run=run)
+    return dict(wd=wd, table=table, photos=tmp/'photos', run=run)
 
 
 @pytest.fixture
@@ -120,3 +109,4 @@ def test_heldout_list_is_what_it_says(faces_dir):
     _, _, groups = resolve_source(make_config(P.RECIPE, data_dir=str(faces_dir)))
     pool = {i for i, _ in groups[0][0]}
     assert len(pool) == len(list_images(faces_dir)) - HELDOUT_N and not pool & set(lst.name)
+
