@@ -31,7 +31,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
-    package_data={cfg['lib_name']: ['weights/*.pt', 'weights/*.txt', 'weights/*.md', 'weights/*.gz']},  # the shipped models
+    package_data={cfg['lib_name']: ['weights/*.pt', 'weights/*.txt', 'weights/*.md', 'weights/*.gz', 'weights/*.json']},  # the shipped models
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
