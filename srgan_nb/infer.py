@@ -207,7 +207,7 @@ def upscale_batch(generator: nn.Module, lr: torch.Tensor, device=None, precision
 # %% ../nbs/09_infer.ipynb #11ebb970
 def load_for_inference(model=None, device='cpu') -> nn.Module:
     """The generator to run: a Generator passed through, a shipped model by name ('psnr', 'gan'; None: the default,
-    'gan'; checked against its sha256) or a file written by `srgan_nb.model.save_generator`, with clear errors."""
+    `pretrained.default_model`; checked against its sha256) or a file written by `srgan_nb.model.save_generator`, with clear errors."""
     if isinstance(model, nn.Module): return model
     try: path = resolve_generator(model)
     except FileNotFoundError as e:
@@ -300,7 +300,7 @@ def plan_outputs(inputs, out=None, scale: int = 4, ext: str = '.png') -> list[tu
 
 def upscale_command(inputs, out=None, model=None, tile: int | None = 256, overlap: int | None = None, compare: bool = False,
                     device='auto', precision: str = 'auto', fmt: str = 'png', progress: bool = True) -> pd.DataFrame:
-    """Upscale image files and folders with `model` (a shipped model's name, default 'gan', or a generator file) into
+    """Upscale image files and folders with `model` (a shipped model's name, None: the default, or a generator file) into
     `out` (see `plan_outputs`; default: beside the inputs); one row per image."""
     ext = '.' + fmt.lower().lstrip('.')
     if ext not in WRITE_EXTS: raise ValueError(f"Unsupported output format {fmt!r}")

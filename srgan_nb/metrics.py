@@ -20,7 +20,7 @@ from .config import RunConfig, run_path, runs_dir, reports_dir, shared_data
 from .data import make_lr, bicubic_upscale, load_image, list_images, ImageError, load_split_images, load_patches
 from .model import Generator, load_generator
 from .infer import Upscaler, write_image
-from .pretrained import MODEL_NAMES, RECIPE, is_model_name, model_path, resolve_generator, shipped_models, trained_on
+from .pretrained import MODEL_NAMES, RECIPE, is_model_name, model_path, shipped_models, trained_on
 from . import stats
 
 # %% auto #0

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json, math, os, platform
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from .config import package_dir, load_config, pick_precision
 from .data import file_sha256, read_photo_list, write_photo_list
-from .model import Generator, atomic_save, load_checkpoint, load_generator, GENERATOR_FORMAT
+from .model import Generator, atomic_save, load_generator, GENERATOR_FORMAT
 
 # %% auto #0
 __all__ = ['RECIPE', 'MODEL_NAMES', 'DEFAULT_ORDER', 'MODELS_JSON', 'TRAIN_LIST', 'WEIGHTS_LICENCE', 'PHASES', 'WeightsError',
