@@ -104,6 +104,8 @@ class RunConfig:
     gan: str | None = None           # a named recipe (GAN_PRESETS) whose fields fill in what is not set explicitly
     # training
     pretrain_epochs: int = 2         # SRResNet (MSE) epochs before the GAN phase
+    init_generator: str = ''         # start the generator from these weights: a shipped model (psnr | gan) or a generator file
+                                     # ('' = random); e.g. pretrain_epochs=0, init_generator=psnr: the GAN phase alone
     lr_pretrain: float | None = None # learning rate of the MSE phase (None: lr_g)
     augment: bool = False            # random flips / 90-degree turns of training patches
     epochs: int | None = None        # GAN epochs (None: the strategy's)
@@ -276,7 +278,7 @@ def runs_dir() -> Path:
 def default_run_id(cfg: RunConfig) -> str:
     "A deterministic run id: data source, quick flag and a short hash of the settings that shape results."
     d = config_dict(cfg)
-    for k, v in (('exclude', None), ('reference_models', 'auto')):  # newer fields at their defaults keep older runs' ids
+    for k, v in (('exclude', None), ('reference_models', 'auto'), ('init_generator', '')):  # newer fields at their defaults keep older runs' ids
         if d.get(k) == v: d.pop(k)
     for k in ('run_id', 'strategy', 'epochs', 'batch_size', 'n_train', 'device', 'num_workers', 'resume', 'log_every', 'd_health_patches', 'd_health_checks', 'keep_checkpoints', 'checkpoint_minutes'):
         d.pop(k, None)

@@ -116,14 +116,25 @@ def _run_precision(run_dir: Path, cfg) -> str:
     return pick_precision(cfg.precision, torch.device('cpu'))
 
 def finished_phases(run_dir) -> list[str]:
-    "The shipped-model names a run can give now: psnr once its pixel phase is over, gan once the run has finished."
+    "The shipped-model names a run can give now: psnr once its pixel phase (if any) is over, gan once the run has finished."
     run_dir = Path(run_dir)
     if not (run_dir/'history.csv').exists(): return []
     cfg, hist = load_config(run_dir/'config.json'), pd.read_csv(run_dir/'history.csv')
-    out = ['psnr'] if (hist.phase == 'pretrain').sum() >= cfg.pretrain_epochs and (run_dir/PHASES['psnr'][0]).exists() else []
+    pixel = cfg.pretrain_epochs > 0 and (hist.phase == 'pretrain').sum() >= cfg.pretrain_epochs  # a GAN-only run trained no psnr model
+    out = ['psnr'] if pixel and (run_dir/PHASES['psnr'][0]).exists() else []
     summ = run_dir/'train_summary.json'
     if summ.exists() and json.loads(summ.read_text()).get('finished'): out.append('gan')
     return out
+
+def _init_record(meta: dict, models: dict) -> dict:
+    "Where a generator's training started (`init_generator`), naming the shipped model with that sha256 and its training."
+    if not meta.get('init_sha256'): return {}
+    same = [k for k, e in models.items() if e.get('sha256') == meta['init_sha256']]
+    rec = dict(init=meta['init_generator'], init_sha256=meta['init_sha256'])
+    if same:
+        e = models[same[0]]
+        rec.update(init_model=same[0], init_steps=e['steps'], init_train_seconds=e['train_seconds'], init_machine=e['machine'])
+    return rec
 
 def export_models(run_dir, out=None, names=None, machine: str | None = None) -> pd.DataFrame:
     "Write shipped models `names` (default: all the run has finished) of faces-x4 run `run_dir` (its strategy folder) into `out`."
@@ -144,10 +155,13 @@ def export_models(run_dir, out=None, names=None, machine: str | None = None) -> 
                             params=sum(p.numel() for p in g.parameters()), scale=g.scale, n_blocks=g.n_blocks, channels=g.channels,
                             phase=phase, **_phase_numbers(run_dir, cfg, phase), run_id=cfg.run_id, seed=cfg.seed,
                             precision=_run_precision(run_dir, cfg), machine=machine or f"{_cpu_name()}, {os.cpu_count()} cores",
-                            licence=WEIGHTS_LICENCE)
+                            licence=WEIGHTS_LICENCE, **_init_record(g.meta, models))
     train = _train_photos(run_dir, cfg)
     lst = pd.DataFrame(dict(name=train.image_id, sha256=[file_sha256(p) for p in train.path]))
-    write_photo_list(lst, out/TRAIN_LIST, header=f"the {len(lst)} photos that trained the shipped {RECIPE} models (run {cfg.run_id})")
+    if set(models) - set(names) and (out/TRAIN_LIST).is_file():  # models kept from other runs: their photos stay listed
+        lst = pd.concat([read_photo_list(out/TRAIN_LIST), lst]).drop_duplicates('sha256', ignore_index=True)
+    runs = ', '.join(sorted({str(e['run_id']) for e in models.values()}))
+    write_photo_list(lst, out/TRAIN_LIST, header=f"the {len(lst)} photos that trained the shipped {RECIPE} models (runs {runs})")
     (out/MODELS_JSON).write_text(json.dumps({k: models[k] for k in MODEL_NAMES if k in models}, indent=2) + '\n')
     return pd.DataFrame(models).T
 
@@ -176,7 +190,13 @@ def model_card(name: str, entry: dict, quality: pd.DataFrame | None = None) -> s
     what = {'psnr': 'SRResNet trained on the pixel MSE only: the highest PSNR/SSIM, smooth textures',
             'gan': 'the `psnr` network trained on by the SRGAN objective (perceptual + adversarial): sharper detail, '
                    'closer face identity, somewhat lower PSNR'}[name]
-    hours = entry['train_seconds'] / 3600
+    hours, init = entry['train_seconds'] / 3600, entry.get('init_model')
+    phases = ("pixel-MSE phase" if name == 'psnr' else
+              f"the GAN phase (default recipe) alone, started from the shipped `{init}` model (sha256 `{entry['init_sha256'][:16]}...`, "
+              f"its {entry['init_steps']:,} steps)" if init else "pixel-MSE phase, then the GAN phase (default recipe)")
+    took = (f"{hours:.2f} h (the GAN phase) on {entry['machine']}, after the `{init}` model's {entry['init_train_seconds'] / 3600:.2f} h "
+            f"on {entry['init_machine']}" if init else
+            f"{hours:.2f} h ({'pixel phase' if name == 'psnr' else 'both phases'}) on {entry['machine']}")
     lines = [f"# srgan-nb `{name}`: x{entry['scale']} face super-resolution ({RECIPE})", '', what + '.', '',
              '| | |', '|---|---|',
              f"| architecture | SRResNet generator, {entry['n_blocks']} residual blocks, {entry['channels']} channels, bicubic skip, "
@@ -185,11 +205,9 @@ def model_card(name: str, entry: dict, quality: pd.DataFrame | None = None) -> s
              f"| data | {entry['train_photos']:,} UTKFace photos (faces-utk, 200x200 crops), {entry['train_patches']:,} patches of 96x96 "
              f"from the inner half of each photo, LR = bicubic x1/{entry['scale']}; excluded: the default split's validation and "
              f"test photos and the 500 photos of `heldout_faces_utk.txt` |",
-             f"| recipe | `srgan-nb run --strategies {RECIPE}` (srgan_nb.config.STRATEGIES): "
-             + ("pixel-MSE phase" if name == 'psnr' else "pixel-MSE phase, then the GAN phase (default recipe)")
-             + f"; {entry['steps']:,} steps of the last phase at batch {entry['batch_size']}, Adam, seed {entry['seed']} |",
-             f"| training | {hours:.2f} h ({'pixel phase' if name == 'psnr' else 'both phases'}) on {entry['machine']}, "
-             f"precision {entry['precision']} |",
+             f"| recipe | `srgan-nb run --strategies {RECIPE}` (srgan_nb.config.STRATEGIES): {phases}"
+             f"; {entry['steps']:,} steps of the last phase at batch {entry['batch_size']}, Adam, seed {entry['seed']} |",
+             f"| training | {took}, precision {entry['precision']} |",
              f"| validation | Y-PSNR {entry['val_psnr']:.2f} dB on the run's 250 validation patches (bicubic {entry['val_psnr_bicubic']:.2f}) |",
              f"| licence | {WEIGHTS_LICENCE} |", '']
     if quality is not None and len(quality):

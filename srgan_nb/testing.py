@@ -57,15 +57,15 @@ def fake_per_image(n: int = 8, strategies=('s1', 's2'), seed: int = 0) -> pd.Dat
     return pd.DataFrame(rows)
 
 # %% ../nbs/11_testing.ipynb #c28362ab
-def toy_recipe_run(folder) -> Path:
-    "A finished tiny faces-x4 run under `folder` (runs/toy/faces-x4, returned), trained on toy patches; `folder/photos` holds its training photo."
+def toy_recipe_run(folder, run_id: str = 'toy', **settings) -> Path:
+    "A finished tiny faces-x4 run under `folder` (runs/<run_id>/faces-x4, returned; `settings` override the config), trained on toy patches; `folder/photos` holds its training photo."
     from srgan_nb.config import make_config
     from srgan_nb.train import fit
     folder = Path(folder)
-    run = folder/'runs'/'toy'/'faces-x4'
+    run = folder/'runs'/run_id/'faces-x4'
     run.mkdir(parents=True, exist_ok=True)
-    cfg = make_config('faces-x4', hr_size=24, n_blocks=2, channels=8, pretrain_epochs=1, epochs=1, batch_size=4,
-                      backbone='effnet_lite0', precision='fp32', device='cpu', d_health_patches=0, run_id='toy', resume=False)
+    cfg = make_config('faces-x4', **(dict(hr_size=24, n_blocks=2, channels=8, pretrain_epochs=1, epochs=1, batch_size=4, backbone='effnet_lite0',
+                                          precision='fp32', device='cpu', d_health_patches=0, run_id=run_id, resume=False) | settings))
     fit(cfg, toy_patches(8, 24, 4, seed=1), toy_patches(4, 24, 4, seed=2), run)
     photos = folder/'photos'; photos.mkdir(exist_ok=True)
     Image.fromarray(skd.astronaut()[:96, 200:296]).save(photos/'photo.png')   # trained on

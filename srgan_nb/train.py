@@ -17,21 +17,23 @@ import torch.nn as nn
 
 from .config import (RunConfig, config_dict, save_config, run_path, seed_everything, pick_device,
                              pick_precision, autocast)
-from .data import bicubic_upscale, load_patches
-from .model import build_models, atomic_save, load_checkpoint, unwrap, cpu_state, save_generator
+from .data import bicubic_upscale, load_patches, file_sha256
+from .model import build_models, atomic_save, load_checkpoint, unwrap, cpu_state, save_generator, load_generator
 from .losses import build_backbone, PerceptualLoss, pixel_loss, discriminator_loss, generator_objective
 from .infer import upscale_batch
 from .metrics import psnr
+from .pretrained import resolve_generator
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'LEGACY_HISTORY_NAMES', 'RESUME_KEYS', 'TrainingDiverged', 'history_frame', 'read_history',
-           'in_notebook', 'show_progress', 'progress_bar', 'rng_state', 'set_rng_state', 'patch_tensors', 'image_count',
-           'shard_indices', 'augment_pair', 'make_scaler', 'batch_psnr', 'bicubic_psnr', 'LossTracker', 'dist_info',
-           'setup_distributed', 'SRGAN', 'build_srgan', 'pretrain_step', 'discriminator_step', 'generator_step',
-           'srgan_step', 'd_pairwise_accuracy', 'health_steps', 'd_health_warning', 'hr_feature_cache', 'ResumeRefused',
-           'config_mismatch', 'save_checkpoint', 'Progress', 'checkpoint_state', 'restore', 'slim_checkpoint',
-           'resume_checkpoint', 'training_device', 'training_data', 'validate', 'run_epoch', 'end_epoch',
-           'write_summary', 'fit', 'read_summary', 'is_finished', 'train', 'plot_history', 'plot_d_health', 'sr_figure']
+__all__ = ['HISTORY_COLUMNS', 'LEGACY_HISTORY_NAMES', 'RESUME_KEYS', 'NEWER_KEYS', 'TrainingDiverged', 'history_frame',
+           'read_history', 'in_notebook', 'show_progress', 'progress_bar', 'rng_state', 'set_rng_state',
+           'patch_tensors', 'image_count', 'shard_indices', 'augment_pair', 'make_scaler', 'batch_psnr', 'bicubic_psnr',
+           'LossTracker', 'dist_info', 'setup_distributed', 'SRGAN', 'build_srgan', 'pretrain_step',
+           'discriminator_step', 'generator_step', 'srgan_step', 'd_pairwise_accuracy', 'health_steps',
+           'd_health_warning', 'hr_feature_cache', 'ResumeRefused', 'config_mismatch', 'save_checkpoint', 'Progress',
+           'checkpoint_state', 'restore', 'slim_checkpoint', 'resume_checkpoint', 'init_generator', 'training_device',
+           'training_data', 'validate', 'run_epoch', 'end_epoch', 'write_summary', 'fit', 'read_summary', 'is_finished',
+           'train', 'plot_history', 'plot_d_health', 'sr_figure']
 
 # %% ../nbs/04_train.ipynb #25466e98
 class TrainingDiverged(RuntimeError):
@@ -387,14 +389,15 @@ def hr_feature_cache(backbone: nn.Module, hr_u8: torch.Tensor, device, precision
 RESUME_KEYS = ('seed', 'hr_size', 'scale', 'n_blocks', 'channels', 'bicubic_skip', 'backbone', 'pixel_weight',
                'pixel_criterion', 'perceptual_weight', 'adversarial_weight', 'gan_loss', 'd_norm', 'd_joint_batch',
                'pretrain_epochs', 'lr_pretrain', 'augment',
-               'batch_size', 'lr_g', 'lr_d', 'beta1', 'beta2', 'n_train', 'patches_per_image')
+               'batch_size', 'lr_g', 'lr_d', 'beta1', 'beta2', 'n_train', 'patches_per_image', 'init_generator')
+NEWER_KEYS = dict(init_generator='')  # settings added later: a checkpoint without them was made at this default
 
 class ResumeRefused(ValueError):
     "A checkpoint was made with other training settings than the run asks for."
 
 def config_mismatch(saved: dict, cfg: RunConfig, keys=RESUME_KEYS) -> list[str]:
     "The settings in `keys` whose saved value differs from `cfg`'s or is missing, as 'key: saved -> now' strings."
-    now = config_dict(cfg)
+    now, saved = config_dict(cfg), NEWER_KEYS | dict(saved)
     return [f"{k}: {saved.get(k, '(not recorded)')!r} -> {now.get(k)!r}" for k in keys if k not in saved or saved.get(k) != now.get(k)]
 
 def save_checkpoint(state: dict, path) -> Path:
@@ -456,6 +459,18 @@ def resume_checkpoint(cfg: RunConfig, ckpt_path: Path, total_epochs: int, rank: 
         if rank == 0: print(f"{ckpt_path} has {ckpt['epoch']} epochs, more than the {total_epochs} asked for; starting afresh")
         return None
     return ckpt
+
+# %% ../nbs/04_train.ipynb #b36ac60b
+def init_generator(s: SRGAN, cfg: RunConfig) -> dict:
+    "Load `cfg.init_generator` (a shipped model's name or a generator file) into `s`'s generator; what it loaded, for the records."
+    if not cfg.init_generator: return {}
+    path = resolve_generator(cfg.init_generator)
+    g = load_generator(path)
+    want = dict(scale=cfg.scale, n_blocks=cfg.n_blocks, channels=cfg.channels, bicubic_skip=cfg.bicubic_skip)
+    diff = [f"{k}={getattr(g, k)!r} (the run's: {v!r})" for k, v in want.items() if getattr(g, k) != v]
+    if diff: raise ValueError(f"init_generator {cfg.init_generator!r} ({path}) is another architecture: {', '.join(diff)}")
+    unwrap(s.generator).load_state_dict(g.state_dict())
+    return dict(init_generator=str(cfg.init_generator), init_sha256=file_sha256(path))
 
 # %% ../nbs/04_train.ipynb #85305c1a
 def training_device(cfg: RunConfig, world: int = 1, local_rank: int = 0) -> torch.device:
@@ -607,6 +622,7 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
     seed_everything(cfg.seed, cfg.deterministic)
     data = training_data(cfg, train_set, val_set, device)
     s = build_srgan(cfg, generator, discriminator, backbone, device)
+    init = init_generator(s, cfg)  # before a resume, which then overwrites it
     total = int(cfg.pretrain_epochs) + int(cfg.epochs)
     ckpt = resume_checkpoint(cfg, out_dir/'checkpoints'/'last.pt', total, rank)
     if ckpt is not None:
@@ -616,6 +632,7 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
                        + (f", at step {prog.partial['step']} of epoch {prog.partial['epoch']}" if prog.partial else ''))
     else:
         prog = Progress()
+        if main and init: print(f"generator initialised from {init['init_generator']} (sha256 {init['init_sha256'][:12]}...)")
         if main:
             for f in ('train_summary.json', 'history.csv', 'd_health.csv'): (out_dir/f).unlink(missing_ok=True)
     if main: save_config(cfg, out_dir/'config.json')
@@ -623,7 +640,7 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
         from torch.nn.parallel import DistributedDataParallel as DDP
         ids = [device.index] if device.type == 'cuda' else None
         s.generator, s.discriminator = DDP(s.generator, device_ids=ids), DDP(s.discriminator, device_ids=ids)
-    gen_meta = dict(backbone=getattr(s.perceptual, 'name', 'none'), strategy=cfg.strategy, seed=cfg.seed, run_id=cfg.run_id or '')
+    gen_meta = dict(backbone=getattr(s.perceptual, 'name', 'none'), strategy=cfg.strategy, seed=cfg.seed, run_id=cfg.run_id or '', **init)
     if main and cfg.pretrain_epochs == 0 and prog.epoch == 0:
         save_generator(s.generator, out_dir/'generator_srresnet.pt', dict(gen_meta, pretrain_epochs=0))
     save = (lambda: save_checkpoint(checkpoint_state(s, cfg, prog, data.val_psnr_bicubic), out_dir/'checkpoints'/'last.pt')
