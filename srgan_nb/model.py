@@ -94,10 +94,16 @@ class Discriminator(nn.Module):
         self.classifier = nn.Sequential(nn.Flatten(), _sn(nn.Linear(c_in * 36, 1024), sn), nn.LeakyReLU(0.2, inplace=True),
                                         _sn(nn.Linear(1024, 1), sn))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] < 16 or x.shape[-2] < 16: raise ValueError(f"Discriminator needs images of at least 16x16, got {tuple(x.shape)}")
-        h = self.features((x - 0.5) / 0.5)  # [0, 1] -> [-1, 1]
-        return self.classifier(self.pool(h)).squeeze(1)
+    def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Logits (B,) of images `x` in [0, 1]. With `more` batches (D(hr, sr)): each batch through the conv layers on its own
+        (its own BatchNorm statistics, as separate calls), all through the dense head in one call; a tuple of logits."""
+        xs = (x, *more)
+        for t in xs:
+            if t.shape[-1] < 16 or t.shape[-2] < 16: raise ValueError(f"Discriminator needs images of at least 16x16, got {tuple(t.shape)}")
+        h = torch.cat([self.pool(self.features((t - 0.5) / 0.5)) for t in xs])  # [0, 1] -> [-1, 1]
+        with torch.autocast(h.device.type, enabled=False):  # the dense head in fp32: no low-precision copy of its 18.9 M weights per call
+            logits = self.classifier(h.float()).squeeze(1)
+        return logits.split([len(t) for t in xs]) if more else logits
 
 # %% ../nbs/02_model.ipynb #aef7d01d
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -291,7 +291,7 @@ def discriminator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor) -> dict:
     s.opt_d.zero_grad(set_to_none=True)
     with s.autocast():
         if s.joint_batch: d_real, d_fake = s.discriminator(torch.cat([hr, sr.detach()])).chunk(2)
-        else: d_real, d_fake = s.discriminator(hr), s.discriminator(sr.detach())
+        else: d_real, d_fake = s.discriminator(hr, sr.detach())  # separate BatchNorm batches, one call of the dense head
         d_loss, d_loss_real, d_loss_fake = discriminator_loss(d_real.float(), d_fake.float(), s.weights.get('gan_loss', 'bce'))
     s.scaler_d.scale(d_loss).backward()
     s.scaler_d.step(s.opt_d); s.scaler_d.update()
