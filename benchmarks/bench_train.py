@@ -4,8 +4,9 @@ Every row calls the real code: `train.build_srgan` + `train.srgan_step` (GAN pha
 (SRResNet phase); no step is re-implemented here. The rows differ only in settings:
 - "fit (default config)": the RunConfig defaults exactly as `fit` uses them (precision auto, channels_last, fused
   Adam, HR perceptual features cached once per patch set by `train.hr_feature_cache`);
-- "straightforward fp32": precision fp32, NCHW, torch's default (for-loop) Adam, HR features recomputed every step:
-  what a plain SRGAN loop does; the speed ratio of the two is the gain of the project's settings.
+- "straightforward fp32": precision fp32, NCHW, torch's default (for-loop) Adam, HR features recomputed every step,
+  the discriminator called once for HR and once for SR (`SeparateCalls`; `fit` sends both through its dense head in
+  one call), and glibc's default malloc (`fit` sets `train.keep_freed_memory`): what a plain SRGAN loop does; the speed ratio of the two is the gain of the project's settings.
 Each variant is timed in every round (interleaved; the 2-core machine is shared), beside the conv peak measured in
 the same round (a 64 -> 64 3x3 conv forward, 96x96, in the variant's precision and layout). Patches are real faces
 from ../shared/data/faces-utk when present (else scikit-image's sample photos). At the end it projects the wall time
@@ -27,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from srgan_nb import losses as L, train as T
-from srgan_nb.config import RunConfig, STRATEGIES, autocast, config_dict, cpu_supports_bf16, pick_device, pick_precision, shared_data
+from srgan_nb.config import RunConfig, STRATEGIES, make_config, autocast, config_dict, cpu_supports_bf16, pick_device, pick_precision, shared_data
 from srgan_nb.data import extract_patches, list_images
 from srgan_nb.testing import toy_patches
 
@@ -61,16 +62,24 @@ def patches(n: int = 64):
     return SimpleNamespace(lr=lr, hr=hr, image_ids=None), f'{len(hr)} patches of faces-utk photos'
 
 
+class SeparateCalls(nn.Module):
+    "A discriminator called once per batch, as plain SRGAN code calls it: D(hr, sr) -> (D(hr), D(sr))."
+    def __init__(self, module: nn.Module):
+        super().__init__(); self.module = module
+    def forward(self, *xs): return tuple(self.module(x) for x in xs) if len(xs) > 1 else self.module(xs[0])
+
+
 class Variant:
     "One configuration of the real training step on a fixed batch."
     def __init__(self, cfg: RunConfig, backbone, data, dev, batch: int, phase: str, straightforward: bool = False):
         torch.manual_seed(0)
         self.s = T.build_srgan(cfg, backbone=backbone, device=dev)
-        self.phase, self.cfg = phase, cfg
+        self.phase, self.cfg, self.straightforward = phase, cfg, straightforward
         if straightforward:  # torch's default Adam (a Python loop over parameters on the CPU), as plain SRGAN code has it
             self.s.opt_g = torch.optim.Adam(self.s.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
             self.s.opt_d = torch.optim.Adam(self.s.discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
             self.s.opt_pretrain = torch.optim.Adam(self.s.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+            self.s.discriminator = SeparateCalls(self.s.discriminator)
         lr_u8, hr_u8 = T.patch_tensors(data)
         self.data = SimpleNamespace(lr=lr_u8, hr=hr_u8)
         self.idx = torch.arange(batch) % len(lr_u8)
@@ -79,6 +88,7 @@ class Variant:
         self.feats = T.hr_feature_cache(self.s.perceptual.backbone, hr_u8[self.idx], self.s.device, self.s.precision) if cache else None
 
     def step(self):
+        T.keep_freed_memory(not self.straightforward)  # process-wide: set for each variant as it runs
         if self.phase == 'pretrain': return T.pretrain_step(self.s, self.lr, self.hr)
         return T.srgan_step(self.s, self.lr, self.hr, self.feats)
 
@@ -137,13 +147,14 @@ def main(argv=None):
         for b in a.batches:
             f, s = ips[(phase, b, 'fit (default config)')], ips[(phase, b, 'straightforward fp32')]
             print(f'{phase:8s} batch {b:>3}: fit {f:6.2f} img/s vs straightforward fp32 {s:6.2f} img/s -> x{f / s:.2f}')
-    print('\n== projected wall time in full (training only: pretraining + GAN epochs, 10 patches per photo) ==')
-    for name, st in STRATEGIES.items():
-        b = min(a.batches, key=lambda x: abs(x - st.batch_size))
-        n = st.n_train * default.patches_per_image
+    print('\n== projected wall time in full (training only: pretraining + GAN epochs; validation and evaluation not counted) ==')
+    for name in STRATEGIES:
+        c = make_config(name)  # the strategy's own settings (faces-x4: 5 patches per photo, 6 pretraining epochs)
+        b = min(a.batches, key=lambda x: abs(x - c.batch_size))
+        n = c.n_train * c.patches_per_image
         pre, gan = ips[('pretrain', b, 'fit (default config)')], ips[('gan', b, 'fit (default config)')]
-        secs = default.pretrain_epochs * n / pre + st.epochs * n / gan
-        print(f'{name}: {default.pretrain_epochs} pretraining + {st.epochs} GAN epochs of {n} patches at batch {st.batch_size} '
+        secs = c.pretrain_epochs * n / pre + c.epochs * n / gan
+        print(f'{name}: {c.pretrain_epochs} pretraining + {c.epochs} GAN epochs of {n} patches at batch {c.batch_size} '
               f'(timed at batch {b}): {secs / 3600:.2f} h')
     if a.profile:
         from torch.profiler import profile, ProfilerActivity

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #7ddea4fb
 from __future__ import annotations
-import contextlib, json, math, os, random, sys, time, warnings
+import contextlib, ctypes, json, math, os, random, sys, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,9 +31,9 @@ __all__ = ['HISTORY_COLUMNS', 'LEGACY_HISTORY_NAMES', 'RESUME_KEYS', 'NEWER_KEYS
            'LossTracker', 'dist_info', 'setup_distributed', 'SRGAN', 'build_srgan', 'pretrain_step',
            'discriminator_step', 'generator_step', 'srgan_step', 'd_pairwise_accuracy', 'health_steps',
            'd_health_warning', 'hr_feature_cache', 'ResumeRefused', 'config_mismatch', 'save_checkpoint', 'Progress',
-           'checkpoint_state', 'restore', 'slim_checkpoint', 'resume_checkpoint', 'init_generator', 'training_device',
-           'training_data', 'validate', 'run_epoch', 'end_epoch', 'write_summary', 'fit', 'read_summary', 'is_finished',
-           'train', 'plot_history', 'plot_d_health', 'sr_figure']
+           'checkpoint_state', 'restore', 'slim_checkpoint', 'resume_checkpoint', 'init_generator', 'keep_freed_memory',
+           'training_device', 'training_data', 'validate', 'run_epoch', 'end_epoch', 'write_summary', 'fit',
+           'read_summary', 'is_finished', 'train', 'plot_history', 'plot_d_health', 'sr_figure']
 
 # %% ../nbs/04_train.ipynb #25466e98
 class TrainingDiverged(RuntimeError):
@@ -472,6 +472,16 @@ def init_generator(s: SRGAN, cfg: RunConfig) -> dict:
     unwrap(s.generator).load_state_dict(g.state_dict())
     return dict(init_generator=str(cfg.init_generator), init_sha256=file_sha256(path))
 
+# %% ../nbs/04_train.ipynb #e3520fb7
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
+
+def keep_freed_memory(on: bool = True) -> bool:
+    "Make glibc's malloc keep freed memory for reuse (no mmap, no trim), or restore its static defaults; False where there is no glibc."
+    try: mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError): return False  # not glibc (macOS, Windows): nothing to do
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0 if on else 65536) and mallopt(_M_TRIM_THRESHOLD, 2**30 if on else 128 * 1024))
+
 # %% ../nbs/04_train.ipynb #85305c1a
 def training_device(cfg: RunConfig, world: int = 1, local_rank: int = 0) -> torch.device:
     "This process's device: `cuda:LOCAL_RANK` under multi-GPU torchrun, else `pick_device(cfg.device)`."
@@ -619,6 +629,7 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
     out_dir, main = Path(out_dir), rank == 0
     if main: (out_dir/'checkpoints').mkdir(parents=True, exist_ok=True)
     device = training_device(cfg, world, local_rank)
+    if device.type == 'cpu': keep_freed_memory()
     seed_everything(cfg.seed, cfg.deterministic)
     data = training_data(cfg, train_set, val_set, device)
     s = build_srgan(cfg, generator, discriminator, backbone, device)
