@@ -29,7 +29,7 @@ from srgan_nb.config import shared_data
 from srgan_nb.data import file_sha256, load_image, list_images, read_photo_list
 from srgan_nb.infer import Upscaler
 from srgan_nb.metrics import MetricSuite, evaluate, lpips_status
-from srgan_nb.pretrained import MODEL_NAMES, PHASES, model_path, shipped_models, write_model_cards
+from srgan_nb.pretrained import MODEL_NAMES, PHASES, finished_phases, model_path, shipped_models, write_model_cards
 
 METRICS = ['psnr', 'ssim', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist', 'lpips']
 
@@ -117,6 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument('--no-speed', action='store_true')
     ap.add_argument('--write-cards', action='store_true', help='put the tables into the model cards beside the weights')
     ap.add_argument('--out', help='also write the per-image metrics to this CSV')
+    ap.add_argument('--from-csv', help="the per-image metrics of an earlier --out: tables and cards without scoring again")
     ap.add_argument('--run-dir', help='the faces-x4 run the models came from: also score its fp32 generators, for the cost of fp16')
     ap.add_argument('--weights', help='a folder of shipped models other than the package\'s (models.json and weights)')
     a = ap.parse_args(argv)
@@ -130,19 +131,23 @@ def main(argv=None) -> int:
     sets = {'heldout': lambda: heldout_images(a.limit), 'set5': lambda: folder_images('Set5'), 'set14': lambda: folder_images('Set14')}
     suite = MetricSuite(metrics)
     frames, all_images = [], {}
-    for s in a.sets:
+    from_run = [n for n in names if n in finished_phases(a.run_dir)] if a.run_dir else []  # what that run trained (a GAN-only run: gan)
+    for s in ([] if a.from_csv else a.sets):
         images = sets[s]()
         if not images: print(f"{s}: not found (../shared/data), skipped"); continue
         all_images[s] = images
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            originals = {f'fp32_{n}': Path(a.run_dir)/PHASES[n][0] for n in names} if a.run_dir else {}
+            originals = {f'fp32_{n}': Path(a.run_dir)/PHASES[n][0] for n in from_run}
             df = evaluate({'bicubic': 'bicubic', **{f'shipped_{n}': model_path(n, a.weights) for n in names}, **originals},
                           images, scale=4, backbone=suite, progress=True, precision='fp32')
         frames.append(df.assign(set=s))
         print(f"{s}: {len(images)} images scored in {time.perf_counter() - t0:.0f} s")
-    df = pd.concat(frames, ignore_index=True)
+    if a.from_csv:
+        df = pd.read_csv(a.from_csv)
+        all_images = {s: sets[s]() for s in a.sets if s in set(df['set'])} if not a.no_speed else {}
+    else: df = pd.concat(frames, ignore_index=True)
     if a.out: df.to_csv(a.out, index=False); print(f"per-image metrics: {a.out}")
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', stats.StatsWarning)
@@ -151,8 +156,8 @@ def main(argv=None) -> int:
         print('\n== mean [95% BCa interval] per set and method; Δ: paired difference to bicubic ==')
         for s, g in per.groupby('set', sort=False): print(f"\n-- {s} --\n" + g.drop(columns='set').T.to_string(header=False))
         if len(pair): print('\n== gan - psnr, paired ==\n' + pair.to_string(index=False))
-        if a.run_dir:  # what storing the weights in fp16 costs: the shipped file against the fp32 generator it came from
-            for n in names:
+        if from_run:  # what storing the weights in fp16 costs: the shipped file against the fp32 generator it came from
+            for n in from_run:
                 t = df.pivot_table(index=['set', 'image_id'], columns='method', values='psnr')
                 d = (t[f'shipped_{n}'] - t[f'fp32_{n}']).groupby(level='set')
                 print(f"fp16 weights - fp32 weights, {n}, Y-PSNR (dB): " + ', '.join(f"{k} mean {v.mean():+.4f} max |d| {v.abs().max():.4f}"
@@ -173,7 +178,7 @@ def main(argv=None) -> int:
                 if len(s1): t = pd.concat([t, pd.DataFrame([dict(set='speed', method=f'shipped_{n}',
                                                                  n=f"{s1.s_per_mpx.iloc[0]} s per output Mpx (fp32, 2 cores)")])])
             q[n] = t.fillna('')
-        for p in write_model_cards(a.weights, quality=q): print(f"wrote {p}")
+        for p in write_model_cards(a.weights, quality=q, versus=pair if len(pair) else None): print(f"wrote {p}")
     return 0
 
 

@@ -185,11 +185,11 @@ def markdown_table(df: pd.DataFrame) -> str:
     return '\n'.join(f"| {r} |" for r in rows)
 
 # %% ../nbs/12_pretrained.ipynb #dd01518f
-def model_card(name: str, entry: dict, quality: pd.DataFrame | None = None) -> str:
-    "The markdown model card of shipped model `name` from its models.json `entry` and bench_quality's table."
+def model_card(name: str, entry: dict, quality: pd.DataFrame | None = None, versus: pd.DataFrame | None = None) -> str:
+    "The markdown model card of shipped model `name` from its models.json `entry`, bench_quality's table and its gan - psnr table."
     what = {'psnr': 'SRResNet trained on the pixel MSE only: the highest PSNR/SSIM, smooth textures',
-            'gan': 'the `psnr` network trained on by the SRGAN objective (perceptual + adversarial): sharper detail, '
-                   'closer face identity, somewhat lower PSNR'}[name]
+            'gan': 'the `psnr` network trained on by the SRGAN objective (perceptual + adversarial features, no pixel loss); '
+                   'what that gains and costs against `psnr` is measured below'}[name]
     hours, init = entry['train_seconds'] / 3600, entry.get('init_model')
     phases = ("pixel-MSE phase" if name == 'psnr' else
               f"the GAN phase (default recipe) alone, started from the shipped `{init}` model (sha256 `{entry['init_sha256'][:16]}...`, "
@@ -214,15 +214,17 @@ def model_card(name: str, entry: dict, quality: pd.DataFrame | None = None) -> s
         lines += ['## Held-out quality (benchmarks/bench_quality.py)', '',
                   'Mean and 95% interval over the images of each set; differences are paired (same images).', '',
                   markdown_table(quality), '']
+    if versus is not None and len(versus):
+        lines += ['## gan - psnr, paired over the same images', '', markdown_table(versus), '']
     lines += ['## Use', '', '```bash', f"srgan-nb upscale photo.jpg --model {name}    # writes photo_x4.png", '```', '',
               '```python', 'from srgan_nb.pretrained import load_pretrained', f"g = load_pretrained('{name}')", '```', '']
     return '\n'.join(lines)
 
-def write_model_cards(folder=None, quality: dict | None = None) -> list[Path]:
-    "Write `<recipe>-<name>.md` for every shipped model (with bench_quality's table per model when given)."
+def write_model_cards(folder=None, quality: dict | None = None, versus: pd.DataFrame | None = None) -> list[Path]:
+    "Write `<recipe>-<name>.md` for every shipped model (with bench_quality's table per model, and gan - psnr, when given)."
     out = []
     for name, e in shipped_models(folder).items():
         p = weights_dir(folder)/f"{RECIPE}-{name}.md"
-        p.write_text(model_card(name, e, (quality or {}).get(name)))
+        p.write_text(model_card(name, e, (quality or {}).get(name), versus if name == 'gan' else None))
         out.append(p)
     return out

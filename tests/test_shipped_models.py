@@ -1,4 +1,5 @@
 "The models that ship in this checkout: small, fp16, sha256-checked, documented, better than bicubic, the default of upscale, in the wheel."
+import pytest
 import torch
 from PIL import Image
 
@@ -37,6 +38,18 @@ def test_psnr_model_beats_bicubic_on_the_packaged_sample_faces():
 def test_psnr_model_beats_bicubic_on_set5(shared):
     images = [(i, load_image(p)) for i, p in list_images(shared/'Set5')]
     gain = _y_psnr_gain(images, 'psnr')
+    assert len(gain) == 5 and gain.mean() > 0, gain
+
+
+def test_gan_model_continues_the_psnr_model_and_beats_bicubic_on_set5(shared):
+    models = P.shipped_models()
+    if 'gan' not in models: pytest.skip('only the psnr model ships in this checkout')
+    e = models['gan']
+    assert P.default_model() == 'gan'                                       # the default of `srgan-nb upscale` once it ships
+    assert e['init_model'] == 'psnr' and e['init_sha256'] == models['psnr']['sha256']   # it trained on from the shipped psnr model
+    assert e['train_photos'] == models['psnr']['train_photos'] and e['phase'] == 'gan'
+    images = [(i, load_image(p)) for i, p in list_images(shared/'Set5')]
+    gain = _y_psnr_gain(images, 'gan')
     assert len(gain) == 5 and gain.mean() > 0, gain
 
 
