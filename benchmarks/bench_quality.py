@@ -157,8 +157,8 @@ def main(argv=None) -> int:
         for s, g in per.groupby('set', sort=False): print(f"\n-- {s} --\n" + g.drop(columns='set').T.to_string(header=False))
         if len(pair): print('\n== gan - psnr, paired ==\n' + pair.to_string(index=False))
         if from_run:  # what storing the weights in fp16 costs: the shipped file against the fp32 generator it came from
+            t = df.pivot_table(index=['set', 'image_id'], columns='method', values='psnr')
             for n in from_run:
-                t = df.pivot_table(index=['set', 'image_id'], columns='method', values='psnr')
                 d = (t[f'shipped_{n}'] - t[f'fp32_{n}']).groupby(level='set')
                 print(f"fp16 weights - fp32 weights, {n}, Y-PSNR (dB): " + ', '.join(f"{k} mean {v.mean():+.4f} max |d| {v.abs().max():.4f}"
                                                                                    for k, v in d))

@@ -6,7 +6,8 @@ Every row calls the real code: `train.build_srgan` + `train.srgan_step` (GAN pha
   Adam, HR perceptual features cached once per patch set by `train.hr_feature_cache`);
 - "straightforward fp32": precision fp32, NCHW, torch's default (for-loop) Adam, HR features recomputed every step,
   the discriminator called once for HR and once for SR (`SeparateCalls`; `fit` sends both through its dense head in
-  one call), and glibc's default malloc (`fit` sets `train.keep_freed_memory`): what a plain SRGAN loop does; the speed ratio of the two is the gain of the project's settings.
+  one call), and glibc's default malloc (`fit` sets `train.keep_freed_memory`): what a plain SRGAN loop does; the
+  speed ratio of the two is the gain of the project's settings.
 Each variant is timed in every round (interleaved; the 2-core machine is shared), beside the conv peak measured in
 the same round (a 64 -> 64 3x3 conv forward, 96x96, in the variant's precision and layout). Patches are real faces
 from ../shared/data/faces-utk when present (else scikit-image's sample photos). At the end it projects the wall time

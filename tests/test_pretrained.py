@@ -1,7 +1,6 @@
 "The shipped-model machinery on a stand-in: export, sha256 check, weights_only loading, names in the CLI, the held-out list, the overlap refusal."
 import json, shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -11,9 +10,8 @@ from skimage import data as skdata
 import srgan_nb.pretrained as P
 from srgan_nb import metrics as M
 from srgan_nb.config import make_config
-from srgan_nb.data import (HELDOUT_N, file_sha256, list_images, load_image, make_heldout_list, order_images, read_photo_list,
+from srgan_nb.data import (HELDOUT_N, file_sha256, list_images, make_heldout_list, order_images, read_photo_list,
                            resolve_source)
-from srgan_nb.model import load_checkpoint
 from srgan_nb.testing import toy_recipe_run
 
 
@@ -109,4 +107,3 @@ def test_heldout_list_is_what_it_says(faces_dir):
     _, _, groups = resolve_source(make_config(P.RECIPE, data_dir=str(faces_dir)))
     pool = {i for i, _ in groups[0][0]}
     assert len(pool) == len(list_images(faces_dir)) - HELDOUT_N and not pool & set(lst.name)
-

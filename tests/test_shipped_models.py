@@ -35,9 +35,12 @@ def test_psnr_model_beats_bicubic_on_the_packaged_sample_faces():
     assert len(gain) == 3 and (gain > 0).all(), gain
 
 
+def _set5_gain(shared, name):
+    return _y_psnr_gain([(i, load_image(p)) for i, p in list_images(shared/'Set5')], name)
+
+
 def test_psnr_model_beats_bicubic_on_set5(shared):
-    images = [(i, load_image(p)) for i, p in list_images(shared/'Set5')]
-    gain = _y_psnr_gain(images, 'psnr')
+    gain = _set5_gain(shared, 'psnr')
     assert len(gain) == 5 and gain.mean() > 0, gain
 
 
@@ -48,8 +51,7 @@ def test_gan_model_continues_the_psnr_model_and_beats_bicubic_on_set5(shared):
     assert P.default_model() == 'gan'                                       # the default of `srgan-nb upscale` once it ships
     assert e['init_model'] == 'psnr' and e['init_sha256'] == models['psnr']['sha256']   # it trained on from the shipped psnr model
     assert e['train_photos'] == models['psnr']['train_photos'] and e['phase'] == 'gan'
-    images = [(i, load_image(p)) for i, p in list_images(shared/'Set5')]
-    gain = _y_psnr_gain(images, 'gan')
+    gain = _set5_gain(shared, 'gan')
     assert len(gain) == 5 and gain.mean() > 0, gain
 
 
