@@ -16,7 +16,7 @@ RUN_ID ?=
 DEVICE ?= auto
 EXTRA ?=
 
-.PHONY: setup report test nbtest pytest export readme check-readme bench docs diagram clean-venv
+.PHONY: setup report test nbtest pytest export readme check-readme bench docs diagram demo-screenshot clean-venv
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ export: setup
 
 diagram: setup
 	$(PY) -c "from srgan_nb.report import save_data_flow; print(save_data_flow('docs/data_flow.svg'))"
+
+# the README's picture of `srgan-nb demo`: a face uploaded in headless Chromium (apt-get install chromium)
+demo-screenshot: setup
+	$(PY) -c "from srgan_nb.demo import demo_screenshot; print(demo_screenshot('docs/demo.png'))"
 
 readme: setup
 	$(BIN)/jupyter nbconvert --to markdown --log-level WARN nbs/index.ipynb --output-dir . --output README

@@ -16,6 +16,7 @@ py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+peers_requirements = shlex.split(cfg.get('peers_requirements', ''))  # krasserm's Keras SRResNet/SRGAN (srgan_nb.peers)
 lic = licenses[cfg['license']]
 min_python = cfg['min_python']
 
@@ -31,9 +32,9 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
-    package_data={cfg['lib_name']: ['weights/*.pt', 'weights/*.txt', 'weights/*.md', 'weights/*.gz', 'weights/*.json']},  # the shipped models
+    package_data={cfg['lib_name']: ['weights/*.pt', 'weights/*.txt', 'weights/*.md', 'weights/*.gz', 'weights/*.json', 'params/*.npz', 'params/*.md']},  # the shipped models
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'peers': peers_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),

@@ -21,14 +21,14 @@ import torch
 
 from srgan_nb.config import shared_data
 from srgan_nb.data import list_images, load_image, make_lr, bicubic_upscale, sample_images
-from srgan_nb import metrics as M
+from srgan_nb import metrics as M, evaluate as E
 
 
 def pairs_of(images, scale: int = 4):
     "(sr, hr) bicubic pairs of whole images cropped to a multiple of `scale`."
     out = []
     for _, img in images:
-        hr = M.crop_to_scale(img, scale)
+        hr = E.crop_to_scale(img, scale)
         out.append((bicubic_upscale(make_lr(hr, scale), scale), hr))
     return out
 
@@ -60,7 +60,8 @@ def bench(images, suite: M.MetricSuite, reps: int, scale: int = 4) -> pd.DataFra
         'ssim_rgb': lambda s, h: M.ssim(s, h, scale, y_channel=False),
         'vif (Y)': lambda s, h: M.vif(s, h, scale),
     }
-    if suite.feat is not None: fns[f'feat_dist ({suite.feat.name})'] = lambda s, h: suite.feat(s, h, scale)
+    feat = suite.fns.get('feat_dist')
+    if feat is not None: fns[f'feat_dist ({feat.name})'] = lambda s, h: feat(s, h, scale)
     if suite.lpips is not None: fns[f'lpips ({suite.lpips.net})'] = lambda s, h: suite.lpips(s, h, scale)
     fns['full set (MetricSuite)'] = lambda s, h: suite(s, h, scale)
     best = {k: float('inf') for k in fns}
@@ -71,7 +72,7 @@ def bench(images, suite: M.MetricSuite, reps: int, scale: int = 4) -> pd.DataFra
             for s, h in pairs: f(s, h)
             best[name] = min(best[name], time.perf_counter() - t)
         t = time.perf_counter()
-        M.evaluate({'bicubic': 'bicubic'}, images, scale=scale, backbone=suite, progress=False)
+        E.evaluate({'bicubic': 'bicubic'}, images, scale=scale, backbone=suite, progress=False)
         best['evaluate() incl. bicubic SR'] = min(best.get('evaluate() incl. bicubic SR', float('inf')), time.perf_counter() - t)
     n = len(pairs)
     return pd.DataFrame([dict(metric=k, seconds=v, images_per_s=n / v, ms_per_image=1000 * v / n) for k, v in best.items()])

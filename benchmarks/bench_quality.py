@@ -2,11 +2,15 @@
 
 Sets: the 500 held-out faces-utk photos of the package's list (srgan_nb/weights/heldout_faces_utk.txt; no shipped
 model trained on them; each file is checked against its sha256), Set5 and Set14 (../shared/data). Each set is
-scored by the project's own evaluation (`srgan_nb.metrics.evaluate`: HR cropped to a multiple of 4, LR by PIL
+scored by the project's own evaluation (`srgan_nb.evaluate.evaluate`: HR cropped to a multiple of 4, LR by PIL
 bicubic, SR by `infer.Upscaler` in fp32 with tiles), on the Y-PSNR and SSIM of the SR literature and the metrics
 that no training loss of the project uses (HaarPSI, FSIM, MDSI, LR consistency, dlib face identity; LPIPS when its
 weights are on disk). Every interval is a 95% BCa bootstrap interval over the images; every difference is paired
 (the same images): each model against bicubic, and gan against psnr.
+
+Same-paper peers: with the optional extra installed (pip install 'srgan-nb[peers]'), krasserm's Keras SRResNet and SRGAN
+(x4, trained on DIV2K, ported by `srgan_nb.peers`) are scored beside them as the reference rows `krasserm-srresnet` and
+`krasserm-srgan`, through the same `infer.Upscaler`; without it the script says why they are missing (--no-peers: leave them out).
 
 Speed: seconds per output megapixel in fp32, tiled (256 LR px), on a 256x256 -> 1024x1024 face-like image (the
 held-out photos tiled), beside the peak resident memory; and the same for a 4x larger input, to show that
@@ -28,7 +32,9 @@ from srgan_nb import stats
 from srgan_nb.config import shared_data
 from srgan_nb.data import file_sha256, load_image, list_images, read_photo_list
 from srgan_nb.infer import Upscaler
-from srgan_nb.metrics import MetricSuite, evaluate, lpips_status
+from srgan_nb.metrics import MetricSuite, lpips_status
+from srgan_nb.evaluate import evaluate
+from srgan_nb.peers import KRASSERM_FILES, load_krasserm, peers_status
 from srgan_nb.pretrained import MODEL_NAMES, PHASES, finished_phases, model_path, shipped_models, write_model_cards
 
 METRICS = ['psnr', 'ssim', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist', 'lpips']
@@ -120,14 +126,18 @@ def main(argv=None) -> int:
     ap.add_argument('--from-csv', help="the per-image metrics of an earlier --out: tables and cards without scoring again")
     ap.add_argument('--run-dir', help='the faces-x4 run the models came from: also score its fp32 generators, for the cost of fp16')
     ap.add_argument('--weights', help='a folder of shipped models other than the package\'s (models.json and weights)')
+    ap.add_argument('--no-peers', action='store_true', help="leave out krasserm's SRResNet and SRGAN (the `peers` extra)")
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     names = [n for n in MODEL_NAMES if n in shipped_models(a.weights)]
     if not names: raise SystemExit('no shipped model in this installation')
     ok, why = lpips_status()
     metrics = METRICS if ok else [m for m in METRICS if m != 'lpips']
+    peers_ok, peers_why = (False, '--no-peers') if a.no_peers else peers_status()
+    peers = {f'krasserm-{k}': load_krasserm(k) for k in KRASSERM_FILES} if peers_ok and not a.from_csv else {}
+    if not peers_ok: print(f"krasserm-srresnet and krasserm-srgan left out: {peers_why}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; models: {', '.join(names)}; "
-          f"metrics: {', '.join(metrics)}" + ('' if ok else f" (LPIPS left out: {why})"))
+          f"metrics: {', '.join(metrics)}" + ('' if ok else f" (LPIPS left out: {why})") + (f"; peers: {', '.join(peers)}" if peers else ''))
     sets = {'heldout': lambda: heldout_images(a.limit), 'set5': lambda: folder_images('Set5'), 'set14': lambda: folder_images('Set14')}
     suite = MetricSuite(metrics)
     frames, all_images = [], {}
@@ -140,7 +150,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             originals = {f'fp32_{n}': Path(a.run_dir)/PHASES[n][0] for n in from_run}
-            df = evaluate({'bicubic': 'bicubic', **{f'shipped_{n}': model_path(n, a.weights) for n in names}, **originals},
+            df = evaluate({'bicubic': 'bicubic', **{f'shipped_{n}': model_path(n, a.weights) for n in names}, **peers, **originals},
                           images, scale=4, backbone=suite, progress=True, precision='fp32')
         frames.append(df.assign(set=s))
         print(f"{s}: {len(images)} images scored in {time.perf_counter() - t0:.0f} s")

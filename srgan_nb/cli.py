@@ -11,7 +11,7 @@ from .config import RunConfig, make_config, parse_overrides, run_path, STRATEGIE
 
 # %% auto #0
 __all__ = ['config_from_args', 'cmd_prepare', 'cmd_train', 'print_evaluation', 'cmd_evaluate', 'user_overrides', 'cmd_run',
-           'cmd_runs', 'cmd_upscale', 'build_parser', 'main']
+           'cmd_runs', 'cmd_upscale', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #36a52a7b
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -62,7 +62,7 @@ def cmd_train(args) -> int:
     return 0
 
 def print_evaluation(ev) -> None:
-    "Print what `metrics.evaluate_command` did: the summary table (metrics down, methods across), notes and files."
+    "Print what `evaluate.evaluate_command` did: the summary table (metrics down, methods across), notes and files."
     from srgan_nb import stats
     import pandas as pd
     if ev.note: print(ev.note)
@@ -78,7 +78,7 @@ def print_evaluation(ev) -> None:
 def cmd_evaluate(args) -> int:
     "Score bicubic and generators on a folder of images or on a run's test split (written under reports/evaluations/)."
     cfg = config_from_args(args)
-    from srgan_nb.metrics import evaluate_command
+    from srgan_nb.evaluate import evaluate_command
     print_evaluation(evaluate_command(cfg, checkpoint=args.checkpoint, data_dir=args.data_dir, out=args.out,
                                       precision=args.precision))
     return 0
@@ -117,6 +117,12 @@ def cmd_upscale(args) -> int:
     upscale_command(args.inputs, args.out, args.model, tile=args.tile, overlap=args.overlap,
                     compare=args.compare, device=args.device or 'auto', precision=args.precision, fmt=args.fmt)
     return 0
+
+# %% ../nbs/10_cli.ipynb #95c005e7
+def cmd_demo(args) -> int:
+    "Serve the web demo: drop a photo, pick a model, compare with bicubic on a slider, download the result."
+    from srgan_nb.demo import serve
+    return serve(args.host, args.port, args.model or (), device=args.device, precision=args.precision, open_browser=args.open)
 
 # %% ../nbs/10_cli.ipynb #9de65d2e
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -179,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument('--device', default='auto', help='auto, cpu, cuda, mps')
     sp.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'], help='inference precision')
     sp.set_defaults(func=cmd_upscale)
+
+    sp = sub.add_parser('demo', formatter_class=fmt, help='a web page on this computer: drop a photo, compare with bicubic on a slider, download')
+    sp.add_argument('--host', default='127.0.0.1', help='address to listen on (another than 127.0.0.1 lets other computers use the page)')
+    sp.add_argument('--port', type=int, default=8000, help='port (0: any free one)')
+    sp.add_argument('--model', '--checkpoint', dest='model', action='append', metavar='psnr|gan|PATH',
+                    help='a generator file to offer besides the shipped models and the runs\' generators (repeatable; the first is preselected)')
+    sp.add_argument('--device', default='auto', help='auto, cpu, cuda, mps')
+    sp.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'], help='inference precision')
+    sp.add_argument('--open', action='store_true', help='open the page in the default browser')
+    sp.set_defaults(func=cmd_demo)
     return p
 
 # %% ../nbs/10_cli.ipynb #c6fd832f

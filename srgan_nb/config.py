@@ -55,9 +55,11 @@ QUICK_CAPS = dict(n_train=12, n_val=4, n_test=6, epochs=2, pretrain_epochs=2, pa
 # Named GAN recipes: `--set gan=paper` fills in these fields; explicit --set values win.
 GAN_PRESETS = {
     # Ledig et al. 2017: MSE-pretrained SRResNet, then the perceptual loss (VGG54 where its weights exist, else the
-    # offline backbone) + 1e-3 BCE adversarial, no pixel term, the BatchNorm discriminator, Adam 1e-4 for both networks
+    # offline backbone) + 1e-3 BCE adversarial, no pixel term, the BatchNorm discriminator, Adam 1e-4 for both networks;
+    # no colour anchor, no weight averaging, the default initialisation
     'paper': dict(pixel_weight=0.0, pixel_criterion='mse', perceptual_weight=1.0, adversarial_weight=1e-3, gan_loss='bce',
-                  backbone='auto', lr_g=1e-4, lr_d=1e-4, d_norm='bn', d_joint_batch=False),
+                  backbone='auto', lr_g=1e-4, lr_d=1e-4, d_norm='bn', d_joint_batch=False,
+                  anchor_weight=0.0, ema_decay=0.0, icnr=False),
 }
 
 # %% ../nbs/00_config.ipynb #04628636
@@ -101,6 +103,13 @@ class RunConfig:
     gan_loss: str = 'bce'            # bce (the paper's) | ragan (relativistic average, ESRGAN)
     d_norm: str = 'bn'               # discriminator normalisation: bn (the paper's) | sn (spectral norm, no batch statistics)
     d_joint_batch: bool = False      # real and generated patches through D in one batch (shared BatchNorm statistics)
+    anchor_weight: float = 0.0       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
+    anchor_kind: str = 'lowpass'     # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
+                                     # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss)
+    ema_decay: float = 0.0           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
+                                     # (0: off; BasicSR uses 0.999)
+    icnr: bool = False               # ICNR initialisation of the sub-pixel convolutions (Aitken et al. 2017: no checkerboard at
+                                     # the start) when the generator trains from scratch
     gan: str | None = None           # a named recipe (GAN_PRESETS) whose fields fill in what is not set explicitly
     # training
     pretrain_epochs: int = 2         # SRResNet (MSE) epochs before the GAN phase
@@ -171,6 +180,9 @@ class RunConfig:
         if self.reference_models not in ('auto', 'true', 'false'):
             raise ValueError(f"reference_models must be auto, true or false, got {self.reference_models!r}")
         if self.d_norm not in ('bn', 'sn'): raise ValueError(f"d_norm must be bn or sn, got {self.d_norm!r}")
+        if not float(self.anchor_weight) >= 0: raise ValueError(f"anchor_weight must be >= 0, got {self.anchor_weight!r}")
+        if self.anchor_kind not in ('lowpass', 'l1'): raise ValueError(f"anchor_kind must be lowpass or l1, got {self.anchor_kind!r}")
+        if not 0 <= float(self.ema_decay) < 1: raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.gan is not None and self.gan not in GAN_PRESETS:
             raise ValueError(f"Unknown gan preset {self.gan!r}; choose one of {sorted(GAN_PRESETS)}")
         return self
@@ -278,8 +290,11 @@ def runs_dir() -> Path:
 def default_run_id(cfg: RunConfig) -> str:
     "A deterministic run id: data source, quick flag and a short hash of the settings that shape results."
     d = config_dict(cfg)
-    for k, v in (('exclude', None), ('reference_models', 'auto'), ('init_generator', '')):  # newer fields at their defaults keep older runs' ids
+    newer = (('exclude', None), ('reference_models', 'auto'), ('init_generator', ''), ('anchor_weight', 0.0), ('anchor_kind', 'lowpass'),
+             ('ema_decay', 0.0), ('icnr', False))
+    for k, v in newer:  # newer fields at their defaults keep older runs' ids
         if d.get(k) == v: d.pop(k)
+    if not d.get('anchor_weight'): d.pop('anchor_kind', None)  # the anchor's kind matters only when it is on
     for k in ('run_id', 'strategy', 'epochs', 'batch_size', 'n_train', 'device', 'num_workers', 'resume', 'log_every', 'd_health_patches', 'd_health_checks', 'keep_checkpoints', 'checkpoint_minutes'):
         d.pop(k, None)
     h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]

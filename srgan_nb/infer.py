@@ -22,15 +22,16 @@ from .model import load_generator, unwrap
 from .pretrained import resolve_generator
 
 # %% auto #0
-__all__ = ['WRITE_EXTS', 'write_image', 'receptive_radius', 'probe_radius', 'tile_spans', 'fold_batchnorm', 'ShuffledTail',
-           'shuffle_tail', 'prepare_generator', 'upscale_tensor', 'upscale_image', 'upscale_batch',
-           'load_for_inference', 'Upscaler', 'compare_image', 'collect_inputs', 'plan_outputs', 'upscale_command']
+__all__ = ['WRITE_EXTS', 'GRAY_MODES', 'write_image', 'is_gray', 'luma', 'keep_gray', 'output_mode', 'receptive_radius',
+           'probe_radius', 'tile_spans', 'fold_batchnorm', 'ShuffledTail', 'shuffle_tail', 'prepare_generator',
+           'upscale_tensor', 'upscale_image', 'upscale_batch', 'load_for_inference', 'Upscaler', 'compare_image',
+           'collect_inputs', 'plan_outputs', 'upscale_command']
 
 # %% ../nbs/09_infer.ipynb #9405c745
 WRITE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')  # the readable formats (data.IMAGE_EXTS) PIL also writes
 
 def write_image(img: np.ndarray, path, quality: int = 95) -> Path:
-    "Save an HxWx3 uint8 image; the format follows the extension (PNG, JPEG at `quality`, ...)."
+    "Save an HxWx3 (RGB) or HxW (gray, mode L) uint8 image; the format follows the extension (PNG, JPEG at `quality`, ...)."
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in WRITE_EXTS: raise ValueError(f"Unsupported output extension {ext!r} for {path}; use one of {', '.join(WRITE_EXTS)}")
@@ -39,6 +40,35 @@ def write_image(img: np.ndarray, path, quality: int = 95) -> Path:
     if ext in ('.jpg', '.jpeg'): im.save(path, quality=quality, subsampling=0)
     else: im.save(path)
     return path
+
+# %% ../nbs/09_infer.ipynb #6aa41f87
+def is_gray(img, axis: int = -1) -> bool:
+    "Whether an image has no colour: one channel, or R, G and B equal at every pixel (alpha aside); channels on `axis`."
+    a = np.asarray(img)
+    if a.ndim == 2: return True
+    a = np.moveaxis(a, axis, -1)
+    if a.shape[-1] < 3: return True
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+# %% ../nbs/09_infer.ipynb #76064f29
+def luma(img, axis: int = -1) -> np.ndarray:
+    "BT.601 luma Y' = 0.299 R + 0.587 G + 0.114 B of a uint8 RGB image, rounded to uint8 as PIL's `convert('L')`; channels on `axis`."
+    a = np.moveaxis(np.asarray(img), axis, -1)
+    r, g, b = (a[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+# %% ../nbs/09_infer.ipynb #0a76574f
+def keep_gray(sr: np.ndarray, lr: np.ndarray) -> np.ndarray:
+    "The SR image of a gray `lr` with its colour replaced by its luma (on all channels); the SR of a colour `lr` as it is."
+    if not is_gray(lr): return sr
+    return np.repeat(luma(sr)[..., None], sr.shape[-1], axis=-1)
+
+# %% ../nbs/09_infer.ipynb #1a6e3d3e
+GRAY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16L', 'I;16B', 'I;16N', 'F')  # PIL modes without colour
+
+def output_mode(mode: str, sr: np.ndarray) -> str:
+    "PIL mode to write `sr`, upscaled from a file of `mode`: 'L' if `sr` is gray and the file had no colour (or a gray palette), else 'RGB'."
+    return 'L' if is_gray(sr) and (mode in GRAY_MODES or mode in ('P', 'PA')) else 'RGB'
 
 # %% ../nbs/09_infer.ipynb #ecae0593
 def receptive_radius(model: nn.Module) -> int:
@@ -163,8 +193,8 @@ def upscale_tensor(fn: Callable, x: torch.Tensor, tile: int | None = 256, overla
 
 # %% ../nbs/09_infer.ipynb #a64c647a
 def upscale_image(generator, image: np.ndarray, tile: int | None = 256, overlap: int | None = None, device=None,
-                  precision: str = 'fp32', progress: bool = False) -> np.ndarray:
-    "Upscale an HxWx3 uint8 image with `generator` (tiled, `overlap` defaults to the receptive-field radius) -> uint8."
+                  precision: str = 'fp32', progress: bool = False, gray: bool = True) -> np.ndarray:
+    "Upscale an HxWx3 uint8 image with `generator` (tiled, `overlap` defaults to the receptive-field radius) -> uint8; `gray`: `keep_gray`."
     image = np.asarray(image)
     if image.ndim == 2: image = np.repeat(image[..., None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3: raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
@@ -185,11 +215,13 @@ def upscale_image(generator, image: np.ndarray, tile: int | None = 256, overlap:
         with autocast(dev, precision): return generator(t).float()
     with torch.inference_mode():
         y = upscale_tensor(fn, x, tile=tile, overlap=overlap, progress=progress)
-        return y[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        sr = y[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return keep_gray(sr, image) if gray else sr
 
 # %% ../nbs/09_infer.ipynb #263e9e99
-def upscale_batch(generator: nn.Module, lr: torch.Tensor, device=None, precision: str = 'fp32', batch_size: int = 32) -> torch.Tensor:
-    "Upscale a uint8 (N, 3, h, w) batch of LR patches in batches of `batch_size` -> uint8 (N, 3, h*s, w*s) on the CPU."
+def upscale_batch(generator: nn.Module, lr: torch.Tensor, device=None, precision: str = 'fp32', batch_size: int = 32,
+                  gray: bool = False) -> torch.Tensor:
+    "Upscale a uint8 (N, 3, h, w) batch of LR patches in batches of `batch_size` -> uint8 (N, 3, h*s, w*s) on the CPU; `gray`: `keep_gray` per patch."
     if not isinstance(lr, torch.Tensor) or lr.dtype != torch.uint8 or lr.ndim != 4 or lr.shape[1] != 3:
         raise ValueError(f"expected a uint8 (N, 3, h, w) tensor, got {getattr(lr, 'dtype', type(lr))} {tuple(getattr(lr, 'shape', ()))}")
     dev = torch.device(device) if device is not None else next(unwrap(generator).parameters()).device
@@ -202,7 +234,11 @@ def upscale_batch(generator: nn.Module, lr: torch.Tensor, device=None, precision
             if cl: x = x.contiguous(memory_format=torch.channels_last)
             with autocast(dev, precision): y = g(x).float()
             outs.append(y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).cpu().contiguous())
-    return torch.cat(outs)
+    sr = torch.cat(outs)
+    if gray:
+        for i in [i for i in range(len(lr)) if is_gray(lr[i].numpy(), axis=0)]:
+            sr[i] = torch.from_numpy(luma(sr[i].numpy(), axis=0))[None]
+    return sr
 
 # %% ../nbs/09_infer.ipynb #11ebb970
 def load_for_inference(model=None, device='cpu') -> nn.Module:
@@ -217,7 +253,8 @@ def load_for_inference(model=None, device='cpu') -> nn.Module:
 # %% ../nbs/09_infer.ipynb #ee1b4dec
 class Upscaler:
     "A generator prepared for inference once; call it on a uint8 HxWx3 LR image to get the uint8 SR image."
-    def __init__(self, generator, device='cpu', precision: str = 'fp32', tile: int | None = 256, overlap: int | None = None):
+    def __init__(self, generator, device='cpu', precision: str = 'fp32', tile: int | None = 256, overlap: int | None = None,
+                 gray: bool = True):
         self.device = pick_device(str(device))
         self.precision = pick_precision(precision, self.device)
         raw = load_for_inference(generator, device=self.device)
@@ -227,14 +264,15 @@ class Upscaler:
         self.generator = prepare_generator(raw, self.device, self.precision)
         self.tile = tile
         self.overlap = receptive_radius(self.generator) if overlap is None else int(overlap)
+        self.gray = gray
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         "The SR image of one uint8 LR image (tiled)."
-        return upscale_image(self.generator, lr, tile=self.tile, overlap=self.overlap, device=self.device, precision=self.precision)
+        return upscale_image(self.generator, lr, tile=self.tile, overlap=self.overlap, device=self.device, precision=self.precision, gray=self.gray)
 
     def batch(self, lr: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
         "The SR patches of a uint8 (N, 3, h, w) batch."
-        return upscale_batch(self.generator, lr, self.device, self.precision, batch_size)
+        return upscale_batch(self.generator, lr, self.device, self.precision, batch_size, gray=self.gray)
 
     def describe_model(self) -> str:
         "Which generator this is, in a few words."
@@ -245,7 +283,7 @@ class Upscaler:
     def describe(self) -> str:
         "How the SR images are made, in one line."
         tiles = f"tiles of {self.tile} LR px with {self.overlap} px of context" if self.tile else 'whole images'
-        return f"srgan_nb.infer.Upscaler: {self.precision} on {self.device.type}, BatchNorm folded, {tiles}, clamped and rounded to 8 bits"
+        return f"srgan_nb.infer.Upscaler: {self.precision} on {self.device.type}, BatchNorm folded, {tiles}, clamped and rounded to 8 bits" + (", gray kept gray (BT.601 luma)" if self.gray else '')
 
 # %% ../nbs/09_infer.ipynb #b824d372
 def _font(size: int):
@@ -301,7 +339,7 @@ def plan_outputs(inputs, out=None, scale: int = 4, ext: str = '.png') -> list[tu
 def upscale_command(inputs, out=None, model=None, tile: int | None = 256, overlap: int | None = None, compare: bool = False,
                     device='auto', precision: str = 'auto', fmt: str = 'png', progress: bool = True) -> pd.DataFrame:
     """Upscale image files and folders with `model` (a shipped model's name, None: the default, or a generator file) into
-    `out` (see `plan_outputs`; default: beside the inputs); one row per image."""
+    `out` (see `plan_outputs`; default: beside the inputs), gray ones as L when they were (`output_mode`); one row per image."""
     ext = '.' + fmt.lower().lstrip('.')
     if ext not in WRITE_EXTS: raise ValueError(f"Unsupported output format {fmt!r}")
     collect_inputs(inputs)  # a missing input fails before the model loads
@@ -311,16 +349,21 @@ def upscale_command(inputs, out=None, model=None, tile: int | None = 256, overla
     for src, dst in tqdm(pairs, desc='upscale', disable=not progress or len(pairs) < 2):
         if dst.resolve() == src.resolve(): raise ValueError(f"refusing to overwrite the input {src}")
         t0 = time.perf_counter()
-        try: lr = load_image(src)
+        try:
+            lr = load_image(src)
+            with Image.open(src) as im: src_mode = im.mode
         except Exception as e:
             warnings.warn(f"skipped {src}: {e}")
             rows.append(dict(input=str(src), output=None, error=str(e))); continue
         sr = up(lr)
-        write_image(sr, dst)
+        mode = output_mode(src_mode, sr)
+        write_image(sr[..., 0] if mode == 'L' else sr, dst)
         row = dict(input=str(src), output=str(dst), lr_size=f"{lr.shape[1]}x{lr.shape[0]}", sr_size=f"{sr.shape[1]}x{sr.shape[0]}",
-                   seconds=round(time.perf_counter() - t0, 3), error=None)
+                   mode=mode, seconds=round(time.perf_counter() - t0, 3), error=None)
         if compare:
-            row['compare'] = str(write_image(compare_image(lr, sr), dst.with_name(dst.stem + '_compare' + dst.suffix)))
+            cmp = compare_image(lr, sr)
+            cmp = cmp[..., 0] if mode == 'L' and is_gray(cmp) else cmp
+            row['compare'] = str(write_image(cmp, dst.with_name(dst.stem + '_compare' + dst.suffix)))
         rows.append(row)
     df = pd.DataFrame(rows)
     n_ok = int(df['output'].notna().sum())

@@ -12,12 +12,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FEATURE_SCALE', 'EFFNET_LITE0_STAGES',
-           'EFFNET_MEAN', 'EFFNET_STD', 'EFFNET_FEATURE_SCALE', 'pixel_loss', 'adversarial_loss', 'discriminator_loss',
-           'generator_adversarial_loss', 'Backbone', 'vgg19_weights_path', 'build_vgg19', 'Conv2dSame', 'MBConv',
-           'EfficientNetLite0', 'effnet_lite0_weights_path', 'load_effnet_lite0', 'effnet_preprocess',
-           'effnet_classify', 'fold_bn', 'fuse_effnet', 'EffNetFeatures', 'build_effnet_lite0', 'build_backbone',
-           'PerceptualLoss', 'feature_scale_for', 'bicubic_pairs', 'loss_weights', 'pixel_criterion',
+__all__ = ['ANCHOR_KINDS', 'GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FEATURE_SCALE',
+           'EFFNET_LITE0_STAGES', 'EFFNET_MEAN', 'EFFNET_STD', 'EFFNET_FEATURE_SCALE', 'pixel_loss', 'lowpass',
+           'anchor_loss', 'adversarial_loss', 'discriminator_loss', 'generator_adversarial_loss', 'Backbone',
+           'vgg19_weights_path', 'build_vgg19', 'Conv2dSame', 'MBConv', 'EfficientNetLite0',
+           'effnet_lite0_weights_path', 'load_effnet_lite0', 'effnet_preprocess', 'effnet_classify', 'fold_bn',
+           'fuse_effnet', 'EffNetFeatures', 'build_effnet_lite0', 'build_backbone', 'PerceptualLoss',
+           'feature_scale_for', 'bicubic_pairs', 'loss_weights', 'anchor_settings', 'pixel_criterion',
            'generator_objective']
 
 # %% ../nbs/03_losses.ipynb #0b5116de
@@ -27,6 +28,21 @@ def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, criterion: str = 'mse') -> to
     if criterion == 'mse': return F.mse_loss(sr.float(), hr.float())
     if criterion == 'l1': return F.l1_loss(sr.float(), hr.float())
     raise ValueError(f"pixel loss criterion must be mse or l1, got {criterion!r}")
+
+# %% ../nbs/03_losses.ipynb #86d342cc
+ANCHOR_KINDS = ('lowpass', 'l1')
+
+def lowpass(x: torch.Tensor, factor: int = 4) -> torch.Tensor:
+    "The mean of every `factor` x `factor` cell (a box filter on a grid `factor` times coarser), in float32."
+    return F.avg_pool2d(x.float(), factor)
+
+def anchor_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = 'lowpass', factor: int = 4) -> torch.Tensor:
+    "L1 between SR and HR (`l1`) or between their `factor` x `factor` box low-passes (`lowpass`: colour and tone, not detail)."
+    if sr.shape != hr.shape: raise ValueError(f"sr and hr shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}")
+    if kind == 'l1': return F.l1_loss(sr.float(), hr.float())
+    if kind == 'lowpass': return F.l1_loss(lowpass(sr, factor), lowpass(hr, factor))
+    raise ValueError(f"anchor kind must be one of {ANCHOR_KINDS}, got {kind!r}")
+
 
 # %% ../nbs/03_losses.ipynb #c7d9f5a1
 def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -329,6 +345,11 @@ def loss_weights(cfg_or_weights) -> dict:
         out[part] = float(v)
     return out
 
+def anchor_settings(cfg_or_weights) -> dict:
+    "The colour anchor of a `RunConfig` or a dict: weight (0, off, when absent), kind and low-pass factor (the run's scale)."
+    get = cfg_or_weights.get if isinstance(cfg_or_weights, dict) else (lambda k, d=None: getattr(cfg_or_weights, k, d))
+    return dict(weight=float(get('anchor_weight', 0.0) or 0.0), kind=get('anchor_kind', 'lowpass') or 'lowpass', factor=int(get('scale', 4) or 4))
+
 def pixel_criterion(cfg_or_weights) -> str:
     "The pixel loss's criterion (mse or l1) of a `RunConfig` or a dict (default mse)."
     if isinstance(cfg_or_weights, dict): return cfg_or_weights.get('pixel_criterion', 'mse')
@@ -337,7 +358,7 @@ def pixel_criterion(cfg_or_weights) -> str:
 # %% ../nbs/03_losses.ipynb #1f63ef1b
 def generator_objective(sr: torch.Tensor, hr: torch.Tensor, d_fake_logits: torch.Tensor | None, perceptual: nn.Module | None,
                         cfg_or_weights, hr_features: torch.Tensor | None = None, d_real_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    "pixel_weight * pixel loss + perceptual_weight * feature MSE + adversarial_weight * BCE(D(sr), real): (total, unweighted parts)."
+    "pixel_weight * pixel loss + perceptual_weight * feature MSE + adversarial_weight * BCE(D(sr), real) + anchor_weight * anchor: (total, unweighted parts)."
     w = loss_weights(cfg_or_weights)
     zero = sr.new_zeros((), dtype=torch.float32)
     parts = {'pixel_loss': pixel_loss(sr, hr, pixel_criterion(cfg_or_weights)) if w['pixel_loss'] else zero}
@@ -346,5 +367,8 @@ def generator_objective(sr: torch.Tensor, hr: torch.Tensor, d_fake_logits: torch
     kind = cfg_or_weights.get('gan_loss', 'bce') if isinstance(cfg_or_weights, dict) else getattr(cfg_or_weights, 'gan_loss', 'bce')
     parts['adversarial_loss'] = (generator_adversarial_loss(d_fake_logits, d_real_logits, kind)
                                  if w['adversarial_loss'] and d_fake_logits is not None else zero)
-    total = sum(w[k] * v for k, v in parts.items())
+    a = anchor_settings(cfg_or_weights)
+    parts['anchor_loss'] = anchor_loss(sr, hr, a['kind'], a['factor']) if a['weight'] else zero
+    total = sum(w[k] * parts[k] for k in w) + a['weight'] * parts['anchor_loss']
     return total, {k: v.detach() for k, v in parts.items()}
+

@@ -13,9 +13,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'UpsampleBlock', 'bicubic', 'Generator', 'Discriminator', 'count_parameters',
-           'build_models', 'parameter_table', 'layer_shapes', 'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state',
-           'save_generator', 'load_generator']
+__all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'icnr_', 'UpsampleBlock', 'bicubic', 'Generator', 'Discriminator',
+           'count_parameters', 'build_models', 'parameter_table', 'layer_shapes', 'atomic_save', 'load_checkpoint',
+           'unwrap', 'cpu_state', 'save_generator', 'load_generator']
 
 # %% ../nbs/02_model.ipynb #82934f5a
 class ResidualBlock(nn.Module):
@@ -28,14 +28,26 @@ class ResidualBlock(nn.Module):
     def forward(self, x): return x + self.body(x)
 
 # %% ../nbs/02_model.ipynb #69ea9c96
+def icnr_(conv: nn.Conv2d, upscale: int = 2) -> nn.Conv2d:
+    "Initialise `conv` (before a PixelShuffle(`upscale`)) in place so that its upscale^2 sub-pixel outputs start equal (ICNR)."
+    r2 = upscale ** 2
+    if conv.out_channels % r2: raise ValueError(f"{conv.out_channels} output channels are not a multiple of {r2}")
+    sub = nn.Conv2d(conv.in_channels, conv.out_channels // r2, conv.kernel_size, bias=conv.bias is not None)  # PyTorch's default init, same fan-in
+    with torch.no_grad():
+        conv.weight.copy_(sub.weight.repeat_interleave(r2, 0))  # PixelShuffle sends channels c*r2 .. c*r2+r2-1 to the phases of channel c
+        if conv.bias is not None: conv.bias.copy_(sub.bias.repeat_interleave(r2))
+    return conv
+
 class UpsampleBlock(nn.Module):
-    "conv3x3 to 4C channels, PixelShuffle(2), PReLU: doubles height and width."
-    def __init__(self, channels: int = 64):
+    "conv3x3 to 4C channels, PixelShuffle(2), PReLU: doubles height and width (`icnr`: ICNR-initialised conv)."
+    def __init__(self, channels: int = 64, icnr: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels * 4, 3, padding=1)
+        if icnr: icnr_(self.conv, 2)
         self.shuffle = nn.PixelShuffle(2)
         self.act = nn.PReLU(channels)
     def forward(self, x): return self.act(self.shuffle(self.conv(x)))
+
 
 # %% ../nbs/02_model.ipynb #2be59e24
 def bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -45,7 +57,7 @@ def bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
 # %% ../nbs/02_model.ipynb #863d24cf
 class Generator(nn.Module):
     "SRResNet: 9x9 conv + PReLU, `n_blocks` residual blocks, conv-BN + long skip, log2(scale) PixelShuffle stages, 9x9 conv."
-    def __init__(self, scale: int = 4, n_blocks: int = 16, channels: int = 64, bicubic_skip: bool = False):
+    def __init__(self, scale: int = 4, n_blocks: int = 16, channels: int = 64, bicubic_skip: bool = False, icnr: bool = False):
         super().__init__()
         if scale not in (2, 4, 8): raise ValueError(f"scale must be 2, 4 or 8, got {scale}")
         if n_blocks < 1 or channels < 1: raise ValueError(f"n_blocks and channels must be positive, got {n_blocks}, {channels}")
@@ -53,7 +65,7 @@ class Generator(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU(channels))
         self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(n_blocks)])
         self.trunk_end = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
-        self.upsample = nn.Sequential(*[UpsampleBlock(channels) for _ in range(int(math.log2(scale)))])
+        self.upsample = nn.Sequential(*[UpsampleBlock(channels, icnr) for _ in range(int(math.log2(scale)))])
         self.tail = nn.Conv2d(channels, 3, 9, padding=4)
         if bicubic_skip:  # start from the bicubic upscale exactly: the network learns only the residual
             nn.init.zeros_(self.tail.weight); nn.init.zeros_(self.tail.bias)
@@ -112,8 +124,9 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 
 # %% ../nbs/02_model.ipynb #ec482874
 def build_models(cfg) -> tuple[Generator, Discriminator]:
-    "The generator and discriminator a `RunConfig` describes."
-    gen = Generator(scale=cfg.scale, n_blocks=cfg.n_blocks, channels=cfg.channels, bicubic_skip=getattr(cfg, 'bicubic_skip', False))
+    "The generator and discriminator a `RunConfig` describes (ICNR when `cfg.icnr` and the generator starts from scratch)."
+    icnr = bool(getattr(cfg, 'icnr', False)) and not getattr(cfg, 'init_generator', '')  # loaded weights would overwrite it
+    gen = Generator(scale=cfg.scale, n_blocks=cfg.n_blocks, channels=cfg.channels, bicubic_skip=getattr(cfg, 'bicubic_skip', False), icnr=icnr)
     disc = Discriminator(hr_size=cfg.hr_size, norm=getattr(cfg, 'd_norm', 'bn'))
     return gen, disc
 
@@ -183,7 +196,7 @@ def save_generator(gen: nn.Module, path, meta: dict | None = None) -> Path:
     return atomic_save(dict(format=GENERATOR_FORMAT, version=1, state_dict=cpu_state(g), meta=m), path)
 
 def load_generator(path, device='cpu') -> Generator:
-    "Rebuild a generator (eval mode, `.meta` attached) from `save_generator`'s file or a training checkpoint."
+    "Rebuild a generator (eval mode, `.meta` attached) from `save_generator`'s file or a training checkpoint (its EMA when it has one)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"No generator file at {path}")
     try: d = load_checkpoint(path)
@@ -192,9 +205,10 @@ def load_generator(path, device='cpu') -> Generator:
     if d.get('format') == GENERATOR_FORMAT: sd, meta = d['state_dict'], dict(d['meta'])
     elif 'generator' in d and 'config' in d:
         c = d['config']
-        sd = d['generator']
+        ema = 'generator_ema' in d  # the weight average (ema_decay), which the run writes as its GAN model
+        sd = d['generator_ema'] if ema else d['generator']
         meta = dict(scale=c['scale'], n_blocks=c['n_blocks'], channels=c['channels'], bicubic_skip=c.get('bicubic_skip', False),
-                    strategy=c.get('strategy'), epoch=d.get('epoch'))
+                    strategy=c.get('strategy'), epoch=d.get('epoch'), weights='ema' if ema else 'last step')
     else: raise ValueError(f"{path} is neither a generator file (save_generator) nor a training checkpoint")
     gen = Generator(scale=meta['scale'], n_blocks=meta['n_blocks'], channels=meta['channels'], bicubic_skip=meta.get('bicubic_skip', False))
     gen.load_state_dict(sd)

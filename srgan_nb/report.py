@@ -20,14 +20,14 @@ from .data import make_lr, bicubic_upscale, load_split_images
 from .model import build_models, count_parameters
 from .infer import Upscaler
 from .train import read_history
-from .metrics import METRIC_INFO, FaceIdentity
+from .metrics import REGISTRY, REFERENCE_METHOD, FaceIdentity, whole_images
 from . import stats
 from .pretrained import shipped_models
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'LOWER_IS_BETTER', 'COLUMN_FORMATS', 'LOSS_COLUMNS',
-           'DIGITS', 'METRIC_FAMILIES', 'REFERENCES', 'load_run', 'headline_means', 'n_train_used', 'title_markdown',
-           'strategy_markdown', 'abstract_markdown', 'introduction_markdown', 'methodology_markdown',
+           'DIGITS', 'FAMILY_TITLES', 'METRIC_FAMILIES', 'REFERENCES', 'load_run', 'headline_means', 'n_train_used',
+           'title_markdown', 'strategy_markdown', 'abstract_markdown', 'introduction_markdown', 'methodology_markdown',
            'strategies_table', 'data_flow_figure', 'save_data_flow', 'styled', 'data_table', 'example_figure',
            'model_table', 'loss_table', 'plot_losses', 'interval_table', 'readable_summary', 'plot_distributions',
            'plot_intervals', 'paired_table', 'metric_protocol', 'families', 'plot_perception_distortion',
@@ -71,18 +71,17 @@ def load_run(run_dir, strategies=None) -> dict:
 # %% ../nbs/07_report.ipynb #619e689a
 METHODS = ('bicubic', 'srresnet', 'srgan')
 METHOD_NAMES = {'bicubic': 'Bicubic', 'bicubic_skip_init': 'Untrained (bicubic skip)', 'srresnet': 'SRResNet', 'srgan': 'SRGAN',
-                'shipped_psnr': 'psnr model (trained elsewhere)', 'shipped_gan': 'gan model (trained elsewhere)'}
-METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan', 'shipped_psnr', 'shipped_gan')   # reference rows first, shipped last
-METRIC_NAMES = {'psnr': 'PSNR (dB, Y)', 'ssim': 'SSIM (Y)', 'psnr_rgb': 'PSNR (dB, RGB)', 'ssim_rgb': 'SSIM (RGB)',
-                'vif': 'VIF', 'lpips': 'LPIPS', 'feat_dist': 'feature distance (EfficientNet, aligned with training)',
-                'haarpsi': 'HaarPSI', 'fsim': 'FSIM', 'mdsi': 'MDSI', 'lr_psnr': 'LR consistency (dB)', 'face_dist': 'face identity distance'}
+                'shipped_psnr': 'psnr model (trained elsewhere)', 'shipped_gan': 'gan model (trained elsewhere)',
+                REFERENCE_METHOD: 'HR original (reference)'}
+METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan', 'shipped_psnr', 'shipped_gan', REFERENCE_METHOD)   # reference rows first, shipped last
+METRIC_NAMES = {k: m.label for k, m in REGISTRY.items()}   # labels: a view of the registry
 LOWER_IS_BETTER = stats.LOWER_IS_BETTER
 
 # %% ../nbs/07_report.ipynb #48824c23
 def headline_means(per_image: pd.DataFrame, metric='psnr') -> pd.DataFrame:
     "Mean of `metric` per method (rows) and strategy (columns), on whole images when a `level` column says so."
     df = per_image
-    if 'level' in df and (df['level'] == 'image').any(): df = df[df['level'] == 'image']
+    df = whole_images(df)
     t = df.pivot_table(index='method', columns='strategy', values=metric, aggfunc='mean')
     return t.reindex([m for m in METHOD_ORDER if m in t.index] + [m for m in t.index if m not in METHOD_ORDER])
 
@@ -352,7 +351,7 @@ def plot_distributions(per_image: pd.DataFrame, metrics=('psnr', 'ssim')):
     "Per-image metric distributions: a box and the points, per method, coloured by strategy."
     metrics = [m for m in metrics if m in per_image]
     df = per_image.copy()
-    if 'level' in df and (df['level'] == 'image').any(): df = df[df['level'] == 'image']
+    df = whole_images(df)
     df['method'] = df['method'].map(lambda m: METHOD_NAMES.get(m, m))
     order = [METHOD_NAMES.get(m, m) for m in METHOD_ORDER if METHOD_NAMES.get(m, m) in set(df['method'])]
     order += sorted(set(df['method']) - set(order))
@@ -367,7 +366,7 @@ def plot_distributions(per_image: pd.DataFrame, metrics=('psnr', 'ssim')):
 # %% ../nbs/07_report.ipynb #92496372
 def plot_intervals(summary: pd.DataFrame, metrics=None):
     "Means with 95% t-intervals (thick) and BCa intervals (thin) per method and strategy, one panel per metric."
-    if 'level' in summary and (summary['level'] == 'image').any(): summary = summary[summary['level'] == 'image']
+    summary = whole_images(summary)
     metrics = list(metrics or summary['metric'].unique())
     strategies = list(summary['strategy'].unique()) if 'strategy' in summary else [None]
     n_methods = summary['method'].nunique() if 'method' in summary else len(METHODS)
@@ -388,15 +387,14 @@ def plot_intervals(summary: pd.DataFrame, metrics=None):
     return fig
 
 # %% ../nbs/07_report.ipynb #ab6fe415
-DIGITS = dict(psnr=2, psnr_rgb=2, ssim=4, ssim_rgb=4, vif=3, feat_dist=3, lpips=3)   # as srgan_nb.stats.DIGITS
+DIGITS = stats.DIGITS   # from the metric registry
 
 def _fmt_p(p) -> str:
     return 'n/a' if pd.isna(p) else ('<0.001' if p < 0.001 else f'{p:.3f}')
 
 def paired_table(paired: pd.DataFrame, digits: int | None = None) -> pd.DataFrame:
     "A `stats.paired_vs_baseline` (or `compare_strategies`) frame as text: difference, 95% t and BCa intervals, Wilcoxon and t p, Cohen's dz."
-    if 'level' in paired and (paired['level'] == 'image').any(): paired = paired[paired['level'] == 'image']
-    paired = paired.reset_index(drop=True)
+    paired = whole_images(paired).reset_index(drop=True)
     keys = [c for c in ('strategy', 'method', 'metric') if c in paired]
     out = paired[keys + ['n']].copy()
     name = lambda m: METHOD_NAMES.get(m, m)
@@ -417,15 +415,14 @@ def paired_table(paired: pd.DataFrame, digits: int | None = None) -> pd.DataFram
     return out
 
 # %% ../nbs/07_report.ipynb #81d2061d
-METRIC_FAMILIES = {'fidelity': ('psnr', 'ssim', 'vif', 'lr_psnr'),
-                   'perceptual, independent of training': ('haarpsi', 'fsim', 'mdsi', 'lpips'),
-                   'face identity': ('face_dist',),
-                   'aligned with training': ('feat_dist',)}
+FAMILY_TITLES = {'fidelity': 'fidelity', 'perceptual': 'perceptual, independent of training', 'naturalness': 'naturalness (no reference)',
+                 'colour': 'colour', 'identity': 'face identity', 'aligned': 'aligned with training'}
+METRIC_FAMILIES = {title: tuple(k for k, m in REGISTRY.items() if m.family == fam) for fam, title in FAMILY_TITLES.items()}
 
 def metric_protocol(metrics) -> pd.DataFrame:
-    "One line per metric: name, what it measures, better, independent of training or aligned with it (from `metrics.METRIC_INFO`)."
-    return pd.DataFrame([dict(metric=METRIC_NAMES.get(m, m), measures=METRIC_INFO[m]['measures'], better=METRIC_INFO[m]['better'],
-                              training=METRIC_INFO[m]['training']) for m in metrics if m in METRIC_INFO])
+    "One line per metric: name, what it measures, better, independent of training or aligned with it (from `metrics.REGISTRY`)."
+    return pd.DataFrame([dict(metric=REGISTRY[m].label, measures=REGISTRY[m].measures, better=REGISTRY[m].better,
+                              training=REGISTRY[m].training) for m in metrics if m in REGISTRY])
 
 def families(metrics) -> dict:
     "The metric families that have at least one of `metrics`, each with those metrics in order."
@@ -454,7 +451,7 @@ def plot_perception_distortion(summary: pd.DataFrame, x: str = 'psnr', y: str = 
 def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> str:
     "The conclusion, from per-image whole-image results: best method per family, SRGAN vs SRResNet, D health, caveats."
     import warnings
-    pi = per_image[per_image['level'] == 'image'] if 'level' in per_image else per_image
+    pi = whole_images(per_image)
     metrics = [m for fam in METRIC_FAMILIES.values() for m in fam if m in pi and pi[m].notna().any()]
     lines = ["## Conclusion", ""]
     for s in (strategies or sorted(pi['strategy'].dropna().unique())):
@@ -527,7 +524,7 @@ def strategy_comparison(per_image: pd.DataFrame, a: str = 's1', b: str = 's2', m
     import warnings
     from srgan_nb.stats import compare_strategies, StatsWarning
     df = per_image
-    if 'level' in df and (df['level'] == 'image').any(): df = df[df['level'] == 'image']
+    df = whole_images(df)
     metrics = [m for m in metrics if m in df and df[m].notna().any()]
     methods = [m for m in methods if m in set(df['method'])]
     if not metrics or not methods or not {a, b} <= set(df['strategy']): return pd.DataFrame()

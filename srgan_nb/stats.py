@@ -10,20 +10,22 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .metrics import REGISTRY, REFERENCE_METHOD
+
 # %% auto #0
 __all__ = ['METRICS', 'LOWER_IS_BETTER', 'DIGITS', 'StatsWarning', 't_interval', 'bca_interval', 'describe', 'metric_columns',
-           'image_level', 'summarize', 'paired_vs_baseline', 'compare_strategies', 'fmt_ci', 'numeric_table',
-           'summary_table', 'sample_caveat', 'coverage']
+           'image_level', 'not_scored', 'summarize', 'paired_vs_baseline', 'compare_strategies', 'fmt_ci',
+           'numeric_table', 'summary_table', 'sample_caveat', 'coverage']
 
 # %% ../nbs/06_stats.ipynb #8adaa7c7
 class StatsWarning(UserWarning):
     "A statistic could not be computed (tiny or degenerate sample) and is reported as NaN."
 
 # %% ../nbs/06_stats.ipynb #6858cd69
-# the project's metric columns (srgan_nb.metrics computes them and describes each in METRIC_INFO), their direction and digits
-METRICS = ('psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'vif', 'feat_dist', 'lpips', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist')
-LOWER_IS_BETTER = ('feat_dist', 'lpips', 'mdsi', 'face_dist')
-DIGITS = dict(psnr=2, psnr_rgb=2, ssim=4, ssim_rgb=4, vif=3, feat_dist=3, lpips=3, haarpsi=4, fsim=4, mdsi=4, lr_psnr=2, face_dist=4)
+# views of the metric registry (srgan_nb.metrics.REGISTRY declares each metric once): columns, direction, digits
+METRICS = tuple(REGISTRY)
+LOWER_IS_BETTER = tuple(k for k, m in REGISTRY.items() if m.better == 'lower')
+DIGITS = {k: m.digits for k, m in REGISTRY.items()}
 
 # %% ../nbs/06_stats.ipynb #83fbae7c
 def _values(x, what: str = 'sample') -> np.ndarray:
@@ -130,6 +132,10 @@ def image_level(df: pd.DataFrame, metrics=None, by=('strategy', 'method')) -> pd
     return out.reset_index()
 
 # %% ../nbs/06_stats.ipynb #ae2ce22b
+def not_scored(method, metric: str) -> bool:
+    "Whether `metric` is left empty by design for `method`: the HR reference rows carry only the no-reference metrics (NIQE)."
+    return method == REFERENCE_METHOD and metric in REGISTRY and not REGISTRY[metric].no_reference
+
 def summarize(df: pd.DataFrame, metrics=None, by=('strategy', 'method'), confidence: float = 0.95,
               n_resamples: int = 4999, seed: int = 0) -> pd.DataFrame:
     "n, mean, sd, t-interval and BCa interval per group (`by` + level) and metric, on per-image values."
@@ -140,6 +146,7 @@ def summarize(df: pd.DataFrame, metrics=None, by=('strategy', 'method'), confide
     for key, g in il.groupby(keys, dropna=False, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         for m in metrics:
+            if not_scored(dict(zip(keys, key)).get('method'), m): continue
             what = ' / '.join(str(k) for k in key) + f' / {m}'
             rows.append(dict(zip(keys, key), metric=m, **describe(g[m], confidence, n_resamples, seed, what=what)))
     return pd.DataFrame(rows)
@@ -180,6 +187,7 @@ def paired_vs_baseline(df: pd.DataFrame, baseline: str = 'bicubic', metrics=None
                 warnings.warn(f"{label}: only {len(common)} images scored by both (of {len(base)} and {len(other)}); pairing those",
                               StatsWarning, stacklevel=2)
             for m in metrics:
+                if not_scored(meth, m) or not_scored(baseline, m): continue
                 d = _values(other.loc[common, m].to_numpy() - base.loc[common, m].to_numpy(), f'{label} / {m}')
                 desc = describe(d, confidence, n_resamples, seed, what=f'{label} / {m}')
                 rows.append(dict(zip(keys, key), method=meth, baseline=baseline, metric=m, n=desc['n'],

@@ -45,7 +45,7 @@ def fake_history(pretrain_epochs: int = 2, epochs: int = 3, seed: int = 0) -> pd
     return pd.DataFrame(rows)
 
 def fake_per_image(n: int = 8, strategies=('s1', 's2'), seed: int = 0) -> pd.DataFrame:
-    "Made-up per-image metrics in the tidy shape of `srgan_nb.metrics.evaluate` (bicubic, srresnet, srgan)."
+    "Made-up per-image metrics in the tidy shape of `srgan_nb.evaluate.evaluate` (bicubic, srresnet, srgan)."
     rng = np.random.default_rng(seed); rows = []
     base = rng.normal(26, 2, n)
     for s in strategies:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #7ddea4fb
 from __future__ import annotations
-import contextlib, ctypes, json, math, os, random, sys, time, warnings
+import contextlib, copy, ctypes, json, math, os, random, sys, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,11 +25,12 @@ from .metrics import psnr
 from .pretrained import resolve_generator
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'LEGACY_HISTORY_NAMES', 'RESUME_KEYS', 'NEWER_KEYS', 'TrainingDiverged', 'history_frame',
-           'read_history', 'in_notebook', 'show_progress', 'progress_bar', 'rng_state', 'set_rng_state',
-           'patch_tensors', 'image_count', 'shard_indices', 'augment_pair', 'make_scaler', 'batch_psnr', 'bicubic_psnr',
-           'LossTracker', 'dist_info', 'setup_distributed', 'SRGAN', 'build_srgan', 'pretrain_step',
-           'discriminator_step', 'generator_step', 'srgan_step', 'd_pairwise_accuracy', 'health_steps',
+__all__ = ['HISTORY_COLUMNS', 'LEGACY_HISTORY_NAMES', 'D_HEALTH_COLUMNS', 'RESUME_KEYS', 'NEWER_KEYS', 'TrainingDiverged',
+           'history_frame', 'read_history', 'in_notebook', 'show_progress', 'progress_bar', 'rng_state',
+           'set_rng_state', 'patch_tensors', 'image_count', 'shard_indices', 'augment_pair', 'make_scaler',
+           'batch_psnr', 'bicubic_psnr', 'LossTracker', 'dist_info', 'setup_distributed', 'SRGAN', 'build_srgan',
+           'pretrain_step', 'discriminator_step', 'generator_step', 'srgan_step', 'ema_update', 'ema_reset',
+           'd_health_mode', 'frozen_buffers', 'd_pairwise_accuracy', 'd_health_record', 'health_steps',
            'd_health_warning', 'hr_feature_cache', 'ResumeRefused', 'config_mismatch', 'save_checkpoint', 'Progress',
            'checkpoint_state', 'restore', 'slim_checkpoint', 'resume_checkpoint', 'init_generator', 'keep_freed_memory',
            'training_device', 'training_data', 'validate', 'run_epoch', 'end_epoch', 'write_summary', 'fit',
@@ -45,18 +46,21 @@ class TrainingDiverged(RuntimeError):
 
 # %% ../nbs/04_train.ipynb #ce8cae16
 HISTORY_COLUMNS = ['epoch', 'phase', 'g_loss', 'd_loss_fake', 'd_loss_real', 'pixel_loss', 'perceptual_loss',
-                   'adversarial_loss', 'd_real_mean', 'd_fake_mean', 'd_pair_acc', 'd_pair_acc_min',
-                   'val_psnr', 'val_psnr_bicubic', 'seconds']
+                   'adversarial_loss', 'anchor_loss', 'd_real_mean', 'd_fake_mean', 'd_pair_acc', 'd_pair_acc_min',
+                   'd_pair_acc_eval', 'd_health_mode', 'val_psnr', 'val_psnr_bicubic', 'seconds']
 LEGACY_HISTORY_NAMES = {'content_loss': 'pixel_loss'}  # older runs' column names -> today's
 
 def history_frame(rows) -> pd.DataFrame:
-    "History rows (dicts) as a frame with exactly `HISTORY_COLUMNS`, in order (missing columns NaN)."
+    "History rows (dicts) as a frame with exactly `HISTORY_COLUMNS`, in order (missing columns NaN; older runs' D accuracy marked eval mode)."
     df = pd.DataFrame(list(rows)).rename(columns=LEGACY_HISTORY_NAMES)
+    if 'd_health_mode' not in df.columns and 'd_pair_acc' in df.columns:  # before the mode was recorded, D was measured in eval mode
+        df['d_health_mode'] = pd.Series('eval', index=df.index, dtype=object).where(df['d_pair_acc'].notna())
     return df.reindex(columns=HISTORY_COLUMNS)
 
 def read_history(path) -> pd.DataFrame:
     "A history.csv (of this or an older version) as a frame with `HISTORY_COLUMNS`."
     return history_frame(pd.read_csv(path).to_dict('records'))
+
 
 # %% ../nbs/04_train.ipynb #1af6cf99
 def in_notebook() -> bool:
@@ -201,8 +205,12 @@ class LossTracker:
         return dict(names=self.names, sums=self.sums.tolist(), first_bad=self.first_bad.tolist(), count=self.count)
 
     def load(self, st: dict) -> 'LossTracker':
-        "Continue from `state()`."
-        if list(st['names']) != self.names: raise ValueError(f"tracker state of parts {st['names']} does not fit {self.names}")
+        "Continue from `state()` (parts an older version's state lacks start at 0: that version never computed them)."
+        names = list(st['names'])
+        if set(names) - set(self.names): raise ValueError(f"tracker state of parts {st['names']} does not fit {self.names}")
+        if names != self.names:
+            sums, bad = dict(zip(names, st['sums'])), dict(zip(names, st['first_bad']))
+            st = dict(st, sums=[sums.get(k, 0.0) for k in self.names], first_bad=[bad.get(k, -1) for k in self.names])
         self.sums = torch.tensor(st['sums'], dtype=torch.float32, device=self.device)
         self.first_bad = torch.tensor(st['first_bad'], dtype=torch.long, device=self.device)
         self.count = int(st['count'])
@@ -240,11 +248,13 @@ class SRGAN:
     opt_d: torch.optim.Optimizer
     scaler_g: torch.amp.GradScaler
     scaler_d: torch.amp.GradScaler
-    weights: dict            # pixel_weight, perceptual_weight, adversarial_weight, pixel_criterion, gan_loss
+    weights: dict            # pixel_weight, perceptual_weight, adversarial_weight, pixel_criterion, gan_loss, anchor_weight, anchor_kind, scale
     device: torch.device
     precision: str = 'fp32'
     channels_last: bool = False
     joint_batch: bool = False  # HR and SR through D in one batch
+    ema_decay: float = 0.0     # the generator's weight average over the GAN steps (0: off)
+    ema: nn.Module | None = None  # that average: made from the generator at the first GAN step (`ema_reset`), None before
 
     def autocast(self):
         "The autocast context of this run's precision."
@@ -256,7 +266,7 @@ def _adam(params, lr: float, cfg: RunConfig, device: torch.device):
 
 def build_srgan(cfg: RunConfig, generator: nn.Module | None = None, discriminator: nn.Module | None = None,
                 backbone: nn.Module | None = None, device=None) -> SRGAN:
-    "The `SRGAN` of `cfg`: models built from the config unless passed, the perceptual backbone frozen, all on `device`."
+    "The `SRGAN` of `cfg`: models built from the config unless passed (ICNR when `cfg.icnr` and no `init_generator`), the perceptual backbone frozen, all on `device`."
     device = pick_device(cfg.device) if device is None else torch.device(device)
     precision = pick_precision(cfg.precision, device)
     if generator is None or discriminator is None:
@@ -268,11 +278,12 @@ def build_srgan(cfg: RunConfig, generator: nn.Module | None = None, discriminato
     if backbone is None and cfg.perceptual_weight: backbone = build_backbone(cfg.backbone, cfg.vgg_weights)
     perceptual = PerceptualLoss(backbone.eval().requires_grad_(False)).to(device) if backbone is not None else None
     weights = dict(pixel_weight=cfg.pixel_weight, perceptual_weight=cfg.perceptual_weight,
-                   adversarial_weight=cfg.adversarial_weight, pixel_criterion=cfg.pixel_criterion, gan_loss=cfg.gan_loss)
+                   adversarial_weight=cfg.adversarial_weight, pixel_criterion=cfg.pixel_criterion, gan_loss=cfg.gan_loss,
+                   anchor_weight=cfg.anchor_weight, anchor_kind=cfg.anchor_kind, scale=cfg.scale)
     return SRGAN(G, D, perceptual, _adam(G.parameters(), cfg.lr_pretrain or cfg.lr_g, cfg, device),
                  _adam(G.parameters(), cfg.lr_g, cfg, device), _adam(D.parameters(), cfg.lr_d, cfg, device),
                  make_scaler(device, precision), make_scaler(device, precision), weights, device, precision, cfg.channels_last,
-                 cfg.d_joint_batch)
+                 cfg.d_joint_batch, float(cfg.ema_decay))
 
 # %% ../nbs/04_train.ipynb #36e255c6
 def pretrain_step(s: SRGAN, lr: torch.Tensor, hr: torch.Tensor) -> dict:
@@ -323,35 +334,87 @@ def generator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor, hr_features: to
     return dict(g_loss=g_loss.detach(), **parts)
 
 def srgan_step(s: SRGAN, lr: torch.Tensor, hr: torch.Tensor, hr_features: torch.Tensor | None = None) -> dict:
-    "One SRGAN training step: SR = G(lr), then `discriminator_step`, then `generator_step`. Returns every loss part."
+    "One SRGAN training step: SR = G(lr), then `discriminator_step`, then `generator_step`, then the EMA update (when on). Returns every loss part."
+    if s.ema_decay and s.ema is None: ema_reset(s)  # the first GAN step: the average starts from the generator the GAN phase starts with
     with s.autocast(): sr = s.generator(lr)
     out = discriminator_step(s, sr, hr)
     out.update(generator_step(s, sr, hr, hr_features))
+    if s.ema is not None: ema_update(s.ema, s.generator, s.ema_decay)
     return out
 
-# %% ../nbs/04_train.ipynb #77c7fccc
+# %% ../nbs/04_train.ipynb #1315bfa5
 @torch.no_grad()
-def d_pairwise_accuracy(s: SRGAN, lr_u8: torch.Tensor, hr_u8: torch.Tensor, batch_size: int = 50) -> dict:
-    "D's pairwise accuracy (share of patches with D(hr) > D(G(lr))) and mean D(hr), D(sr) on uint8 patches, D in eval mode."
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> nn.Module:
+    "Move every floating-point weight and buffer of `ema` the fraction 1 - `decay` towards `model`'s (others are copied)."
+    src = unwrap(model).state_dict()
+    for k, v in ema.state_dict().items():
+        w = src[k].to(v.device)
+        if v.is_floating_point(): v.lerp_(w.to(v.dtype), 1.0 - float(decay))
+        else: v.copy_(w)
+    return ema
+
+def ema_reset(s: SRGAN) -> nn.Module:
+    "Start `s`'s weight average at the generator's current weights (a frozen eval-mode copy)."
+    s.ema = copy.deepcopy(unwrap(s.generator)).eval().requires_grad_(False)
+    return s.ema
+
+
+# %% ../nbs/04_train.ipynb #77c7fccc
+D_HEALTH_COLUMNS = ['epoch', 'step', 'd_pair_acc', 'd_hr', 'd_sr', 'd_health_mode', 'd_pair_acc_eval', 'd_hr_eval', 'd_sr_eval']
+
+def d_health_mode(s: SRGAN) -> str:
+    "How D sees its batches in training: train-joint, train-separate (BatchNorm on each batch's statistics) or eval (no batch statistics)."
     D = unwrap(s.discriminator)
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()): return 'eval'
+    return 'train-joint' if s.joint_batch else 'train-separate'
+
+@contextlib.contextmanager
+def frozen_buffers(module: nn.Module):
+    "Run `module` in any mode and put its buffers (BatchNorm running statistics, spectral-norm vectors) back afterwards."
+    saved = [(b, b.detach().clone()) for b in module.buffers()]
+    try: yield module
+    finally:
+        with torch.no_grad():
+            for b, v in saved: b.copy_(v)
+
+@torch.no_grad()
+def d_pairwise_accuracy(s: SRGAN, lr_u8: torch.Tensor, hr_u8: torch.Tensor, batch_size: int = 50, mode: str = 'eval',
+                        sr_u8: torch.Tensor | None = None) -> dict:
+    "D's pairwise accuracy (share of patches with D(hr) > D(G(lr)), ties half) and mean D(hr), D(sr) on uint8 patches, D in `mode` (see `d_health_mode`)."
+    if mode not in ('eval', 'train-separate', 'train-joint'): raise ValueError(f"mode must be eval, train-separate or train-joint, got {mode!r}")
+    D = unwrap(s.discriminator)
+    if sr_u8 is None: sr_u8 = upscale_batch(s.generator, lr_u8, s.device, s.precision, 50)
     was = D.training
-    D.eval()
+    D.train(mode != 'eval')
+    real, fake = [], []
+    def prep(t):
+        x = t.to(s.device).float().div_(255)
+        return x.contiguous(memory_format=torch.channels_last) if s.channels_last else x
     try:
-        sr_u8 = upscale_batch(s.generator, lr_u8, s.device, s.precision, batch_size)
-        real, fake = [], []
-        for i in range(0, len(lr_u8), batch_size):
-            for src, acc in ((hr_u8, real), (sr_u8, fake)):
-                x = src[i:i + batch_size].to(s.device).float().div_(255)
-                if s.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-                with s.autocast(): acc.append(D(x).float().cpu())
+        with frozen_buffers(D):
+            for i in range(0, len(hr_u8), batch_size):
+                hr, sr = prep(hr_u8[i:i + batch_size]), prep(sr_u8[i:i + batch_size])
+                with s.autocast():
+                    if mode == 'train-joint': r, f = D(torch.cat([hr, sr])).float().chunk(2)
+                    else: r, f = D(hr).float(), D(sr).float()  # separate calls: each batch on its own statistics in train mode
+                real.append(r.cpu()); fake.append(f.cpu())
     finally: D.train(was)
     real, fake = torch.cat(real), torch.cat(fake)
-    return dict(d_pair_acc=float((real > fake).float().mean()), d_hr=float(torch.sigmoid(real).mean()),
-                d_sr=float(torch.sigmoid(fake).mean()))
+    return dict(d_pair_acc=float(((real > fake).float() + 0.5 * (real == fake).float()).mean()),
+                d_hr=float(torch.sigmoid(real).mean()), d_sr=float(torch.sigmoid(fake).mean()))
+
+def d_health_record(s: SRGAN, lr_u8: torch.Tensor, hr_u8: torch.Tensor, batch_size: int = 50) -> dict:
+    "One D-health measurement: pairwise accuracy, mean D(hr) and D(sr) in the mode training uses (chunks of `batch_size`), and in eval mode."
+    mode = d_health_mode(s)
+    sr_u8 = upscale_batch(s.generator, lr_u8, s.device, s.precision, 50)
+    h = d_pairwise_accuracy(s, lr_u8, hr_u8, batch_size, mode, sr_u8)
+    e = h if mode == 'eval' else d_pairwise_accuracy(s, lr_u8, hr_u8, 50, 'eval', sr_u8)
+    return h | dict(d_health_mode=mode, d_pair_acc_eval=e['d_pair_acc'], d_hr_eval=e['d_hr'], d_sr_eval=e['d_sr'])
 
 def health_steps(n_steps: int, checks: int = 5) -> list[int]:
     "The steps of an epoch after which D's health is measured: `checks` evenly spaced ones, the last step included."
     return sorted({max(1, round(i * n_steps / checks)) for i in range(1, checks + 1)})
+
 
 # %% ../nbs/04_train.ipynb #3f52a403
 def d_health_warning(hist: pd.DataFrame) -> str | None:
@@ -389,8 +452,9 @@ def hr_feature_cache(backbone: nn.Module, hr_u8: torch.Tensor, device, precision
 RESUME_KEYS = ('seed', 'hr_size', 'scale', 'n_blocks', 'channels', 'bicubic_skip', 'backbone', 'pixel_weight',
                'pixel_criterion', 'perceptual_weight', 'adversarial_weight', 'gan_loss', 'd_norm', 'd_joint_batch',
                'pretrain_epochs', 'lr_pretrain', 'augment',
-               'batch_size', 'lr_g', 'lr_d', 'beta1', 'beta2', 'n_train', 'patches_per_image', 'init_generator')
-NEWER_KEYS = dict(init_generator='')  # settings added later: a checkpoint without them was made at this default
+               'batch_size', 'lr_g', 'lr_d', 'beta1', 'beta2', 'n_train', 'patches_per_image', 'init_generator',
+               'anchor_weight', 'anchor_kind', 'ema_decay', 'icnr')
+NEWER_KEYS = dict(init_generator='', anchor_weight=0.0, anchor_kind='lowpass', ema_decay=0.0, icnr=False)  # settings added later: a checkpoint without them was made at this default
 
 class ResumeRefused(ValueError):
     "A checkpoint was made with other training settings than the run asks for."
@@ -422,11 +486,13 @@ def checkpoint_state(s: SRGAN, cfg: RunConfig, prog: Progress, val_psnr_bicubic:
                 discriminator=cpu_state(s.discriminator), opt_pretrain=s.opt_pretrain.state_dict(), opt_g=s.opt_g.state_dict(),
                 opt_d=s.opt_d.state_dict(), scaler_g=s.scaler_g.state_dict(), scaler_d=s.scaler_d.state_dict(),
                 history=prog.history, d_health=prog.d_health, train_seconds=prog.train_seconds, images_seen=prog.images_seen,
-                phase_time=prog.phase_time, partial=prog.partial, val_psnr_bicubic=val_psnr_bicubic, rng=rng_state())
+                phase_time=prog.phase_time, partial=prog.partial, val_psnr_bicubic=val_psnr_bicubic, rng=rng_state(),
+                **(dict(generator_ema=cpu_state(s.ema)) if s.ema is not None else {}))
 
 def restore(s: SRGAN, ckpt: dict) -> Progress:
-    "Load a checkpoint's networks, optimisers, scalers and random states into `s` (the generator alone from a slim one); return its `Progress`."
+    "Load a checkpoint's networks (and the generator's EMA), optimisers, scalers and random states into `s` (the generators alone from a slim one); return its `Progress`."
     unwrap(s.generator).load_state_dict(ckpt['generator'])
+    if 'generator_ema' in ckpt: ema_reset(s).load_state_dict(ckpt['generator_ema'])  # the weight average, once the GAN phase began
     if not ckpt.get('slim'):
         unwrap(s.discriminator).load_state_dict(ckpt['discriminator'])
         s.opt_pretrain.load_state_dict(ckpt['opt_pretrain']); s.opt_g.load_state_dict(ckpt['opt_g']); s.opt_d.load_state_dict(ckpt['opt_d'])
@@ -437,7 +503,8 @@ def restore(s: SRGAN, ckpt: dict) -> Progress:
 
 def slim_checkpoint(state: dict) -> dict:
     "A finished run's checkpoint without what only further training needs (discriminator, optimisers, scalers, random states)."
-    keep = ('version', 'epoch', 'config', 'generator', 'history', 'd_health', 'train_seconds', 'images_seen', 'phase_time', 'val_psnr_bicubic')
+    keep = ('version', 'epoch', 'config', 'generator', 'generator_ema', 'history', 'd_health', 'train_seconds', 'images_seen', 'phase_time',
+            'val_psnr_bicubic')
     return {k: state[k] for k in keep if k in state} | dict(slim=True)
 
 def resume_checkpoint(cfg: RunConfig, ckpt_path: Path, total_epochs: int, rank: int = 0) -> dict | None:
@@ -500,14 +567,15 @@ def training_data(cfg: RunConfig, train_set, val_set, device) -> SimpleNamespace
                            val_psnr_bicubic=bicubic_psnr(*val, cfg.scale) if val else float('nan'),
                            health=(val[0][:n_h], val[1][:n_h]) if n_h else None, feats=None)
 
-def validate(s: SRGAN, data: SimpleNamespace, scale: int) -> float:
-    "Mean Y-PSNR of the generator on the validation patches (NaN without them)."
+def validate(s: SRGAN, data: SimpleNamespace, scale: int, generator: nn.Module | None = None) -> float:
+    "Mean Y-PSNR of the generator (or `generator`, e.g. the EMA) on the validation patches (NaN without them)."
     if not data.val: return float('nan')
-    return float(np.mean(batch_psnr(upscale_batch(s.generator, data.val[0], s.device, s.precision), data.val[1], scale)))
+    g = s.generator if generator is None else generator
+    return float(np.mean(batch_psnr(upscale_batch(g, data.val[0], s.device, s.precision), data.val[1], scale)))
 
 # %% ../nbs/04_train.ipynb #e97257f8
 _PRETRAIN_PARTS = ['pixel_loss', 'g_loss']
-_GAN_PARTS = ['pixel_loss', 'perceptual_loss', 'adversarial_loss', 'd_loss_real', 'd_loss_fake',
+_GAN_PARTS = ['pixel_loss', 'perceptual_loss', 'adversarial_loss', 'anchor_loss', 'd_loss_real', 'd_loss_fake',
               'g_loss', 'd_loss', 'd_real_mean', 'd_fake_mean']
 
 def _batch(data, b, cfg, device, aug_gen):
@@ -520,9 +588,9 @@ def _batch(data, b, cfg, device, aug_gen):
         lr_b, hr_b = lr_b.contiguous(memory_format=torch.channels_last), hr_b.contiguous(memory_format=torch.channels_last)
     return lr_b, hr_b
 
-def _partial(epoch: int, step: int, tracker: LossTracker, accs: list, seconds: float, aug_gen) -> dict:
+def _partial(epoch: int, step: int, tracker: LossTracker, accs: list, seconds: float, aug_gen, accs_eval: list = ()) -> dict:
     "Where an unfinished epoch stands, for a checkpoint inside it."
-    return dict(epoch=epoch, step=step, tracker=tracker.state(), accs=list(accs), seconds=seconds,
+    return dict(epoch=epoch, step=step, tracker=tracker.state(), accs=list(accs), accs_eval=list(accs_eval), seconds=seconds,
                 aug=aug_gen.get_state() if aug_gen is not None else None)
 
 def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Progress, rank: int = 0, world: int = 1,
@@ -538,10 +606,10 @@ def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Pr
     aug_gen = torch.Generator().manual_seed(int(cfg.seed) * 7919 + ep) if cfg.augment else None
     n_steps = math.ceil(len(idx) / bs)
     checks = set(health_steps(n_steps, cfg.d_health_checks)) if phase == 'gan' and main and data.health else set()
-    tracker, accs = LossTracker(_PRETRAIN_PARTS if phase == 'pretrain' else _GAN_PARTS, s.device), []
+    tracker, accs, accs_eval = LossTracker(_PRETRAIN_PARTS if phase == 'pretrain' else _GAN_PARTS, s.device), [], []
     part, start, before = prog.partial if prog.partial and prog.partial.get('epoch') == epoch else None, 0, 0.0
     if part:  # resume inside this epoch: same shuffled order, skip the steps done, continue the sums
-        start, before, accs = int(part['step']), float(part['seconds']), list(part['accs'])
+        start, before, accs, accs_eval = int(part['step']), float(part['seconds']), list(part['accs']), list(part.get('accs_eval', []))
         tracker.load(part['tracker'])
         if aug_gen is not None: aug_gen.set_state(part['aug'])
     every = float(cfg.checkpoint_minutes) * 60
@@ -555,14 +623,14 @@ def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Pr
             else: parts = srgan_step(s, lr_b, hr_b, data.feats[b.to(data.feats.device)] if data.feats is not None else None)
             tracker.add(step, **parts)
             if step in checks:
-                h = d_pairwise_accuracy(s, *data.health)
-                prog.d_health.append(dict(epoch=epoch, step=step, **h)); accs.append(h['d_pair_acc'])
+                h = d_health_record(s, *data.health, batch_size=bs)  # in the mode D trains in, and in eval mode
+                prog.d_health.append(dict(epoch=epoch, step=step, **h)); accs.append(h['d_pair_acc']); accs_eval.append(h['d_pair_acc_eval'])
             bar.update(1)
             if step % cfg.log_every == 0:
                 m = tracker.means(epoch, phase)
                 bar.set_postfix({k: f"{m[k]:.4f}" for k in ('g_loss', 'd_loss') if k in m} | ({'D acc': f"{accs[-1]:.2f}"} if accs else {}))
             if save is not None and every and step < n_steps and time.perf_counter() - last_save >= every:
-                prog.partial = _partial(epoch, step, tracker, accs, before + time.perf_counter() - t0, aug_gen)
+                prog.partial = _partial(epoch, step, tracker, accs, before + time.perf_counter() - t0, aug_gen, accs_eval)
                 save(); last_save = time.perf_counter()
         m = tracker.means(epoch, phase)
     seconds, prog.partial = before + time.perf_counter() - t0, None  # every resumed part of the epoch counts
@@ -572,9 +640,11 @@ def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Pr
     nan = float('nan')
     return dict(epoch=epoch, phase=phase, g_loss=m['g_loss'], d_loss_fake=m.get('d_loss_fake', nan), d_loss_real=m.get('d_loss_real', nan),
                 pixel_loss=m['pixel_loss'], perceptual_loss=m.get('perceptual_loss', nan), adversarial_loss=m.get('adversarial_loss', nan),
-                d_real_mean=m.get('d_real_mean', nan), d_fake_mean=m.get('d_fake_mean', nan),
+                anchor_loss=m.get('anchor_loss', nan), d_real_mean=m.get('d_real_mean', nan), d_fake_mean=m.get('d_fake_mean', nan),
                 d_pair_acc=float(np.mean(accs)) if accs else nan, d_pair_acc_min=float(np.min(accs)) if accs else nan,
-                val_psnr=validate(s, data, cfg.scale) if main else nan, val_psnr_bicubic=data.val_psnr_bicubic, seconds=seconds)
+                d_pair_acc_eval=float(np.mean(accs_eval)) if accs_eval else nan, d_health_mode=d_health_mode(s) if accs else nan,
+                val_psnr=validate(s, data, cfg.scale, s.ema if phase == 'gan' else None) if main else nan,  # the EMA when on: the model written
+                val_psnr_bicubic=data.val_psnr_bicubic, seconds=seconds)
 
 # %% ../nbs/04_train.ipynb #9c09bf24
 def _fmt(row: dict) -> str:
@@ -583,7 +653,10 @@ def _fmt(row: dict) -> str:
     if row['phase'] == 'gan':
         s += (f" perceptual {row['perceptual_loss']:.4f} adversarial {row['adversarial_loss']:.4f}"
               f" d_real {row['d_loss_real']:.3f} d_fake {row['d_loss_fake']:.3f} D(hr) {row['d_real_mean']:.2f} D(sr) {row['d_fake_mean']:.2f}")
-        if not math.isnan(row['d_pair_acc']): s += f" D pair acc {row['d_pair_acc']:.2f} (min {row['d_pair_acc_min']:.2f})"
+        if row.get('anchor_loss') and not math.isnan(row['anchor_loss']): s += f" anchor {row['anchor_loss']:.4f}"
+        if not math.isnan(row['d_pair_acc']):
+            s += f" D pair acc {row['d_pair_acc']:.2f} (min {row['d_pair_acc_min']:.2f}, {row.get('d_health_mode')}"
+            s += f"; eval {row['d_pair_acc_eval']:.2f})" if row.get('d_health_mode') != 'eval' else ')'
     if not math.isnan(row['val_psnr']): s += f" | val PSNR {row['val_psnr']:.2f} dB (bicubic {row['val_psnr_bicubic']:.2f})"
     return s + f" | {row['seconds']:.1f}s"
 
@@ -596,14 +669,16 @@ def end_epoch(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, row: dict
         if cfg.keep_checkpoints: save_checkpoint(st, out_dir/'checkpoints'/'pretrain.pt')
         save_generator(s.generator, out_dir/'generator_srresnet.pt', dict(gen_meta, pretrain_epochs=cfg.pretrain_epochs, val_psnr=row['val_psnr']))
     history_frame(prog.history).to_csv(out_dir/'history.csv', index=False)
-    pd.DataFrame(prog.d_health, columns=['epoch', 'step', 'd_pair_acc', 'd_hr', 'd_sr']).to_csv(out_dir/'d_health.csv', index=False)
+    pd.DataFrame(prog.d_health, columns=D_HEALTH_COLUMNS).to_csv(out_dir/'d_health.csv', index=False)
 
 def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data, gen_meta: dict, world: int = 1) -> dict:
-    "Rank 0 at the end: the final generator, history and train_summary.json (speed, settings, validation PSNRs); warn about D's health."
+    "Rank 0 at the end: the final generator (the EMA when on), history and train_summary.json (speed, settings, validation PSNRs); warn about D's health."
     hist = history_frame(prog.history)
     last, pre = hist.iloc[-1], hist[hist.phase == 'pretrain']
-    save_generator(s.generator, out_dir/'generator_srgan.pt', dict(gen_meta, pretrain_epochs=cfg.pretrain_epochs, epochs=cfg.epochs,
-                                                                   val_psnr=float(last.val_psnr)))
+    ema = s.ema is not None  # the weight average is the GAN phase's model when on
+    save_generator(s.ema if ema else s.generator, out_dir/'generator_srgan.pt',
+                   dict(gen_meta, pretrain_epochs=cfg.pretrain_epochs, epochs=cfg.epochs, val_psnr=float(last.val_psnr),
+                        weights='ema' if ema else 'last step', ema_decay=float(cfg.ema_decay) if ema else 0.0))
     hist.to_csv(out_dir/'history.csv', index=False)
     rate = lambda k: prog.phase_time[k][1] / prog.phase_time[k][0] if prog.phase_time[k][0] > 0 else float('nan')
     warn = d_health_warning(hist)
@@ -614,7 +689,8 @@ def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data,
                    n_health_patches=len(data.health[0]) if data.health else 0, pretrain_epochs=cfg.pretrain_epochs,
                    epochs=cfg.epochs, batch_size=cfg.batch_size, val_psnr_bicubic=data.val_psnr_bicubic,
                    val_psnr_srresnet=float(pre.val_psnr.iloc[-1]) if len(pre) else float('nan'),
-                   val_psnr_srgan=float(last.val_psnr), d_health_warning=warn, config=config_dict(cfg), out_dir=str(out_dir))
+                   val_psnr_srgan=float(last.val_psnr), d_health_warning=warn, d_health_mode=d_health_mode(s), srgan_weights='ema' if ema else 'last step',
+                   config=config_dict(cfg), out_dir=str(out_dir))
     if not cfg.keep_checkpoints:  # training is over: keep what evaluation, the report and a rerun need (from memory, no reread)
         save_checkpoint(slim_checkpoint(checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)), out_dir/'checkpoints'/'last.pt')
     (out_dir/'train_summary.json').write_text(json.dumps(summary, indent=2, default=str))
@@ -732,7 +808,9 @@ def plot_history(hist: pd.DataFrame):
     axes[0].set_yscale('log'); axes[0].set_title('generator losses'); axes[0].legend(fontsize=8)
     for k in ('d_loss_real', 'd_loss_fake', 'adversarial_loss'): axes[1].plot(hist.epoch, hist[k], marker='o', label=k)
     axes[1].set_title('GAN losses'); axes[1].legend(fontsize=8)
-    axes[2].plot(hist.epoch, hist.d_pair_acc, marker='o', label='mean'); axes[2].plot(hist.epoch, hist.d_pair_acc_min, marker='v', label='min')
+    mode = hist.d_health_mode.dropna().iloc[-1] if hist.d_health_mode.notna().any() else 'eval'
+    axes[2].plot(hist.epoch, hist.d_pair_acc, marker='o', label=f'mean ({mode})'); axes[2].plot(hist.epoch, hist.d_pair_acc_min, marker='v', label='min')
+    if mode != 'eval' and hist.d_pair_acc_eval.notna().any(): axes[2].plot(hist.epoch, hist.d_pair_acc_eval, marker='s', ls=':', label='mean (eval mode)')
     axes[2].axhline(0.5, color='gray', ls='--', label='chance'); axes[2].set_ylim(-0.02, 1.02)
     axes[2].set_title("D pairwise accuracy (validation)"); axes[2].legend(fontsize=8)
     axes[3].plot(hist.epoch, hist.val_psnr, marker='o', label='generator')
@@ -743,16 +821,18 @@ def plot_history(hist: pd.DataFrame):
     return fig
 
 def plot_d_health(d_health: pd.DataFrame, steps_per_epoch: int | None = None):
-    "Every D-health measurement (pairwise accuracy, mean D(hr) and D(sr)) against training progress in epochs."
+    "Every D-health measurement (pairwise accuracy in training's mode and in eval mode, mean D(hr) and D(sr)) against training progress in epochs."
     import matplotlib.pyplot as plt
     d = d_health.copy()
     spe = steps_per_epoch or d.groupby('epoch').step.max().max()
     x = d.epoch - 1 + d.step / spe
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.plot(x, d.d_pair_acc, marker='o', ms=3, label='pairwise accuracy')
+    mode = d.d_health_mode.dropna().iloc[-1] if 'd_health_mode' in d and d.d_health_mode.notna().any() else 'eval'  # older runs: eval mode
+    ax.plot(x, d.d_pair_acc, marker='o', ms=3, label=f'pairwise accuracy ({mode})')
+    if mode != 'eval' and 'd_pair_acc_eval' in d: ax.plot(x, d.d_pair_acc_eval, marker='s', ms=3, ls=':', label='pairwise accuracy (eval mode)')
     ax.plot(x, d.d_hr, lw=1, label='mean D(hr)'); ax.plot(x, d.d_sr, lw=1, label='mean D(sr)')
     ax.axhline(0.5, color='gray', ls='--', lw=0.8); ax.set_ylim(-0.02, 1.02)
-    ax.set(xlabel='epoch', title='discriminator health on fixed validation patches (D in eval mode)')
+    ax.set(xlabel='epoch', title=f'discriminator health on fixed validation patches (D in {mode} mode)')
     ax.legend(fontsize=8); fig.tight_layout()
     return fig
 

@@ -54,7 +54,7 @@ def test_upscale_missing_checkpoint(tmp_path, capsys):
 def test_evaluation_scores_exactly_what_upscale_writes(tmp_path):
     "Same LR, fp32, PNG, same tiling: the SR image the evaluation scores is byte for byte the file `srgan-nb upscale` writes."
     from skimage import data as skd
-    from srgan_nb import metrics as M
+    from srgan_nb import metrics as M, evaluate as E
     from srgan_nb.data import make_lr, load_image
     torch.manual_seed(3)
     g = Generator(n_blocks=2, channels=8, bicubic_skip=True)
@@ -64,8 +64,8 @@ def test_evaluation_scores_exactly_what_upscale_writes(tmp_path):
     Image.fromarray(make_lr(hr, 4)).save(tmp_path/'lr.png')
     assert main(['upscale', str(tmp_path/'lr.png'), '-o', str(tmp_path/'up.png'), '--checkpoint', str(ck),
                  '--device', 'cpu', '--precision', 'fp32', '--tile', '16']) == 0
-    df = M.evaluate({'test': ck}, [('face', hr)], metrics=['psnr'], tile=16, precision='fp32', sr_dir=tmp_path/'sr', progress=False)
+    df = E.evaluate({'test': ck}, [('face', hr)], metrics=['psnr'], tile=16, precision='fp32', sr_dir=tmp_path/'sr', progress=False)
     scored = tmp_path/'sr'/'test'/'face.png'
     assert scored.read_bytes() == (tmp_path/'up.png').read_bytes()
     assert df.psnr.iloc[0] == M.psnr(load_image(tmp_path/'up.png'), hr)
-    assert df.psnr.iloc[0] != M.psnr(M.bicubic_method(4)(make_lr(hr, 4)), hr)  # not trivially bicubic
+    assert df.psnr.iloc[0] != M.psnr(E.bicubic_method(4)(make_lr(hr, 4)), hr)  # not trivially bicubic

@@ -8,11 +8,9 @@ from PIL import Image
 
 from srgan_nb.model import Generator
 from srgan_nb.infer import (receptive_radius, probe_radius, tile_spans, prepare_generator, upscale_tensor,
-                            upscale_image, upscale_command, compare_image, fold_batchnorm)
-from srgan_nb.data import load_image
-
-
-
+                            upscale_image, upscale_batch, upscale_command, compare_image, fold_batchnorm,
+                            is_gray, luma, keep_gray, output_mode, Upscaler)
+from srgan_nb.data import load_image, make_lr
 
 
 def _randomize_bn(g):
@@ -123,9 +121,11 @@ def test_folder_batch_writes_files(tmp_path, gen, img):
                        'sub/rgba_sr.png', 'sub/rgba_sr_compare.png']
     assert Image.open(tmp_path/'out'/'sub'/'rgba_sr.png').size == (120, 80)
     assert Image.open(tmp_path/'out'/'gray_sr.png').size == (212, 148)
-    # the written SR equals the in-memory upscale of what was read
+    # the written SR equals the in-memory upscale of what was read; gray in, gray (L) out
+    assert [Image.open(tmp_path/'out'/f).mode for f in ('gray_sr.png', 'gray_sr_compare.png', 'photo_sr.png')] == ['L', 'L', 'RGB']
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path/'out'/'gray_sr.png')),
-                                  upscale_image(gen, load_image(src/'gray.png'), tile=16))
+                                  upscale_image(gen, load_image(src/'gray.png'), tile=16)[..., 0])
+    assert list(df['mode']) == ['L', 'RGB', 'RGB']
 
 
 def test_single_file_jpeg_out(tmp_path, gen, img):
@@ -192,3 +192,124 @@ def test_shuffled_tail_is_exact(scale):
     fused = shuffle_tail(copy.deepcopy(g))
     assert isinstance(fused.upsample[-1], ShuffledTail)
     with torch.no_grad(): assert torch.allclose(fused(x), g(x), atol=1e-5)
+
+
+# --- gray stays gray ---------------------------------------------------------------------------------------------
+
+def test_luma_is_pil_convert_l_and_keeps_gray_values():
+    rgb = (np.random.default_rng(5).random((40, 33, 3)) * 256).astype(np.uint8)
+    np.testing.assert_array_equal(luma(rgb), np.asarray(Image.fromarray(rgb).convert('L')))
+    assert np.abs(luma(rgb) - rgb @ np.array([0.299, 0.587, 0.114])).max() <= 0.5 + 1e-3   # BT.601, rounded
+    v = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    np.testing.assert_array_equal(luma(np.dstack([v, v, v])), v)                          # gray pixels keep their value
+    np.testing.assert_array_equal(luma(rgb.transpose(2, 0, 1), axis=0), luma(rgb))
+
+
+def test_is_gray_and_keep_gray():
+    g = np.repeat(np.arange(30, dtype=np.uint8).reshape(5, 6, 1), 3, axis=2)
+    c = g.copy(); c[4, 5, 2] += 1
+    assert is_gray(g) and is_gray(g[..., 0]) and is_gray(np.dstack([g, np.zeros((5, 6), np.uint8)])) and not is_gray(c)
+    sr = (np.random.default_rng(6).random((20, 24, 3)) * 256).astype(np.uint8)
+    assert keep_gray(sr, c) is sr                                   # colour LR: the SR untouched
+    k = keep_gray(sr, g)
+    assert k.shape == sr.shape and k.dtype == np.uint8 and is_gray(k)
+    np.testing.assert_array_equal(k[..., 1], luma(sr))
+    assert [output_mode(m, k) for m in ('L', 'I;16', 'LA', 'P', 'RGB', 'RGBA')] == ['L'] * 4 + ['RGB'] * 2
+    assert output_mode('P', sr) == output_mode('L', sr) == 'RGB'
+
+
+def _mode_image(mode, gray8):
+    "An image file's content in PIL `mode` made from the 8-bit gray `gray8` (and one colour palette for 'P colour')."
+    if mode == 'L': return Image.fromarray(gray8)
+    if mode == 'I;16': return Image.fromarray(gray8.astype(np.uint16) * 257)
+    if mode == 'I': return Image.fromarray(gray8.astype(np.int32) * 257, 'I')
+    if mode == 'LA': return Image.fromarray(np.dstack([gray8, np.full_like(gray8, 255)]), 'LA')
+    if mode == 'P': return Image.fromarray(gray8).convert('P')      # a palette of grays
+    if mode == 'RGB': return Image.fromarray(np.dstack([gray8] * 3))
+    if mode == 'RGBA': return Image.fromarray(np.dstack([gray8] * 3 + [np.full_like(gray8, 255)]))
+    raise ValueError(mode)
+
+
+@pytest.mark.parametrize('mode,written', [('L', 'L'), ('I;16', 'L'), ('I', 'L'), ('LA', 'L'), ('P', 'L'),
+                                          ('RGB', 'RGB'), ('RGBA', 'RGB')])
+def test_gray_inputs_come_out_gray(tmp_path, gen, img, mode, written):
+    "Every gray input (by mode, or RGB/RGBA with equal channels) gives an SR with equal channels, in L where the file had no colour."
+    im = _mode_image(mode, img[..., 1])
+    assert im.mode == mode
+    src = tmp_path/('in.tif' if mode == 'I' else 'in.png')         # PNG holds no 32-bit I; TIFF does
+    im.save(src)
+    with Image.open(src) as back: assert back.mode == mode
+    df = upscale_command(src, tmp_path/'out.png', gen, tile=16, device='cpu', precision='fp32', progress=False)
+    with Image.open(tmp_path/'out.png') as out:
+        assert out.mode == written and out.size == (212, 148) and df['mode'].iloc[0] == written
+        a = np.asarray(out)
+    assert is_gray(a)
+    lr = load_image(src)
+    raw = upscale_image(gen, lr, tile=16, gray=False)
+    assert not is_gray(raw)                                        # the generator alone tints gray: the test can fail
+    np.testing.assert_array_equal(a if a.ndim == 2 else a[..., 0], luma(raw))
+
+
+def test_colour_palette_and_colour_photo_untouched(tmp_path, gen, img):
+    Image.fromarray(img).convert('P').save(tmp_path/'p.png'); Image.fromarray(img).save(tmp_path/'c.png')
+    upscale_command([tmp_path/'p.png', tmp_path/'c.png'], tmp_path/'o', gen, tile=16, device='cpu', precision='fp32', progress=False)
+    for f in ('p', 'c'):
+        with Image.open(tmp_path/'o'/f'{f}_sr.png') as out: assert out.mode == 'RGB'
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path/'o'/f'{f}_sr.png')),
+                                      upscale_image(gen, load_image(tmp_path/f'{f}.png'), tile=16, gray=False))
+
+
+def test_upscale_batch_gray_per_patch(gen, img):
+    lr = torch.from_numpy(img[:24, :24].copy()).permute(2, 0, 1)[None].repeat(3, 1, 1, 1)
+    lr[1] = lr[1, :1]                                              # patch 1 gray
+    raw, kept = upscale_batch(gen, lr), upscale_batch(gen, lr, gray=True)
+    assert not is_gray(raw[1], axis=0) and is_gray(kept[1], axis=0)  # default: the raw generator (training measures it)
+    assert torch.equal(kept[[0, 2]], raw[[0, 2]])
+    np.testing.assert_array_equal(kept[1].permute(1, 2, 0).numpy(), upscale_image(gen, lr[1].permute(1, 2, 0).numpy()))
+    up = Upscaler(gen, precision='fp32')
+    assert torch.equal(up.batch(lr), kept) and 'gray kept gray' in up.describe()
+
+
+@pytest.fixture(scope='module')
+def face_lr():
+    "A 40x40 colour LR face crop (scikit-image's astronaut, ships with the package: no network)."
+    from skimage import data as skd
+    return make_lr(skd.astronaut()[40:200, 170:330], 4)
+
+
+@pytest.mark.parametrize('mode,written', [('L', 'L'), ('I;16', 'L'), ('RGB', 'RGB')])
+def test_shipped_gan_gray_through_cli(tmp_path, face_lr, mode, written):
+    "`srgan-nb upscale` with the shipped gan model: gray in (L, 16-bit, RGB with equal channels), gray out, in its mode."
+    from srgan_nb.cli import main
+    gray8 = luma(face_lr)
+    _mode_image(mode, gray8).save(tmp_path/'face.png')
+    assert main(['upscale', str(tmp_path/'face.png'), '-o', str(tmp_path/'sr.png'), '--model', 'gan',
+                 '--device', 'cpu', '--precision', 'fp32']) == 0
+    with Image.open(tmp_path/'sr.png') as out: assert out.mode == written and out.size == (160, 160); a = np.asarray(out)
+    assert is_gray(a)
+    raw = Upscaler('gan', precision='fp32', gray=False)(np.dstack([gray8] * 3))
+    assert np.ptp(raw.astype(int), axis=2).max() > 3               # the gan model alone tints this gray face
+    np.testing.assert_array_equal(a if a.ndim == 2 else a[..., 2], luma(raw))
+
+
+def test_shipped_gan_colour_unchanged_through_cli(tmp_path, face_lr):
+    "A colour photo: the written SR is exactly the generator's output without the gray handling."
+    from srgan_nb.cli import main
+    Image.fromarray(face_lr).save(tmp_path/'face.png')
+    assert main(['upscale', str(tmp_path/'face.png'), '-o', str(tmp_path/'sr.png'), '--model', 'gan',
+                 '--device', 'cpu', '--precision', 'fp32']) == 0
+    with Image.open(tmp_path/'sr.png') as out: assert out.mode == 'RGB'; a = np.asarray(out)
+    np.testing.assert_array_equal(a, Upscaler('gan', precision='fp32', gray=False)(face_lr))
+    assert not is_gray(a)
+
+
+def test_set14_gray_photo_stays_gray(shared):
+    "Set14's grayscale img_003 (x4 LR) through the shipped gan model: raw output tinted, kept output gray, Y-PSNR equal to rounding."
+    from srgan_nb.metrics import psnr
+    p = shared/'Set14'/'img_003.png'
+    if not p.exists(): pytest.skip(f'{p} absent')
+    hr = load_image(p); lr = make_lr(hr, 4)
+    up = Upscaler('gan', precision='fp32')
+    kept = up(lr); up.gray = False; raw = up(lr)
+    assert is_gray(lr) and is_gray(kept) and np.ptp(raw.astype(int), axis=2).max() > 10
+    assert abs(psnr(kept, hr) - psnr(raw, hr)) < 0.05

@@ -270,3 +270,42 @@ def test_generator_objective_under_the_paper_preset(effnet):
     assert float(parts['pixel_loss']) == 0
     default_total, _ = L.generator_objective(sr, hr, logits, perceptual, make_config('s2'))
     torch.testing.assert_close(default_total, feat + 1e-4 * adv)  # the project's default differs only in the adversarial weight
+
+
+# ---------------------------------------------------------------- the colour anchor
+def test_anchor_loss_values():
+    "Zero on equal images; lowpass ignores a zero-mean pattern finer than its cell (L1 charges it); both see a colour cast."
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 24, 24, generator=g) * 0.8 + 0.1
+    checker = 0.05 * (-1.0) ** (torch.arange(24)[:, None] + torch.arange(24)[None, :])
+    cast = torch.tensor([0.0, 0.0, 0.06]).view(1, 3, 1, 1)
+    for kind in L.ANCHOR_KINDS: assert float(L.anchor_loss(hr, hr, kind)) == 0
+    assert float(L.anchor_loss(hr + checker, hr, 'lowpass')) < 1e-7
+    assert math.isclose(float(L.anchor_loss(hr + checker, hr, 'l1')), 0.05, rel_tol=1e-5)
+    for kind in L.ANCHOR_KINDS: assert math.isclose(float(L.anchor_loss(hr + cast, hr, kind)), 0.02, rel_tol=1e-5)
+    # a blur keeps the cell means nearly (lowpass barely moves) but loses the detail (L1 sees it)
+    blur = F.avg_pool2d(F.pad(hr, (1, 1, 1, 1), mode='replicate'), 3, stride=1)
+    assert float(L.anchor_loss(blur, hr, 'lowpass')) < 0.25 * float(L.anchor_loss(blur, hr, 'l1'))
+    torch.testing.assert_close(L.lowpass(hr, 4), hr.view(2, 3, 6, 4, 6, 4).mean((3, 5)))
+    assert L.anchor_loss(hr.bfloat16(), hr).dtype == torch.float32
+    with pytest.raises(ValueError, match='anchor kind'): L.anchor_loss(hr, hr, 'l2')
+    with pytest.raises(ValueError, match='shapes differ'): L.anchor_loss(hr, hr[..., :8])
+
+
+def test_anchor_in_the_generator_objective():
+    "anchor_weight adds the anchor (cell size = the run's scale), independent of the pixel term's weight and criterion; off by default."
+    G, _ = small_models()
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 32, 32)
+    sr = G(lr)
+    cfg = RunConfig(perceptual_weight=0.0, adversarial_weight=0.0, anchor_weight=0.3, pixel_criterion='mse', scale=2, hr_size=32)
+    total, parts = L.generator_objective(sr, hr, None, None, cfg)
+    torch.testing.assert_close(total, 0.3 * L.anchor_loss(sr, hr, 'lowpass', 2))
+    assert float(parts['pixel_loss']) == 0 and float(parts['anchor_loss']) > 0
+    total.backward()
+    assert G.head[0].weight.grad.abs().sum() > 0 and G.tail.weight.grad.abs().sum() > 0
+    both, p2 = L.generator_objective(sr, hr, None, None, dict(pixel=1, perceptual=0, adversarial=0, anchor_weight=0.5, anchor_kind='l1'))
+    torch.testing.assert_close(both, L.pixel_loss(sr, hr) + 0.5 * L.pixel_loss(sr, hr, 'l1'))
+    _, p3 = L.generator_objective(sr, hr, None, None, RunConfig(pixel_weight=1.0))  # off by default; weight dicts without it: off
+    _, p4 = L.generator_objective(sr, hr, None, None, dict(pixel=1, perceptual=0, adversarial=0))
+    assert float(p3['anchor_loss']) == 0 == float(p4['anchor_loss'])
+    assert L.anchor_settings(RunConfig(scale=8, hr_size=96)) == dict(weight=0.0, kind='lowpass', factor=8)

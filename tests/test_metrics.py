@@ -12,6 +12,7 @@ from skimage import data as skdata, filters, metrics as skm
 from skimage.color import rgb2ycbcr
 
 from srgan_nb import metrics as M
+from srgan_nb import evaluate as E
 from srgan_nb.data import make_lr, bicubic_upscale, list_images, load_image
 
 
@@ -129,7 +130,7 @@ def test_lpips_from_local_weights(tmp_path, monkeypatch, hr):
     lp = M.LPIPSMetric('squeeze')
     assert lp(hr, hr) == pytest.approx(0.0, abs=1e-7)
     assert lp(_blur(hr, 2.0), hr) > lp(_blur(hr, 0.5), hr) > 0
-    df = M.evaluate({'bicubic': 'bicubic'}, [('a', hr)], metrics=['psnr', 'lpips'], lpips_net='squeeze', progress=False)
+    df = E.evaluate({'bicubic': 'bicubic'}, [('a', hr)], metrics=['psnr', 'lpips'], lpips_net='squeeze', progress=False)
     assert 'lpips' in df.columns and np.isfinite(df.lpips).all()
 
 
@@ -140,7 +141,7 @@ def test_generator_method_is_the_inference_path_and_rounds():
     nn.init.dirac_(g[1].weight); nn.init.constant_(g[1].bias, 0.3 / 255)  # adds 0.3 levels: rounds back
     g.train()
     lr = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
-    up = M.as_method(g)
+    up = E.as_method(g)
     assert isinstance(up, Upscaler) and up.precision == 'fp32' and 'fp32' in up.describe()
     sr = up(lr)
     assert sr.dtype == np.uint8 and sr.shape == (40, 48, 3)
@@ -155,11 +156,13 @@ def test_evaluate_wiring(hr, toy_backbone):
     def nearest(lr):
         seen.append(lr.copy())
         return np.repeat(np.repeat(lr, 4, 0), 4, 1)
-    df = M.evaluate({'bicubic': 'bicubic', 'nearest': nearest}, [('astro', hr), ('cat', hr2)], strategy='s1',
+    df = E.evaluate({'bicubic': 'bicubic', 'nearest': nearest}, [('astro', hr), ('cat', hr2)], strategy='s1',
                     backbone=toy_backbone, progress=False)
     assert list(df.columns[:4]) == ['image_id', 'method', 'strategy', 'level']
     assert {'psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'vif', 'feat_dist'} <= set(df.columns)
-    assert len(df) == 4 and set(df.level) == {'image'} and set(df.strategy) == {'s1'}
+    assert len(df) == 6 and set(df.level) == {'image'} and set(df.strategy) == {'s1'}   # 2 methods and the HR reference row
+    ref = df[df.method == M.REFERENCE_METHOD]
+    assert len(ref) == 2 and ref.niqe.notna().all() and ref.psnr.isna().all()
     cat = df[(df.image_id == 'cat')].iloc[0]
     assert (cat.height, cat.width) == (200, 196)
     # the LR the method saw is PIL BICUBIC of the cropped HR, and its score is what psnr() says
@@ -178,15 +181,15 @@ def test_evaluate_generator_equals_its_method(hr, toy_backbone):
     torch.manual_seed(1)
     g = Generator(n_blocks=1, channels=8, bicubic_skip=True)
     nn.init.normal_(g.tail.weight, std=1e-3)
-    df = M.evaluate({'bicubic': 'bicubic', 'gen': g}, [('astro', hr)], metrics=['psnr', 'ssim'], progress=False)
-    sr = M.as_method(g)(make_lr(hr, 4))
+    df = E.evaluate({'bicubic': 'bicubic', 'gen': g}, [('astro', hr)], metrics=['psnr', 'ssim'], progress=False)
+    sr = E.as_method(g)(make_lr(hr, 4))
     assert df.set_index('method').loc['gen', 'psnr'] == pytest.approx(M.psnr(sr, hr))
     assert 'fp32' in df.attrs['notes']['sr:gen']  # the evaluation says how its SR images were made
     assert df.set_index('method').loc['gen', 'psnr'] != df.set_index('method').loc['bicubic', 'psnr']
     with pytest.raises(ValueError, match='upscales x2'):
-        M.evaluate({'gen': Generator(scale=2, n_blocks=1, channels=8)}, [('a', hr)], scale=4, progress=False)
+        E.evaluate({'gen': Generator(scale=2, n_blocks=1, channels=8)}, [('a', hr)], scale=4, progress=False)
     with pytest.raises(ValueError, match='shape'):
-        M.evaluate({'bad': lambda lr: lr}, [('a', hr)], metrics=['psnr'], progress=False)
+        E.evaluate({'bad': lambda lr: lr}, [('a', hr)], metrics=['psnr'], progress=False)
 
 
 def test_evaluate_patches(hr, toy_backbone):
@@ -196,14 +199,14 @@ def test_evaluate_patches(hr, toy_backbone):
     phr = np.stack([hr[y:y + 96, x:x + 96] for y, x in boxes])
     patches = SimpleNamespace(hr=phr, lr=np.stack([make_lr(p, 4) for p in phr]), image_ids=np.array(['a', 'a', 'b', 'b']))
     kw = dict(metrics=['psnr', 'ssim'], progress=False, whole=False)
-    keep = M.evaluate({'bicubic': 'bicubic'}, [], patches=patches, patch_agg=None, **kw)
+    keep = E.evaluate({'bicubic': 'bicubic'}, [], patches=patches, patch_agg=None, **kw)
     assert len(keep) == 4 and set(keep.level) == {'patch'} and list(keep.patch) == [0, 1, 2, 3]
-    mean = M.evaluate({'bicubic': 'bicubic'}, [], patches=patches, **kw)
+    mean = E.evaluate({'bicubic': 'bicubic'}, [], patches=patches, **kw)
     assert len(mean) == 2 and list(mean.n_patches) == [2, 2]
     assert mean.set_index('image_id').psnr['a'] == pytest.approx(keep.psnr[:2].mean())
     # both levels in one frame: stats keeps them apart, one value per image
     from srgan_nb.stats import summarize, StatsWarning
-    both = M.evaluate({'bicubic': 'bicubic'}, [('a', hr), ('b', hr[::-1].copy())], patches=patches, metrics=['psnr'], progress=False)
+    both = E.evaluate({'bicubic': 'bicubic'}, [('a', hr), ('b', hr[::-1].copy())], patches=patches, metrics=['psnr'], progress=False)
     with pytest.warns(StatsWarning, match='n=2'):   # two images: intervals undefined, said so
         s = summarize(both, metrics=['psnr'])
     assert set(s.level) == {'image', 'patch'} and set(s.n) == {2}
@@ -214,7 +217,7 @@ def test_bicubic_set5_conformance(shared):
     if not set5.exists(): pytest.skip(f'{set5} absent')
     imgs = [(i, load_image(p)) for i, p in list_images(set5)]
     assert len(imgs) == 5
-    df = M.evaluate({'bicubic': 'bicubic'}, imgs, metrics=['psnr', 'ssim'], progress=False)
+    df = E.evaluate({'bicubic': 'bicubic'}, imgs, metrics=['psnr', 'ssim'], progress=False)
     assert abs(df.psnr.mean() - 28.43) < 0.02, df.psnr.mean()
     assert abs(df.ssim.mean() - 0.8104) < 0.002, df.ssim.mean()   # SRGAN Table 2 (MATLAB SSIM): 0.8104
 
@@ -242,7 +245,7 @@ def test_evaluate_run(reports_tmp):
     _save_gen(folder/'generator_srresnet.pt', 1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        df = M.evaluate_run(cfg, 's2', metrics=['psnr', 'ssim', 'vif'], progress=False)
+        df = E.evaluate_run(cfg, 's2', metrics=['psnr', 'ssim', 'vif'], progress=False)
     assert sum(str(w.message).startswith('vif: images of 48x48 are too small') for w in caught) == 1
     images = load_split_images(cfg, 'test')
     ids = {i for i, _ in images}
@@ -252,13 +255,13 @@ def test_evaluate_run(reports_tmp):
         assert set(img[img.method == m].image_id) == ids
     assert set(patch.image_id) == ids and set(patch.method) == {'bicubic', 'srresnet', 'srgan'}   # the reference: whole images only
     assert patch.vif.isna().all() and patch.psnr.notna().all() and img.vif.notna().all()
-    untrained = M.as_method(Generator(n_blocks=1, channels=8, bicubic_skip=True))
+    untrained = E.as_method(Generator(n_blocks=1, channels=8, bicubic_skip=True))
     i0, hr0 = images[0]
-    hr0 = M.crop_to_scale(hr0, 4)
+    hr0 = E.crop_to_scale(hr0, 4)
     ref = img[(img.image_id == i0) & (img.method == 'bicubic_skip_init')].iloc[0]
     assert ref.psnr == pytest.approx(M.psnr(untrained(make_lr(hr0, 4)), hr0), abs=1e-9)
     row = img[(img.image_id == i0) & (img.method == 'srgan')].iloc[0]
-    assert row.psnr == pytest.approx(M.psnr(M.as_method(g)(make_lr(hr0, 4)), hr0), abs=1e-9)
+    assert row.psnr == pytest.approx(M.psnr(E.as_method(g)(make_lr(hr0, 4)), hr0), abs=1e-9)
     ev = folder/'eval'
     assert {'per_image.csv', 'summary.csv', 'table.csv', 'notes.json'} <= {p.name for p in ev.iterdir()}
     back = pd.read_csv(ev/'per_image.csv')
@@ -287,7 +290,7 @@ def test_evaluate_run_without_generators(reports_tmp):
     from srgan_nb.config import make_config
     cfg = make_config('s1', data_source='samples', quick=True, num_workers=0)
     with pytest.raises(FileNotFoundError, match='train first'):
-        M.evaluate_run(cfg, 's1', progress=False)
+        E.evaluate_run(cfg, 's1', progress=False)
 
 
 def test_evaluate_command_folder(reports_tmp, tmp_path, capsys):
@@ -302,7 +305,7 @@ def test_evaluate_command_folder(reports_tmp, tmp_path, capsys):
     cfg = make_config('s2', data_source='samples', quick=True)
     out = tmp_path/'out'/'set.csv'
     with pytest.warns(UserWarning, match='broken.png'):
-        ev = M.evaluate_command(cfg, checkpoint=ck, data_dir=folder, out=out, progress=False)
+        ev = E.evaluate_command(cfg, checkpoint=ck, data_dir=folder, out=out, progress=False)
     assert capsys.readouterr().out == ''  # printing is the command line's job
     from srgan_nb.cli import print_evaluation
     print_evaluation(ev)
@@ -310,10 +313,10 @@ def test_evaluate_command_folder(reports_tmp, tmp_path, capsys):
     assert 'bicubic' in text and 'srgan' in text and str(out) in text and 'Only 2 test images' in text
     assert out.exists() and (out.parent/'set_summary.csv').exists()
     back = pd.read_csv(out)
-    assert len(back) == 4 and set(back.image_id) == {'astro.png', 'camera.png'}
-    assert set(back.method) == {'bicubic', 'srgan'}
+    assert len(back) == 6 and (back.method == M.REFERENCE_METHOD).sum() == 2 and set(back.image_id) == {'astro.png', 'camera.png'}
+    assert set(back.method) == {'bicubic', 'srgan', M.REFERENCE_METHOD}
     with pytest.raises(FileNotFoundError, match='nope'):
-        M.evaluate_command(cfg, checkpoint=tmp_path/'nope.pt', data_dir=folder, progress=False)
+        E.evaluate_command(cfg, checkpoint=tmp_path/'nope.pt', data_dir=folder, progress=False)
 
 
 def test_evaluate_run_id_leaves_the_run_unchanged(reports_tmp):
@@ -325,7 +328,7 @@ def test_evaluate_run_id_leaves_the_run_unchanged(reports_tmp):
     folder = run_path(cfg)/'s2'
     folder.mkdir(parents=True)
     _save_gen(folder/'generator_srgan.pt', 0)
-    M.evaluate_run(cfg, 's2', metrics=['psnr'], progress=False, patches=False)  # what the pipeline's evaluate stage writes
+    E.evaluate_run(cfg, 's2', metrics=['psnr'], progress=False, patches=False)  # what the pipeline's evaluate stage writes
     snap = lambda: {str(p.relative_to(run_path(cfg))): hashlib.sha256(p.read_bytes()).hexdigest()
                     for p in sorted(run_path(cfg).rglob('*')) if p.is_file()}
     before = snap()
@@ -333,6 +336,71 @@ def test_evaluate_run_id_leaves_the_run_unchanged(reports_tmp):
     assert main(['evaluate', '--run-id', 'keep', '--data-source', 'samples', '--quick', '--strategy', 's2']) == 0
     assert snap() == before
     out = reports_tmp/'evaluations'/'keep-s2'
-    assert (out/'per_image.csv').exists() and set(pd.read_csv(out/'per_image.csv').method) == {'bicubic', 'srgan'}
+    assert (out/'per_image.csv').exists() and set(pd.read_csv(out/'per_image.csv').method) == {'bicubic', 'srgan', M.REFERENCE_METHOD}
     assert main(['evaluate', '--run-id', 'keep', '--data-source', 'samples', '--quick', '--out', str(folder/'eval')]) == 1  # refused
     assert snap() == before
+
+
+# ST-LPIPS, NIQE and colour drift (issue: the perceptual side of SRGAN)
+
+def _noise(img, sd, seed=0):
+    return np.clip(img + np.random.default_rng(seed).normal(0, sd, img.shape) + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_niqe_reproduces_matlab_on_the_baboon(shared):
+    "Set14 img_001 (baboon): 5.7296 in MATLAB's NIQE and BasicSR's calculate_niqe (no border cropped)."
+    p = shared/'Set14'/'img_001.png'
+    if not p.exists(): pytest.skip(f'{p} absent')
+    assert M.niqe(load_image(p)) == pytest.approx(5.7296, abs=1e-3)
+
+
+def test_niqe_worse_under_blur_and_noise():
+    big = skdata.astronaut()
+    blur = [M.niqe(_blur(big, s)) if s else M.niqe(big) for s in (0, 0.8, 1.5, 3)]
+    noise = [M.niqe(_noise(big, sd)) for sd in (0, 5, 10, 20)]
+    assert all(a < b for a, b in zip(blur, blur[1:])), blur
+    assert all(a < b for a, b in zip(noise, noise[1:])), noise
+
+
+def test_niqe_counts_images_too_small_for_its_block(hr):
+    "88x88 after the border cannot hold one 96x96 block: NaN, a note, and a count -- never silently dropped."
+    suite = M.MetricSuite(['psnr', 'niqe'])
+    with pytest.warns(UserWarning, match='niqe'):
+        small = [suite(hr[:96, :96], hr[:96, :96]) for _ in range(3)]
+    assert all(np.isnan(r['niqe']) for r in small) and suite.n_too_small == {'niqe': 3}
+    df = E.evaluate({'bicubic': 'bicubic'}, [('a', hr), ('b', hr[:96, :96].copy())], metrics=['psnr', 'niqe'], progress=False)
+    assert set(df.method) == {'bicubic', M.REFERENCE_METHOD}
+    assert df.niqe.isna().sum() == 2 and '(2 image(s) or patch(es))' in df.attrs['notes']['niqe']
+
+
+def test_niqe_parameters_are_the_shipped_file():
+    p = M.niqe_params()
+    assert p['mu_pris_param'].shape == (1, 36) and p['cov_pris_param'].shape == (36, 36)
+
+
+def test_stlpips_zero_for_identical_and_worse_under_blur_and_noise(hr):
+    ok, why = M.stlpips_status()
+    if not ok: pytest.skip(why)
+    stl = M.STLPIPS()
+    assert stl(hr, hr) == 0.0
+    blur = [stl(_blur(hr, s), hr) for s in (0.6, 1.2, 2.4)]
+    noise = [stl(_noise(hr, sd), hr) for sd in (4, 8, 16)]
+    assert blur[0] < blur[1] < blur[2] and noise[0] < noise[1] < noise[2], (blur, noise)
+
+
+def test_stlpips_missing_package_is_a_clean_skip_with_a_reason(monkeypatch, hr):
+    real = M.importlib.util.find_spec
+    monkeypatch.setattr(M.importlib.util, 'find_spec', lambda name, *a: None if name == 'stlpips_pytorch' else real(name, *a))
+    ok, why = M.stlpips_status()
+    assert not ok and 'pip install stlpips-pytorch' in why
+    suite = M.MetricSuite()            # the default suite leaves ST-LPIPS out and says why
+    assert 'stlpips' not in suite.metrics and 'pip install' in suite.notes['stlpips']
+    with pytest.raises(RuntimeError, match='stlpips-pytorch'):
+        M.STLPIPS()
+
+
+def test_chroma_error_sees_a_colour_shift_that_y_psnr_does_not(hr):
+    gray = np.repeat(M.rgb_to_y(hr).round().clip(0, 255).astype(np.uint8)[..., None], 3, -1)
+    assert M.chroma_error(gray, gray) == 0.0
+    tinted = np.clip(hr.astype(int) + [5, 0, -5], 0, 255).astype(np.uint8)
+    assert M.chroma_error(tinted, hr) > 2 * M.chroma_error(_blur(hr, 1.0), hr)

@@ -1,4 +1,4 @@
-"Metrics the generator was not trained on: piq's HaarPSI/FSIM/MDSI, LR consistency, dlib face identity, METRIC_INFO."
+"Metrics the generator was not trained on: piq's HaarPSI/FSIM/MDSI, LR consistency, dlib face identity, the metric registry."
 import importlib.util
 import sys
 import warnings
@@ -12,6 +12,7 @@ from PIL import Image
 from skimage import data as skdata, filters
 
 from srgan_nb import metrics as M
+from srgan_nb import evaluate as E
 from srgan_nb.data import make_lr, bicubic_upscale
 
 PIQ = {'haarpsi': (M.haarpsi, 1.0, +1), 'fsim': (M.fsim, 1.0, +1), 'mdsi': (M.mdsi, 0.0, -1)}   # best, +1: higher is better
@@ -112,7 +113,7 @@ def test_lr_psnr_in_evaluate_is_against_the_lr_the_method_saw(hr):
     def nearest(lr):
         seen.append(lr.copy())
         return np.repeat(np.repeat(lr, 4, 0), 4, 1)
-    df = M.evaluate({'nearest': nearest}, [('a', hr)], metrics=['lr_psnr'], progress=False)
+    df = E.evaluate({'nearest': nearest}, [('a', hr)], metrics=['lr_psnr'], progress=False)
     assert df.lr_psnr.iloc[0] == pytest.approx(M.psnr(make_lr(nearest(seen[0]), 4), seen[0], scale=1), abs=1e-12)
 
 
@@ -187,7 +188,7 @@ def test_evaluate_face_dist_notes_and_patches(collins, shuttle):
                               image_ids=np.array(['collins', 'collins']))
     suite = M.MetricSuite(['psnr', 'face_dist'])
     kw = dict(backbone=suite, patches=patches, progress=False)
-    df = M.evaluate({'bicubic': 'bicubic', 'nearest': lambda lr: np.repeat(np.repeat(lr, 4, 0), 4, 1)},
+    df = E.evaluate({'bicubic': 'bicubic', 'nearest': lambda lr: np.repeat(np.repeat(lr, 4, 0), 4, 1)},
                     [('collins', collins), ('shuttle', shuttle)], **kw)
     img, patch = df[df.level == 'image'].set_index(['image_id', 'method']), df[df.level == 'patch']
     assert np.isfinite(img.face_dist['collins']).all() and img.face_dist['shuttle'].isna().all()
@@ -196,7 +197,7 @@ def test_evaluate_face_dist_notes_and_patches(collins, shuttle):
     assert patch.face_dist.isna().all() and patch.psnr.notna().all()   # whole images only
     note = 'no face found in 1 of 2 HR images; those are NaN'
     assert df.attrs['notes']['face_dist'].startswith(note)
-    again = M.evaluate({'bicubic': 'bicubic'}, [('collins', collins), ('shuttle', shuttle)], **kw)   # reset: counted afresh
+    again = E.evaluate({'bicubic': 'bicubic'}, [('collins', collins), ('shuttle', shuttle)], **kw)   # reset: counted afresh
     assert again.attrs['notes']['face_dist'].startswith(note)
 
 
@@ -222,19 +223,20 @@ def test_face_models_missing_is_clear(monkeypatch):
     assert not ok and 'face_recognition_models' in why
 
 
-def test_metric_info_covers_every_metric():
-    assert list(M.METRIC_INFO) == list(M.METRIC_NAMES)
-    for m, info in M.METRIC_INFO.items():
-        assert info['measures'] and info['better'] in ('higher', 'lower') and info['training'] in ('independent', 'aligned'), m
-    assert [m for m, i in M.METRIC_INFO.items() if i['training'] == 'aligned'] == ['feat_dist']
-    assert {m for m, i in M.METRIC_INFO.items() if i['better'] == 'lower'} == {'feat_dist', 'lpips', 'mdsi', 'face_dist'}
+def test_registry_covers_every_metric():
+    assert list(M.REGISTRY) == list(M.METRIC_NAMES)
+    for m, spec in M.REGISTRY.items():
+        assert spec.key == m and spec.label and spec.measures and spec.family, m
+        assert spec.better in ('higher', 'lower') and spec.training in ('independent', 'aligned'), m
+    assert [m for m, s in M.REGISTRY.items() if s.training == 'aligned'] == ['feat_dist']
+    assert {m for m, s in M.REGISTRY.items() if s.better == 'lower'} == {'feat_dist', 'lpips', 'stlpips', 'mdsi', 'niqe', 'chroma_err', 'face_dist'}
 
 
 def test_metric_info_direction_matches_the_metrics(collins):
-    "More noise makes every metric worse in the direction METRIC_INFO states (LPIPS needs downloaded weights: left out)."
+    "More noise makes every metric worse in the direction the registry states (LPIPS needs downloaded weights: left out)."
     names = [m for m in M.METRIC_NAMES if m != 'lpips']
     suite = M.MetricSuite(names)
     mild, strong = suite(_noise(collins, 5), collins), suite(_noise(collins, 25), collins)
     for m in names:
-        sign = 1 if M.METRIC_INFO[m]['better'] == 'higher' else -1
+        sign = 1 if M.REGISTRY[m].better == 'higher' else -1
         assert sign * mild[m] > sign * strong[m], (m, mild[m], strong[m])

@@ -101,3 +101,45 @@ def test_layer_shapes_walkthrough():
     assert df.output_shape.iloc[-1] == (1, 3, 24, 20)
     assert set(df.columns) == {'layer', 'type', 'output_shape', 'parameters'}
     assert not g._forward_hooks and all(not m._forward_hooks for m in g.modules())  # hooks removed
+
+
+# ---------------------------------------------------------------- ICNR (Aitken et al. 2017)
+def _phase_spread(y):
+    "Largest difference between the four 2x2 sub-pixel phases of `y` and the first one."
+    p = [y[..., i::2, j::2] for i in (0, 1) for j in (0, 1)]
+    return max(float((q - p[0]).abs().max()) for q in p[1:])
+
+
+def test_icnr_upsample_block_has_no_checkerboard():
+    "A fresh ICNR block maps a flat input to a flat output (four equal phases); the default initialisation gives a checkerboard."
+    from srgan_nb.model import UpsampleBlock, icnr_
+    torch.manual_seed(0)
+    flat = torch.full((2, 16, 7, 5), 0.4)
+    with torch.no_grad():
+        assert _phase_spread(UpsampleBlock(16, icnr=True)(flat)) < 1e-6
+        assert _phase_spread(UpsampleBlock(16, icnr=True)(torch.randn(2, 16, 7, 5))) < 1e-6  # any input, borders included
+        assert _phase_spread(UpsampleBlock(16)(flat)) > 1e-2
+    conv = icnr_(torch.nn.Conv2d(16, 64, 3, padding=1))
+    assert torch.equal(conv.weight[0::4], conv.weight[3::4]) and torch.equal(conv.bias[1::4], conv.bias[2::4])
+    # the same scale as PyTorch's default initialisation (kaiming uniform over the same fan-in)
+    ref = torch.nn.Conv2d(16, 64, 3).weight
+    assert 0.8 < float(conv.weight.detach().std() / ref.detach().std()) < 1.25
+    with pytest.raises(ValueError, match='multiple'): icnr_(torch.nn.Conv2d(4, 6, 3))
+
+
+def test_icnr_in_the_generator_and_build_models():
+    "Generator(icnr=True) initialises every x2 stage with ICNR; build_models applies it only to a generator trained from scratch."
+    torch.manual_seed(0)
+    g = Generator(scale=8, n_blocks=1, channels=8, icnr=True)
+    h = torch.rand(1, 8, 5, 5)
+    with torch.no_grad():
+        for stage in g.upsample:
+            assert _phase_spread(stage(h)) < 1e-6
+            h = stage(h)
+        assert g(torch.rand(1, 3, 6, 6)).shape == (1, 3, 48, 48)
+        gi, _ = build_models(RunConfig(n_blocks=1, channels=8, icnr=True))
+        assert _phase_spread(gi.upsample[0](torch.rand(1, 8, 5, 5))) < 1e-6
+        gp, _ = build_models(RunConfig(n_blocks=1, channels=8))  # off by default
+        assert _phase_spread(gp.upsample[0](torch.rand(1, 8, 5, 5))) > 1e-3
+        gl, _ = build_models(RunConfig(n_blocks=1, channels=8, icnr=True, init_generator='psnr'))  # weights will be loaded
+        assert _phase_spread(gl.upsample[0](torch.rand(1, 8, 5, 5))) > 1e-3

@@ -9,6 +9,7 @@ from skimage import data as skdata
 
 import srgan_nb.pretrained as P
 from srgan_nb import metrics as M
+from srgan_nb import evaluate as E
 from srgan_nb.config import make_config
 from srgan_nb.data import (HELDOUT_N, file_sha256, list_images, make_heldout_list, order_images, read_photo_list,
                            resolve_source)
@@ -82,7 +83,7 @@ def test_upscale_defaults_to_the_shipped_gan_beside_the_input(shipped, tmp_path,
 
 def test_evaluation_refuses_the_photos_a_shipped_model_trained_on(shipped, standin, reports_tmp):
     cfg = make_config('s2', data_source='samples', quick=True)
-    ev = M.evaluate_command(cfg, checkpoint=['psnr', 'gan'], data_dir=standin['photos'], metrics=['psnr', 'ssim'], progress=False)
+    ev = E.evaluate_command(cfg, checkpoint=['psnr', 'gan'], data_dir=standin['photos'], metrics=['psnr', 'ssim'], progress=False)
     rows = ev.df.groupby('method').image_id.apply(sorted).to_dict()
     assert rows == {'bicubic': ['other.png', 'photo.png'], 'shipped_psnr': ['other.png'], 'shipped_gan': ['other.png']}
     assert '1 of 2 photos refused' in ev.df.attrs['notes']['shipped']
@@ -90,10 +91,10 @@ def test_evaluation_refuses_the_photos_a_shipped_model_trained_on(shipped, stand
 
 
 def test_reference_rows_follow_the_setting():
-    assert M.wants_shipped(make_config('s2', quick=True)) and not M.wants_shipped(make_config('s2'))
-    assert M.wants_shipped(make_config('s2'), demo=True)
-    assert M.wants_shipped(make_config('s2', reference_models='true'))
-    assert not M.wants_shipped(make_config('s2', quick=True, reference_models='false'))
+    assert E.wants_shipped(make_config('s2', quick=True)) and not E.wants_shipped(make_config('s2'))
+    assert E.wants_shipped(make_config('s2'), demo=True)
+    assert E.wants_shipped(make_config('s2', reference_models='true'))
+    assert not E.wants_shipped(make_config('s2', quick=True, reference_models='false'))
     with pytest.raises(ValueError, match='reference_models'): make_config('s2', reference_models='maybe')
 
 

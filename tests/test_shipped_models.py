@@ -5,6 +5,7 @@ from PIL import Image
 
 import srgan_nb.pretrained as P
 from srgan_nb import metrics as M
+from srgan_nb import evaluate as E
 from srgan_nb.data import list_images, load_image, read_photo_list
 
 
@@ -23,7 +24,7 @@ def test_the_shipped_models_are_small_fp16_checked_and_documented():
 
 
 def _y_psnr_gain(images, name):
-    df = M.evaluate({'bicubic': 'bicubic', name: P.model_path(name)}, images, metrics=['psnr'], progress=False)
+    df = E.evaluate({'bicubic': 'bicubic', name: P.model_path(name)}, images, metrics=['psnr'], progress=False)
     t = df.pivot_table(index='image_id', columns='method', values='psnr')
     return (t[name] - t['bicubic'])
 

@@ -55,14 +55,16 @@ def test_history_columns_and_phases(straight):
     h = straight['hist']
     assert list(h.columns) == T.HISTORY_COLUMNS
     assert h.phase.tolist() == ['pretrain', 'gan', 'gan'] and h.epoch.tolist() == [1, 2, 3]
-    gan_cols = ['d_loss_fake', 'd_loss_real', 'perceptual_loss', 'adversarial_loss', 'd_real_mean', 'd_fake_mean',
-                'd_pair_acc', 'd_pair_acc_min']
+    gan_cols = ['d_loss_fake', 'd_loss_real', 'perceptual_loss', 'adversarial_loss', 'anchor_loss', 'd_real_mean', 'd_fake_mean',
+                'd_pair_acc', 'd_pair_acc_min', 'd_pair_acc_eval']
     assert h.loc[0, gan_cols].isna().all()
     assert np.isfinite(h.loc[1:, gan_cols].to_numpy(float)).all()
     assert h.loc[0, 'g_loss'] == h.loc[0, 'pixel_loss'] > 0  # in pretraining the objective is the pixel loss
     gan = h.loc[1:]
     # the GAN objective under the defaults: perceptual + 1e-4 adversarial, no pixel term (its column is 0: not computed)
     assert (gan.pixel_loss == 0).all() and (gan.perceptual_loss > 0).all() and (gan.adversarial_loss > 0).all()
+    assert (gan.anchor_loss == 0).all()  # the colour anchor is off by default
+    assert h.d_health_mode.isna().iloc[0] and (gan.d_health_mode == 'train-separate').all()  # the BatchNorm D, separate batches
     np.testing.assert_allclose(gan.g_loss, gan.perceptual_loss + 1e-4 * gan.adversarial_loss, rtol=1e-5)
     assert ((gan[['d_pair_acc', 'd_pair_acc_min']] >= 0) & (gan[['d_pair_acc', 'd_pair_acc_min']] <= 1)).all().all()
     assert (gan.d_pair_acc_min <= gan.d_pair_acc).all()
@@ -76,6 +78,8 @@ def test_history_columns_and_phases(straight):
     assert math.isclose(s['val_psnr_srresnet'], h.val_psnr.iloc[0]) and math.isclose(s['val_psnr_srgan'], h.val_psnr.iloc[-1])
     dh = pd.read_csv(straight['out']/'d_health.csv')  # 12 patches / batch 4 = 3 steps per epoch, each measured, 2 GAN epochs
     assert dh.epoch.tolist() == [2, 2, 2, 3, 3, 3] and dh.step.tolist() == [1, 2, 3] * 2
+    assert list(dh.columns) == T.D_HEALTH_COLUMNS and (dh.d_health_mode == 'train-separate').all()
+    np.testing.assert_allclose(dh.groupby('epoch').d_pair_acc_eval.mean().to_numpy(), gan.d_pair_acc_eval.to_numpy())
     np.testing.assert_allclose(dh.groupby('epoch').d_pair_acc.mean().to_numpy(), gan.d_pair_acc.to_numpy())
     for f in ['checkpoints/last.pt', 'checkpoints/pretrain.pt', 'generator_srresnet.pt', 'generator_srgan.pt', 'config.json']:
         assert (straight['out']/f).exists(), f
@@ -316,8 +320,8 @@ def test_srgan_step_every_loss_term_reaches_the_generator(term, backbone):
 def test_srgan_step_returns_every_part_and_matches_the_objective(backbone):
     s, lr, hr = _step_setup(backbone, pixel_weight=0.5, pixel_criterion='l1')
     out = T.srgan_step(s, lr, hr)
-    assert set(out) == {'g_loss', 'pixel_loss', 'perceptual_loss', 'adversarial_loss', 'd_loss', 'd_loss_real', 'd_loss_fake',
-                        'd_real_mean', 'd_fake_mean'}
+    assert set(out) == {'g_loss', 'pixel_loss', 'perceptual_loss', 'adversarial_loss', 'anchor_loss', 'd_loss', 'd_loss_real',
+                        'd_loss_fake', 'd_real_mean', 'd_fake_mean'}
     torch.testing.assert_close(out['g_loss'], 0.5 * out['pixel_loss'] + out['perceptual_loss'] + 1e-4 * out['adversarial_loss'])
     torch.testing.assert_close(out['d_loss'], out['d_loss_real'] + out['d_loss_fake'])
 
@@ -364,6 +368,7 @@ def test_spectral_norm_discriminator_trains_and_resumes(tmp_path, backbone):
     d = Discriminator(hr_size=24, base=8, norm='sn')
     h = T.fit(cfg, TRAIN, VAL, tmp_path/'sn', generator=g, discriminator=d, backbone=backbone)
     assert np.isfinite(h.g_loss).all() and not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    assert (h.d_health_mode.iloc[1:] == 'eval').all()  # no batch statistics: eval mode is the mode D plays in
     h2 = T.fit(tiny_cfg(epochs=1, d_norm='sn'), TRAIN, VAL, tmp_path/'sn', generator=tiny_models()[0],
                discriminator=Discriminator(hr_size=24, base=8, norm='sn'), backbone=backbone)
     pd.testing.assert_frame_equal(h, h2)  # finished: read back, not retrained
@@ -385,3 +390,154 @@ def test_finished_runs_keep_only_what_is_needed(tmp_path, backbone):
     g = load_generator(out/'checkpoints'/'last.pt')  # the slim checkpoint still holds the final generator
     x = torch.rand(1, 3, 6, 6)
     with torch.no_grad(): assert torch.equal(g(x), load_generator(out/'generator_srgan.pt')(x))
+
+
+# ---------------------------------------------------------------- the colour anchor in training
+def test_anchor_term_in_the_gan_phase(straight, tmp_path, backbone):
+    "anchor_weight adds the anchor to the GAN objective, with a history column of its own; the pretraining is untouched."
+    h = run(tiny_cfg(epochs=2, anchor_weight=0.5), tmp_path/'anchor', backbone)
+    gan = h[h.phase == 'gan']
+    assert (gan.anchor_loss > 0).all() and (gan.pixel_loss == 0).all() and np.isnan(h.anchor_loss.iloc[0])
+    np.testing.assert_allclose(gan.g_loss, gan.perceptual_loss + 1e-4 * gan.adversarial_loss + 0.5 * gan.anchor_loss, rtol=1e-5)
+    pd.testing.assert_series_equal(_drop_time(h).iloc[0], _drop_time(straight['hist']).iloc[0], check_names=False)
+    assert not np.allclose(gan.perceptual_loss, straight['hist'].perceptual_loss.iloc[1:])  # it changed the GAN phase
+
+
+@pytest.mark.parametrize('kind', ['lowpass', 'l1'])
+def test_srgan_step_anchor_reaches_the_generator(kind, backbone):
+    from srgan_nb.losses import anchor_loss
+    s, lr, hr = _step_setup(backbone, anchor_weight=1.0, anchor_kind=kind)
+    s.weights.update(pixel_weight=0.0, perceptual_weight=0.0, adversarial_weight=0.0)
+    with s.autocast(): sr = s.generator(lr)
+    parts = T.generator_step(s, sr, hr)
+    torch.testing.assert_close(parts['g_loss'], parts['anchor_loss'])
+    torch.testing.assert_close(parts['anchor_loss'], anchor_loss(sr.detach(), hr, kind, 4))
+    grads = {n: p.grad for n, p in s.generator.named_parameters()}
+    assert all(grads[n] is not None and grads[n].abs().sum() > 0 for n in ('head.0.weight', 'tail.weight'))
+
+
+# ---------------------------------------------------------------- D health in the mode D trains in
+class BrightnessD(torch.nn.Module):
+    "A toy BatchNorm discriminator: a patch's mean brightness after BatchNorm, to three decimals (equal scores tie exactly)."
+    def __init__(self):
+        super().__init__(); self.bn = torch.nn.BatchNorm2d(1, affine=False)
+    def forward(self, x): return self.bn(x.mean(1, keepdim=True)).mean((1, 2, 3)).mul(1000).round().div(1000)
+
+
+def test_d_health_shows_chance_when_training_batches_hide_the_difference(backbone):
+    """HR = the generator's SR + 40 grey levels: in eval mode (running statistics) D ranks every HR first, but trained on separate
+    batches each batch is normalised to itself and D outputs 0.5 for both: the record shows chance, with the eval figure beside it."""
+    from srgan_nb.infer import upscale_batch
+    s, _, _ = _step_setup(backbone)
+    s.discriminator = BrightnessD().train()
+    lr, _ = T.patch_tensors(VAL)
+    lr = lr // 2 + 30
+    hr = upscale_batch(s.generator, lr, 'cpu') + 40
+    assert int(hr.max()) < 255  # no clipping
+    rec = T.d_health_record(s, lr, hr, batch_size=1)
+    assert (rec['d_health_mode'], rec['d_pair_acc'], rec['d_hr'], rec['d_sr']) == ('train-separate', 0.5, 0.5, 0.5)
+    assert rec['d_pair_acc_eval'] == 1.0 and rec['d_hr_eval'] > rec['d_sr_eval']
+    assert T.d_pairwise_accuracy(s, lr, hr, 2, 'train-separate')['d_pair_acc'] == 0.5
+    assert T.d_pairwise_accuracy(s, lr, hr, 2, 'train-joint')['d_pair_acc'] == 1.0  # one batch: D sees the shift
+    assert float(s.discriminator.bn.running_mean) == 0 and int(s.discriminator.bn.num_batches_tracked) == 0  # never updated
+    assert s.discriminator.training
+    with pytest.raises(ValueError, match='mode'): T.d_pairwise_accuracy(s, lr, hr, 2, 'train')
+
+
+@pytest.mark.parametrize('joint', [False, True])
+def test_d_health_record_matches_training_batches_and_leaves_d_unchanged(joint, backbone):
+    "The record's train-mode figure is D on chunks of the training batch size, as discriminator_step sees them; D's state is untouched."
+    from srgan_nb.infer import upscale_batch
+    s, lr_b, hr_b = _step_setup(backbone, d_joint_batch=joint)
+    with s.autocast(): sr_b = s.generator(lr_b)
+    T.discriminator_step(s, sr_b, hr_b)  # running statistics that differ from the initial ones
+    lr, hr = T.patch_tensors(VAL)
+    before = copy.deepcopy(s.discriminator.state_dict())
+    rec = T.d_health_record(s, lr, hr, batch_size=2)
+    assert all(torch.equal(v, before[k]) for k, v in s.discriminator.state_dict().items())
+    assert rec['d_health_mode'] == ('train-joint' if joint else 'train-separate') and s.discriminator.training
+    sr = upscale_batch(s.generator, lr, 'cpu')
+    D = copy.deepcopy(s.discriminator).train()
+    real, fake = [], []
+    with torch.no_grad():
+        for i in range(0, len(lr), 2):
+            h, f = hr[i:i + 2].float() / 255, sr[i:i + 2].float() / 255
+            r, g = D(torch.cat([h, f])).chunk(2) if joint else (D(h), D(f))
+            real.append(r); fake.append(g)
+    real, fake = torch.cat(real), torch.cat(fake)
+    assert rec['d_pair_acc'] == pytest.approx(float(((real > fake).float() + 0.5 * (real == fake).float()).mean()))
+    assert rec['d_hr'] == pytest.approx(float(torch.sigmoid(real).mean()), abs=1e-6)
+    assert rec['d_pair_acc_eval'] == T.d_pairwise_accuracy(s, lr, hr)['d_pair_acc']
+
+
+def test_older_histories_read_as_eval_mode(tmp_path):
+    old = pd.DataFrame(dict(epoch=[1, 2], phase=['pretrain', 'gan'], g_loss=[0.01, 0.02], d_pair_acc=[np.nan, 0.7], seconds=[1.0, 2.0]))
+    old.to_csv(tmp_path/'history.csv', index=False)
+    h = T.read_history(tmp_path/'history.csv')
+    assert list(h.columns) == T.HISTORY_COLUMNS and np.isnan(h.d_health_mode.iloc[0]) and h.d_health_mode.iloc[1] == 'eval'
+    assert np.isnan(h.anchor_loss).all() and np.isnan(h.d_pair_acc_eval).all()
+
+
+# ---------------------------------------------------------------- the generator's weight average (EMA)
+def test_ema_update_moves_towards_the_weights(backbone):
+    s, lr, hr = _step_setup(backbone, ema_decay=0.75)
+    assert s.ema_decay == 0.75 and s.ema is None  # no average before the GAN phase
+    w0 = copy.deepcopy(s.generator.state_dict())
+    T.srgan_step(s, lr, hr)
+    w1 = s.generator.state_dict()
+    for k, v in s.ema.state_dict().items():
+        if v.is_floating_point(): torch.testing.assert_close(v, 0.75 * w0[k] + 0.25 * w1[k], rtol=0, atol=1e-6)
+        else: assert torch.equal(v, w1[k])
+    gap = {k: (v - w1[k]).abs().max() for k, v in s.ema.state_dict().items() if v.is_floating_point()}
+    T.ema_update(s.ema, s.generator, 0.75)
+    for k, v in s.ema.state_dict().items():
+        if v.is_floating_point(): torch.testing.assert_close((v - w1[k]).abs().max(), 0.75 * gap[k], rtol=1e-5, atol=1e-7)
+    T.ema_update(s.ema, s.generator, 0.0)  # decay 0: the weights themselves
+    assert _same(s.ema.state_dict(), s.generator.state_dict())
+    s0, _, _ = _step_setup(backbone)
+    T.srgan_step(s0, lr, hr)
+    assert s0.ema is None  # ema_decay=0: off
+
+
+def test_ema_is_written_checkpointed_and_resumed(straight, tmp_path, backbone, monkeypatch):
+    """ema_decay: the live generator trains exactly as without it; the average is written as generator_srgan.pt (meta says so),
+    checkpointed, and a run killed inside the last GAN epoch and resumed ends with the same average."""
+    cfg = tiny_cfg(epochs=2, ema_decay=0.5, checkpoint_minutes=1e-9)
+    h = run(cfg, tmp_path/'ema', backbone)
+    ck = load_checkpoint(tmp_path/'ema'/'checkpoints'/'last.pt')
+    ref = load_checkpoint(straight['out']/'checkpoints'/'last.pt')
+    for k in ck['generator']: torch.testing.assert_close(ck['generator'][k], ref['generator'][k], rtol=0, atol=1e-6)
+    drop = lambda x: _drop_time(x).drop(columns=['val_psnr'])  # the GAN epochs' validation PSNR is the average's
+    pd.testing.assert_frame_equal(drop(h), drop(straight['hist']), check_exact=False, rtol=0, atol=1e-6)
+    assert not _same(ck['generator_ema'], ck['generator'])
+    g = load_generator(tmp_path/'ema'/'generator_srgan.pt')
+    assert g.meta['weights'] == 'ema' and g.meta['ema_decay'] == 0.5 and _same(g.state_dict(), ck['generator_ema'])
+    assert load_generator(straight['out']/'generator_srgan.pt').meta['weights'] == 'last step'
+    s_json = json.loads((tmp_path/'ema'/'train_summary.json').read_text())
+    assert s_json['srgan_weights'] == 'ema' and s_json['d_health_mode'] == 'train-separate'
+    # killed after step 1 of the last GAN epoch, resumed from fresh weights
+    out, real = tmp_path/'ema_killed', T.save_checkpoint
+    def save_then_die(state, path):
+        real(state, path)
+        p = state.get('partial')
+        if p and (p['epoch'], p['step']) == (3, 1):
+            assert 'generator_ema' in state
+            raise Killed()
+    monkeypatch.setattr(T, 'save_checkpoint', save_then_die)
+    with pytest.raises(Killed): run(cfg, out, backbone)
+    monkeypatch.setattr(T, 'save_checkpoint', real)
+    h2 = run(cfg, out, backbone, seed=123)
+    pd.testing.assert_frame_equal(_drop_time(h2), _drop_time(h), check_exact=False, rtol=0, atol=1e-6)
+    ck2 = load_checkpoint(out/'checkpoints'/'last.pt')
+    for k in ck['generator_ema']: torch.testing.assert_close(ck2['generator_ema'][k], ck['generator_ema'][k], rtol=0, atol=1e-6)
+    with pytest.raises(T.ResumeRefused, match='ema_decay: 0.5 -> 0.9'):
+        run(tiny_cfg(epochs=3, ema_decay=0.9), out, backbone)
+
+
+def test_icnr_applies_when_training_from_scratch(backbone):
+    "build_srgan builds an ICNR generator for icnr=True (no init_generator): its first x2 stage starts without checkerboard."
+    s = T.build_srgan(tiny_cfg(icnr=True), discriminator=tiny_models()[1], backbone=backbone)
+    up = s.generator.upsample[0]
+    with torch.no_grad(): y = up(torch.rand(1, 8, 5, 5))
+    phases = [y[..., i::2, j::2] for i in (0, 1) for j in (0, 1)]
+    assert all(torch.allclose(p, phases[0], atol=1e-6) for p in phases[1:])

@@ -1,0 +1,123 @@
+"`srgan-nb demo`: the page is offline, binds 127.0.0.1, upscales as `upscale` does (odd modes, size limit), and in a real headless Chromium takes an uploaded face and shows the result."
+import io, json, os, urllib.error, urllib.parse, urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srgan_nb import demo as D
+from srgan_nb.model import Generator, save_generator
+from srgan_nb.report import external_resources
+
+SCREENS = Path(os.environ.get('SRGAN_SCREENS', '/tmp/screens'))
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    torch.manual_seed(0)
+    p = tmp_path/'tiny.pt'; save_generator(Generator(n_blocks=1, channels=8, bicubic_skip=True).eval(), p)
+    return p
+
+
+@pytest.fixture
+def server(tiny, reports_tmp):
+    srv = D.DemoServer(port=0, models=[str(tiny)], device='cpu', precision='fp32', max_bytes=2 * 10**6)
+    D.start(srv)
+    yield srv
+    srv.shutdown(); srv.server_close()
+
+
+def _png(a, **kw) -> bytes:
+    buf = io.BytesIO(); Image.fromarray(a, **kw).save(buf, format='PNG'); return buf.getvalue()
+
+
+def _post(srv, model, name, data):
+    req = urllib.request.Request(srv.url + f'upscale?model={urllib.parse.quote(model)}&name={urllib.parse.quote(name)}', data=data)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r: return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e: return e.code, json.loads(e.read())
+
+
+def test_binds_localhost_and_the_page_loads_nothing(server):
+    assert server.server_address[0] == '127.0.0.1' and server.url.startswith('http://127.0.0.1:')
+    with urllib.request.urlopen(server.url, timeout=30) as r:
+        page, csp = r.read().decode(), r.headers['Content-Security-Policy']
+    assert external_resources(page) == [] and '<script src' not in page
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+
+
+@pytest.mark.parametrize('mode', ['RGB', 'RGBA', 'I;16', 'L'])
+def test_odd_modes_give_what_upscale_writes(server, tiny, tmp_path, mode):
+    "The downloaded file is byte for byte what `srgan-nb upscale` writes for the same file."
+    from srgan_nb.cli import main
+    rgb = (np.random.default_rng(1).random((16, 24, 3)) * 255).astype(np.uint8)
+    arr = {'RGB': rgb, 'RGBA': np.dstack([rgb, np.full((16, 24), 90, np.uint8)]),
+           'I;16': rgb[..., 1].astype(np.uint16) * 257, 'L': rgb[..., 2]}[mode]
+    f = tmp_path/f'face_{mode.replace(";", "")}.png'; f.write_bytes(_png(arr))
+    code, j = _post(server, str(tiny), f.name, f.read_bytes())
+    assert code == 200, j
+    with urllib.request.urlopen(server.url + j['download'], timeout=30) as r: got = r.read()
+    assert main(['upscale', str(f), '-o', str(tmp_path/'cli.png'), '--model', str(tiny), '--device', 'cpu', '--precision', 'fp32']) == 0
+    assert got == (tmp_path/'cli.png').read_bytes()
+    assert Image.open(io.BytesIO(got)).size == (96, 64) and j['filename'] == f.stem + '_x4.png'
+
+
+def test_refuses_too_large_images_unknown_models_and_other_hosts(server, tiny, monkeypatch):
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 500)                  # 1600 pixels > 2 x 500: what upscale's reader refuses
+    code, j = _post(server, str(tiny), 'big.png', _png(rgb))
+    assert code == 400 and 'too large' in j['error'] and '1,000 pixels' in j['error']
+    monkeypatch.undo()
+    code, j = _post(server, str(tiny), 'big.bin', bytes(3 * 10**6))    # above the server's upload limit
+    assert code == 413 and 'MB' in j['error']
+    code, j = _post(server, '/etc/passwd', 'x.png', _png(rgb))         # only labels the server offered
+    assert code == 400 and 'unknown model' in j['error']
+    req = urllib.request.Request(server.url, headers={'Host': 'attacker.example'})
+    with pytest.raises(urllib.error.HTTPError) as e: urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 403
+
+
+def test_cli_demo_parses_and_defaults_to_localhost():
+    from srgan_nb.cli import build_parser, cmd_demo
+    a = build_parser().parse_args(['demo'])
+    assert (a.host, a.port, a.model, a.func) == ('127.0.0.1', 8000, None, cmd_demo)
+
+
+def _face(tmp_path) -> Path:
+    "A faces-utk photo when the shared data is here, else the astronaut of scikit-image (an 80x80 LR face)."
+    from srgan_nb.config import shared_data
+    sd = shared_data()
+    photos = sorted((sd/'faces-utk').rglob('*.jpg'))[:1] if sd and (sd/'faces-utk').is_dir() else []
+    return photos[0] if photos else D.sample_face(tmp_path/'face.png')
+
+
+def test_demo_page_upscales_an_uploaded_face_in_chromium(tmp_path, reports_tmp):
+    if not D.find_chromium():
+        pytest.skip('no Chromium installed (apt-get install chromium; or set SRGAN_CHROMIUM): the browser tests need one')
+    face = _face(tmp_path)
+    w, h = Image.open(face).size
+    model = 'gan' if 'gan' in D.model_choices() else None
+    srv = D.DemoServer(port=0, models=[model] if model else (), device='cpu', precision='fp32')
+    D.start(srv)
+    try:
+        with D.Chromium(width=1280, height=1000, timeout=300) as b:
+            b.open(srv.url)
+            assert b.js("document.title") == 'srgan-nb demo' and b.js("document.querySelector('#result').children.length") == 0
+            b.upload('#file', face)
+            b.wait("!document.querySelector('#download').hidden || document.querySelector('#error').textContent", 300)
+            assert b.js("document.querySelector('#error').textContent") == ''
+            key = srv.default
+            sr = f"document.querySelector('.srgan-cmp img[data-key=\"{key}\"]')"
+            assert b.js(f"[{sr}.naturalWidth, {sr}.naturalHeight, {sr}.style.display]") == [4 * w, 4 * h, 'block']
+            assert b.js("document.querySelector('.srgan-cmp-a').value") == 'bicubic'
+            assert 'x4.png' in b.js("document.querySelector('#download').download")
+            size = b.js("fetch(document.querySelector('#download').href).then(r => r.blob()).then(b => b.size)")
+            assert size > 1000
+            x, y, vw, vh = b.js("(r => [r.left, r.top, r.width, r.height])(document.querySelector('.srgan-cmp-view').getBoundingClientRect())")
+            b.drag(x + vw * 0.5, y + vh * 0.4, x + vw * 0.3, y + vh * 0.4)
+            assert int(b.js("document.querySelector('.srgan-cmp-wipe').value")) == pytest.approx(300, abs=15)
+            SCREENS.mkdir(parents=True, exist_ok=True); b.screenshot(SCREENS/'demo_result.png')
+    finally:
+        srv.shutdown(); srv.server_close()
