@@ -129,6 +129,7 @@ class RunConfig:
     deterministic: bool = False
     log_every: int = 10              # steps between loss logs and NaN checks
     d_health_patches: int = 100      # fixed validation patches on which D's pairwise accuracy is measured (0: off)
+    val_photos: int = 20             # whole validation photos scored each epoch with ST-LPIPS, NIQE and chroma error (0: off)
     d_health_checks: int = 5         # D-health measurements per GAN epoch
     resume: bool = True
     checkpoint_minutes: float = 10.0 # also checkpoint inside an epoch this often (a kill loses minutes, not an epoch; 0: per epoch only)
@@ -159,7 +160,7 @@ class RunConfig:
             v = getattr(self, k)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
-        for k in ('n_val', 'n_test', 'pretrain_epochs', 'num_workers', 'd_health_patches'):
+        for k in ('n_val', 'n_test', 'pretrain_epochs', 'num_workers', 'd_health_patches', 'val_photos'):
             if int(getattr(self, k)) < 0: raise ValueError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if self.scale not in (2, 4, 8): raise ValueError(f"scale must be 2, 4 or 8, got {self.scale}")
         if self.hr_size % self.scale: raise ValueError(f"hr_size {self.hr_size} is not a multiple of scale {self.scale}")
@@ -295,7 +296,7 @@ def default_run_id(cfg: RunConfig) -> str:
     for k, v in newer:  # newer fields at their defaults keep older runs' ids
         if d.get(k) == v: d.pop(k)
     if not d.get('anchor_weight'): d.pop('anchor_kind', None)  # the anchor's kind matters only when it is on
-    for k in ('run_id', 'strategy', 'epochs', 'batch_size', 'n_train', 'device', 'num_workers', 'resume', 'log_every', 'd_health_patches', 'd_health_checks', 'keep_checkpoints', 'checkpoint_minutes'):
+    for k in ('run_id', 'strategy', 'epochs', 'batch_size', 'n_train', 'device', 'num_workers', 'resume', 'log_every', 'd_health_patches', 'd_health_checks', 'val_photos', 'keep_checkpoints', 'checkpoint_minutes'):
         d.pop(k, None)
     h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
     src = cfg.data_source if cfg.data_source != 'auto' or not cfg.data_dir else 'folder'

@@ -31,10 +31,10 @@ __all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'LOWER_IS_
            'strategies_table', 'data_flow_figure', 'save_data_flow', 'styled', 'data_table', 'example_figure',
            'model_table', 'loss_table', 'plot_losses', 'interval_table', 'readable_summary', 'plot_distributions',
            'plot_intervals', 'paired_table', 'metric_protocol', 'families', 'plot_perception_distortion',
-           'conclusion_markdown', 'references_markdown', 'strategy_comparison', 'comparison_grid', 'center_crop',
-           'comparison_rows', 'worst_images', 'face_regions', 'zoom_figure', 'shipped_markdown', 'limitations_markdown',
-           'applications_markdown', 'package_versions', 'provenance_table', 'external_resources', 'self_contained',
-           'render_html']
+           'tradeoff_sentence', 'conclusion_markdown', 'references_markdown', 'strategy_comparison', 'comparison_grid',
+           'center_crop', 'comparison_rows', 'worst_images', 'face_regions', 'zoom_figure', 'shipped_markdown',
+           'limitations_markdown', 'applications_markdown', 'package_versions', 'provenance_table',
+           'external_resources', 'self_contained', 'render_html']
 
 # %% ../nbs/07_report.ipynb #2cb459a0
 def _read_json(p, default=None):
@@ -441,6 +441,10 @@ def plot_perception_distortion(summary: pd.DataFrame, x: str = 'psnr', y: str = 
         ax.errorbar(a['mean'], b['mean'], xerr=[[a['mean'] - a['bca_low']], [a['bca_high'] - a['mean']]],
                     yerr=[[b['mean'] - b['bca_low']], [b['bca_high'] - b['mean']]], fmt='o', capsize=3,
                     label=f"{METHOD_NAMES.get(meth, meth)}" + (f" ({strat})" if isinstance(strat, str) and strat else ''))
+    for strat in dict.fromkeys(k[0] for k in keys):   # the HR photos' own score on a no-reference metric: the level to reach
+        if (strat, REFERENCE_METHOD, y) in s.index and not np.isnan(s.loc[(strat, REFERENCE_METHOD, y)]['mean']):
+            ax.axhline(s.loc[(strat, REFERENCE_METHOD, y)]['mean'], color='green', ls=':', lw=1,
+                       label='HR photos' + (f" ({strat})" if isinstance(strat, str) and strat else ''))
     ax.set(xlabel=METRIC_NAMES.get(x, x) + ' (distortion: higher is better)',
            ylabel=METRIC_NAMES.get(y, y) + f" ({'lower' if y in LOWER_IS_BETTER else 'higher'} is better)",
            title='perception-distortion')
@@ -448,6 +452,20 @@ def plot_perception_distortion(summary: pd.DataFrame, x: str = 'psnr', y: str = 
     return fig
 
 # %% ../nbs/07_report.ipynb #e2d28f56
+def tradeoff_sentence(paired: pd.DataFrame, per_image: pd.DataFrame) -> str:
+    "SRGAN minus SRResNet on distortion (Y-PSNR) and on perception (ST-LPIPS, NIQE; the HR photos' NIQE beside it), with BCa intervals: the trade SRGAN is for."
+    p = paired.set_index('metric')
+    f = lambda m: (f"{METRIC_NAMES[m]} {p.loc[m, 'mean_diff']:+.{DIGITS[m]}f} [{p.loc[m, 'bca_low']:+.{DIGITS[m]}f}, "
+                   f"{p.loc[m, 'bca_high']:+.{DIGITS[m]}f}]")
+    parts = [f(m) for m in ('psnr', 'stlpips', 'niqe', 'chroma_err') if m in p.index]
+    if not parts: return ''
+    out = "The perception-distortion trade, SRGAN minus SRResNet: " + '; '.join(parts)
+    hr = per_image.loc[per_image['method'] == REFERENCE_METHOD, 'niqe'] if 'niqe' in per_image else pd.Series(dtype=float)
+    if hr.notna().any(): out += f" (the HR photos' own NIQE: {hr.mean():.2f})"
+    gain = 'stlpips' in p.index and p.loc['stlpips', 'bca_high'] < 0
+    return out + ('. SRGAN bought perceptual closeness with fidelity.' if gain else
+                  '. The GAN phase did not make the faces perceptually closer (ST-LPIPS) than the SRResNet it started from.')
+
 def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> str:
     "The conclusion, from per-image whole-image results: best method per family, SRGAN vs SRResNet, D health, caveats."
     import warnings
@@ -456,7 +474,7 @@ def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> s
     lines = ["## Conclusion", ""]
     for s in (strategies or sorted(pi['strategy'].dropna().unique())):
         d = pi[pi['strategy'] == s]
-        means = d.groupby('method')[metrics].mean()
+        means = d[d['method'] != REFERENCE_METHOD].groupby('method')[metrics].mean()
         best = []
         for fam, ms in families(metrics).items():
             for m in ms:
@@ -477,6 +495,7 @@ def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> s
                 (better if good else worse).append(METRIC_NAMES.get(r.metric, r.metric))
             lines.append(f"SRGAN against the SRResNet it started from (paired 95% BCa intervals excluding 0): better on "
                          f"{', '.join(better) or 'no metric'}; worse on {', '.join(worse) or 'no metric'}.")
+            lines.append(tradeoff_sentence(pv, d))
         ts = ((run or {}).get('train_summaries') or {}).get(s) or {}
         h = ((run or {}).get('histories') or {}).get(s)
         if h is not None and 'd_pair_acc' in h and h['d_pair_acc'].notna().any():

@@ -17,24 +17,25 @@ import torch.nn as nn
 
 from .config import (RunConfig, config_dict, save_config, run_path, seed_everything, pick_device,
                              pick_precision, autocast)
-from .data import bicubic_upscale, load_patches, file_sha256
+from .data import bicubic_upscale, load_patches, file_sha256, load_split_images, make_lr
 from .model import build_models, atomic_save, load_checkpoint, unwrap, cpu_state, save_generator, load_generator
 from .losses import build_backbone, PerceptualLoss, pixel_loss, discriminator_loss, generator_objective
 from .infer import upscale_batch
-from .metrics import psnr
+from .metrics import psnr, niqe_sr, chroma_error, STLPIPS, stlpips_status
 from .pretrained import resolve_generator
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'LEGACY_HISTORY_NAMES', 'D_HEALTH_COLUMNS', 'RESUME_KEYS', 'NEWER_KEYS', 'TrainingDiverged',
-           'history_frame', 'read_history', 'in_notebook', 'show_progress', 'progress_bar', 'rng_state',
-           'set_rng_state', 'patch_tensors', 'image_count', 'shard_indices', 'augment_pair', 'make_scaler',
-           'batch_psnr', 'bicubic_psnr', 'LossTracker', 'dist_info', 'setup_distributed', 'SRGAN', 'build_srgan',
-           'pretrain_step', 'discriminator_step', 'generator_step', 'srgan_step', 'ema_update', 'ema_reset',
-           'd_health_mode', 'frozen_buffers', 'd_pairwise_accuracy', 'd_health_record', 'health_steps',
+__all__ = ['HISTORY_COLUMNS', 'LEGACY_HISTORY_NAMES', 'D_HEALTH_COLUMNS', 'RESUME_KEYS', 'NEWER_KEYS', 'VAL_PHOTO_METRICS',
+           'PHOTO_CURVES', 'TrainingDiverged', 'history_frame', 'read_history', 'in_notebook', 'show_progress',
+           'progress_bar', 'rng_state', 'set_rng_state', 'patch_tensors', 'image_count', 'shard_indices',
+           'augment_pair', 'make_scaler', 'batch_psnr', 'bicubic_psnr', 'LossTracker', 'dist_info', 'setup_distributed',
+           'SRGAN', 'build_srgan', 'pretrain_step', 'discriminator_step', 'generator_step', 'srgan_step', 'ema_update',
+           'ema_reset', 'd_health_mode', 'frozen_buffers', 'd_pairwise_accuracy', 'd_health_record', 'health_steps',
            'd_health_warning', 'hr_feature_cache', 'ResumeRefused', 'config_mismatch', 'save_checkpoint', 'Progress',
            'checkpoint_state', 'restore', 'slim_checkpoint', 'resume_checkpoint', 'init_generator', 'keep_freed_memory',
-           'training_device', 'training_data', 'validate', 'run_epoch', 'end_epoch', 'write_summary', 'fit',
-           'read_summary', 'is_finished', 'train', 'plot_history', 'plot_d_health', 'sr_figure']
+           'training_device', 'training_data', 'validation_photos', 'photo_scores', 'validate_photos', 'validate',
+           'run_epoch', 'end_epoch', 'write_summary', 'fit', 'read_summary', 'is_finished', 'train', 'plot_history',
+           'plot_photo_history', 'plot_d_health', 'sr_figure']
 
 # %% ../nbs/04_train.ipynb #25466e98
 class TrainingDiverged(RuntimeError):
@@ -47,7 +48,8 @@ class TrainingDiverged(RuntimeError):
 # %% ../nbs/04_train.ipynb #ce8cae16
 HISTORY_COLUMNS = ['epoch', 'phase', 'g_loss', 'd_loss_fake', 'd_loss_real', 'pixel_loss', 'perceptual_loss',
                    'adversarial_loss', 'anchor_loss', 'd_real_mean', 'd_fake_mean', 'd_pair_acc', 'd_pair_acc_min',
-                   'd_pair_acc_eval', 'd_health_mode', 'val_psnr', 'val_psnr_bicubic', 'seconds']
+                   'd_pair_acc_eval', 'd_health_mode', 'val_psnr', 'val_psnr_bicubic', 'val_stlpips', 'val_niqe', 'val_chroma_err',
+                   'val_stlpips_bicubic', 'val_niqe_bicubic', 'val_chroma_err_bicubic', 'val_niqe_hr', 'seconds']
 LEGACY_HISTORY_NAMES = {'content_loss': 'pixel_loss'}  # older runs' column names -> today's
 
 def history_frame(rows) -> pd.DataFrame:
@@ -565,7 +567,41 @@ def training_data(cfg: RunConfig, train_set, val_set, device) -> SimpleNamespace
     n_h = min(int(cfg.d_health_patches), len(val[0])) if val else 0
     return SimpleNamespace(lr=lr.to(data_dev), hr=hr.to(data_dev), device=data_dev, val=val, n_images=image_count(train_set),
                            val_psnr_bicubic=bicubic_psnr(*val, cfg.scale) if val else float('nan'),
-                           health=(val[0][:n_h], val[1][:n_h]) if n_h else None, feats=None)
+                           health=(val[0][:n_h], val[1][:n_h]) if n_h else None, feats=None, photos=None)
+
+VAL_PHOTO_METRICS = {'stlpips': None, 'niqe': niqe_sr, 'chroma_err': chroma_error}   # per epoch on whole validation photos
+
+def validation_photos(photos, scale: int = 4) -> SimpleNamespace | None:
+    "Whole validation photos (uint8 RGB arrays or (id, array) pairs) cropped to a multiple of `scale`, their LR, ST-LPIPS when available, and the bicubic and HR reference scores."
+    s = int(scale)
+    hrs = [hr[:hr.shape[0] // s * s, :hr.shape[1] // s * s] for hr in (p[1] if isinstance(p, tuple) else p for p in photos or [])]
+    if not hrs: return None
+    ok, why = stlpips_status()
+    fns = dict(VAL_PHOTO_METRICS, stlpips=STLPIPS() if ok else None)
+    ph = SimpleNamespace(hr=hrs, lr=[make_lr(hr, s) for hr in hrs], fns=fns, scale=s, note='' if ok else why)
+    ph.ref = {f'val_{k}_bicubic': v for k, v in photo_scores(ph, [bicubic_upscale(lr, s) for lr in ph.lr]).items()}
+    ph.ref['val_niqe_hr'] = photo_scores(ph, ph.hr, only=('niqe',))['niqe']
+    return ph
+
+def photo_scores(ph: SimpleNamespace, srs, only=None) -> dict:
+    "Mean of each per-epoch photo metric over the validation photos (NaN for one that is unavailable or too small)."
+    out = {}
+    for k, fn in ph.fns.items():
+        if only is not None and k not in only: continue
+        vals = []
+        for sr, hr in zip(srs, ph.hr):
+            try: vals.append(fn(sr, hr, ph.scale) if fn is not None else np.nan)
+            except ValueError: vals.append(np.nan)   # ImageTooSmall: a photo NIQE cannot score
+        out[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float('nan')
+    return out
+
+def validate_photos(s: SRGAN, ph: SimpleNamespace | None, generator: nn.Module | None = None) -> dict:
+    "ST-LPIPS, NIQE and chroma error of the generator (or `generator`) on the whole validation photos, as history columns, with the references."
+    if ph is None: return {}
+    g = s.generator if generator is None else generator
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
+    srs = [upscale_batch(g, t(lr), s.device, s.precision)[0].permute(1, 2, 0).numpy() for lr in ph.lr]
+    return {**{f'val_{k}': v for k, v in photo_scores(ph, srs).items()}, **ph.ref}
 
 def validate(s: SRGAN, data: SimpleNamespace, scale: int, generator: nn.Module | None = None) -> float:
     "Mean Y-PSNR of the generator (or `generator`, e.g. the EMA) on the validation patches (NaN without them)."
@@ -644,7 +680,8 @@ def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Pr
                 d_pair_acc=float(np.mean(accs)) if accs else nan, d_pair_acc_min=float(np.min(accs)) if accs else nan,
                 d_pair_acc_eval=float(np.mean(accs_eval)) if accs_eval else nan, d_health_mode=d_health_mode(s) if accs else nan,
                 val_psnr=validate(s, data, cfg.scale, s.ema if phase == 'gan' else None) if main else nan,  # the EMA when on: the model written
-                val_psnr_bicubic=data.val_psnr_bicubic, seconds=seconds)
+                val_psnr_bicubic=data.val_psnr_bicubic, **(validate_photos(s, data.photos, s.ema if phase == 'gan' else None) if main else {}),
+                seconds=seconds)
 
 # %% ../nbs/04_train.ipynb #9c09bf24
 def _fmt(row: dict) -> str:
@@ -658,6 +695,8 @@ def _fmt(row: dict) -> str:
             s += f" D pair acc {row['d_pair_acc']:.2f} (min {row['d_pair_acc_min']:.2f}, {row.get('d_health_mode')}"
             s += f"; eval {row['d_pair_acc_eval']:.2f})" if row.get('d_health_mode') != 'eval' else ')'
     if not math.isnan(row['val_psnr']): s += f" | val PSNR {row['val_psnr']:.2f} dB (bicubic {row['val_psnr_bicubic']:.2f})"
+    for k, name, d in (('val_stlpips', 'ST-LPIPS', 4), ('val_niqe', 'NIQE', 2), ('val_chroma_err', 'chroma', 3)):
+        if not math.isnan(row.get(k, float('nan'))): s += f" {name} {row[k]:.{d}f}"
     return s + f" | {row['seconds']:.1f}s"
 
 def end_epoch(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, row: dict, data, gen_meta: dict) -> None:
@@ -699,7 +738,7 @@ def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data,
 
 # %% ../nbs/04_train.ipynb #4a382fcf
 def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None = None,
-        discriminator: nn.Module | None = None, backbone: nn.Module | None = None) -> pd.DataFrame:
+        discriminator: nn.Module | None = None, backbone: nn.Module | None = None, val_photos=None) -> pd.DataFrame:
     "Pretrain the generator on the pixel loss, then train the GAN; write history, checkpoints and generators to `out_dir`."
     rank, world, local_rank = setup_distributed(cfg.device)
     out_dir, main = Path(out_dir), rank == 0
@@ -708,6 +747,7 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
     if device.type == 'cpu': keep_freed_memory()
     seed_everything(cfg.seed, cfg.deterministic)
     data = training_data(cfg, train_set, val_set, device)
+    if main: data.photos = validation_photos(val_photos, cfg.scale)   # whole photos: ST-LPIPS, NIQE, chroma error per epoch
     s = build_srgan(cfg, generator, discriminator, backbone, device)
     init = init_generator(s, cfg)  # before a resume, which then overwrites it
     total = int(cfg.pretrain_epochs) + int(cfg.epochs)
@@ -779,8 +819,9 @@ def train(cfg: RunConfig, out_dir=None) -> pd.DataFrame:
     if rank != 0: _barrier()  # rank 0 prepares the data first
     train_set = load_patches(cfg, 'train', n_images=cfg.n_train)
     val_set = load_patches(cfg, 'val')
+    photos = load_split_images(cfg, 'val')[:int(cfg.val_photos)] if rank == 0 and cfg.val_photos else None
     if rank == 0: _barrier()
-    hist = fit(cfg, train_set, val_set, out_dir)
+    hist = fit(cfg, train_set, val_set, out_dir, val_photos=photos)
     if rank == 0:
         s = read_summary(out_dir) or {}
         print(f"wrote {out_dir}: history.csv, d_health.csv, generator_srresnet.pt, generator_srgan.pt, checkpoints/, train_summary.json")
@@ -817,6 +858,25 @@ def plot_history(hist: pd.DataFrame):
     axes[3].axhline(hist.val_psnr_bicubic.iloc[0], color='gray', ls='--', label='bicubic')
     axes[3].set_title('validation PSNR (Y, dB)'); axes[3].legend(fontsize=8)
     for ax in axes: _epoch_axis(ax, hist)
+    fig.tight_layout()
+    return fig
+
+PHOTO_CURVES = (('val_stlpips', 'ST-LPIPS (lower is closer)', 'val_stlpips_bicubic', None),
+                ('val_niqe', 'NIQE (lower is more natural)', 'val_niqe_bicubic', 'val_niqe_hr'),
+                ('val_chroma_err', 'chroma error (lower is truer colour)', 'val_chroma_err_bicubic', None))
+
+def plot_photo_history(hist: pd.DataFrame):
+    "The per-epoch scores on whole validation photos -- ST-LPIPS, NIQE (with the HR photos' own as the level to reach) and chroma error -- against bicubic; None when not logged."
+    import matplotlib.pyplot as plt
+    hist = history_frame(hist.to_dict('records'))
+    if not hist[[c for c, *_ in PHOTO_CURVES]].notna().any().any(): return None
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    for ax, (col, title, bic, ref) in zip(axes, PHOTO_CURVES):
+        ax.plot(hist.epoch, hist[col], marker='o', label='generator')
+        if hist[bic].notna().any(): ax.axhline(hist[bic].dropna().iloc[0], color='gray', ls='--', label='bicubic')
+        if ref and hist[ref].notna().any(): ax.axhline(hist[ref].dropna().iloc[0], color='green', ls=':', label='HR photos')
+        ax.set_title(title, fontsize=10); ax.legend(fontsize=8); _epoch_axis(ax, hist)
+    fig.suptitle('whole validation photos, per epoch (independent of training)', fontsize=10)
     fig.tight_layout()
     return fig
 
