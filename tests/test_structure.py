@@ -103,3 +103,18 @@ def test_library_notebooks_keep_small_demo_outputs():
     with_outputs = [n for n, s in sizes.items() if s > 1000]
     assert len(with_outputs) >= 10, sizes
     assert sum(sizes.values()) < 2 * 1024**2, sizes
+
+
+def test_every_notebook_opens_with_the_project_kernel():
+    "Every notebook under nbs/ names the kernel `make setup` installs, and settings.ini lets nbdev_clean keep it."
+    import json
+    from configparser import ConfigParser
+    nbs = sorted((ROOT/'nbs').rglob('*.ipynb'))
+    assert len(nbs) >= 20
+    wrong = {str(p.relative_to(ROOT)): json.loads(p.read_text())['metadata'].get('kernelspec') for p in nbs}
+    # JupyterLab picks the kernel by name; nbdev_clean writes the display name as the name
+    wrong = {p: k for p, k in wrong.items() if not k or k.get('name') != 'srgan-nb' or k.get('language') != 'python'}
+    assert not wrong, f"notebooks without the srgan-nb kernelspec: {wrong}"
+    cfg = ConfigParser(); cfg.read(ROOT/'settings.ini')
+    assert 'kernelspec' in cfg['DEFAULT']['allowed_metadata_keys'].split(), "nbdev_clean would strip the kernelspec"
+    assert '--name $(KERNEL) --display-name "Python (srgan-nb)"' in (ROOT/'Makefile').read_text() and 'KERNEL := srgan-nb' in (ROOT/'Makefile').read_text()
