@@ -32,12 +32,13 @@ from srgan_nb import stats
 from srgan_nb.config import shared_data
 from srgan_nb.data import file_sha256, load_image, list_images, read_photo_list
 from srgan_nb.infer import Upscaler
-from srgan_nb.metrics import MetricSuite, lpips_status
+from srgan_nb.metrics import MetricSuite
 from srgan_nb.evaluate import evaluate
 from srgan_nb.peers import KRASSERM_FILES, load_krasserm, peers_status
 from srgan_nb.pretrained import MODEL_NAMES, PHASES, finished_phases, model_path, shipped_models, write_model_cards
 
-METRICS = ['psnr', 'ssim', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist', 'lpips']
+METRICS = ['psnr', 'psnr_rgb', 'ssim', 'stlpips', 'niqe', 'chroma_err', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist', 'lpips']
+PAIRS = (('shipped_gan', 'shipped_psnr'), ('shipped_gan', 'krasserm-srgan'), ('shipped_psnr', 'krasserm-srresnet'))
 
 
 def heldout_images(limit: int | None = None) -> list[tuple[str, np.ndarray]]:
@@ -63,7 +64,7 @@ def fmt(mean, lo, hi, d, sign=False) -> str:
 
 
 def tables(df: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Per set and method: mean [BCa] of each metric and its paired difference to bicubic; and gan - psnr."
+    "Per set and method: mean [BCa] of each metric and its paired difference to bicubic; and the model pairs of PAIRS."
     rows, pair_rows = [], []
     for s, g in df.groupby('set', sort=False):
         summ = stats.summarize(g, metrics, by=['method'])
@@ -78,13 +79,15 @@ def tables(df: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, pd.DataF
                 dd = diff[(diff.method == meth) & (diff.metric == m)]
                 if len(dd): row[f'Δ{m} vs bicubic'] = fmt(dd.mean_diff.iloc[0], dd.bca_low.iloc[0], dd.bca_high.iloc[0], dg, sign=True)
             rows.append(row)
-        if {'shipped_gan', 'shipped_psnr'} <= set(g.method):
-            gp = stats.paired_vs_baseline(g[g.method.isin(['shipped_gan', 'shipped_psnr'])], 'shipped_psnr', metrics, by=())
+        for a_, b_ in PAIRS:
+            if not {a_, b_} <= set(g.method): continue
+            gp = stats.paired_vs_baseline(g[g.method.isin([a_, b_])], b_, metrics, by=())
             for r in gp.itertuples():
                 if pd.isna(r.mean_diff): continue
                 dg = stats.DIGITS.get(r.metric, 3)
-                pair_rows.append(dict(set=s, metric=r.metric, n=r.n, better='lower' if r.metric in stats.LOWER_IS_BETTER else 'higher',
-                                      **{'gan - psnr': fmt(r.mean_diff, r.bca_low, r.bca_high, dg, sign=True)},
+                pair_rows.append(dict(set=s, pair=f"{a_.replace('shipped_', '')} - {b_.replace('shipped_', '')}", metric=r.metric, n=r.n,
+                                      better='lower' if r.metric in stats.LOWER_IS_BETTER else 'higher',
+                                      difference=fmt(r.mean_diff, r.bca_low, r.bca_high, dg, sign=True),
                                       excludes_0=bool(r.bca_low > 0 or r.bca_high < 0)))
     out = pd.DataFrame(rows).fillna('')
     return out[~out.method.str.startswith('fp32_')], pd.DataFrame(pair_rows)
@@ -131,15 +134,15 @@ def main(argv=None) -> int:
     if a.threads: torch.set_num_threads(a.threads)
     names = [n for n in MODEL_NAMES if n in shipped_models(a.weights)]
     if not names: raise SystemExit('no shipped model in this installation')
-    ok, why = lpips_status()
-    metrics = METRICS if ok else [m for m in METRICS if m != 'lpips']
+    suite = MetricSuite(METRICS)          # leaves out what cannot be built here (LPIPS without its torchvision weights), with the reason
+    metrics, left_out = suite.metrics, {m: suite.notes.get(m, '') for m in METRICS if m not in suite.metrics}
+    ok, why = not left_out, '; '.join(f"{m} {w}" for m, w in left_out.items())
     peers_ok, peers_why = (False, '--no-peers') if a.no_peers else peers_status()
     peers = {f'krasserm-{k}': load_krasserm(k) for k in KRASSERM_FILES} if peers_ok and not a.from_csv else {}
     if not peers_ok: print(f"krasserm-srresnet and krasserm-srgan left out: {peers_why}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; models: {', '.join(names)}; "
-          f"metrics: {', '.join(metrics)}" + ('' if ok else f" (LPIPS left out: {why})") + (f"; peers: {', '.join(peers)}" if peers else ''))
+          f"metrics: {', '.join(metrics)}" + ('' if ok else f" (left out: {why})") + (f"; peers: {', '.join(peers)}" if peers else ''))
     sets = {'heldout': lambda: heldout_images(a.limit), 'set5': lambda: folder_images('Set5'), 'set14': lambda: folder_images('Set14')}
-    suite = MetricSuite(metrics)
     frames, all_images = [], {}
     from_run = [n for n in names if n in finished_phases(a.run_dir)] if a.run_dir else []  # what that run trained (a GAN-only run: gan)
     for s in ([] if a.from_csv else a.sets):
@@ -165,7 +168,7 @@ def main(argv=None) -> int:
     with pd.option_context('display.width', 250, 'display.max_columns', 40, 'display.max_colwidth', 40):
         print('\n== mean [95% BCa interval] per set and method; Δ: paired difference to bicubic ==')
         for s, g in per.groupby('set', sort=False): print(f"\n-- {s} --\n" + g.drop(columns='set').T.to_string(header=False))
-        if len(pair): print('\n== gan - psnr, paired ==\n' + pair.to_string(index=False))
+        if len(pair): print('\n== paired differences (mean [95% BCa]) ==\n' + pair.to_string(index=False))
         if from_run:  # what storing the weights in fp16 costs: the shipped file against the fp32 generator it came from
             t = df.pivot_table(index=['set', 'image_id'], columns='method', values='psnr')
             for n in from_run:
@@ -188,7 +191,7 @@ def main(argv=None) -> int:
                 if len(s1): t = pd.concat([t, pd.DataFrame([dict(set='speed', method=f'shipped_{n}',
                                                                  n=f"{s1.s_per_mpx.iloc[0]} s per output Mpx (fp32, 2 cores)")])])
             q[n] = t.fillna('')
-        for p in write_model_cards(a.weights, quality=q, versus=pair if len(pair) else None): print(f"wrote {p}")
+        for p in write_model_cards(a.weights, quality=q, versus=pair[pair['pair'] == 'gan - psnr'].drop(columns='pair') if len(pair) else None): print(f"wrote {p}")
     return 0
 
 

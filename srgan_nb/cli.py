@@ -83,22 +83,15 @@ def cmd_evaluate(args) -> int:
                                       precision=args.precision))
     return 0
 
-def user_overrides(args) -> dict:
-    "The fields the user set (YAML, --set, flags): each strategy's config keeps them, the rest follow the strategy."
-    import yaml
-    vals = {}
-    if args.yaml:
-        with open(args.yaml) as f: vals.update(yaml.safe_load(f) or {})
-    vals.update(parse_overrides(args.overrides))
-    vals.update(_explicit(args))
-    vals.pop('strategy', None)
-    return vals
+def user_overrides(cfg: RunConfig) -> dict:
+    "The fields the user set (YAML, --set, flags), as `make_config` remembered them: each strategy's config keeps them, the rest follow the strategy."
+    return {k: getattr(cfg, k) for k in sorted(cfg.user_set)}
 
 def cmd_run(args) -> int:
     "The whole pipeline: prepare, train and evaluate per strategy, then the HTML report (it prints the path)."
     cfg = config_from_args(args, args.strategies[0])
     from srgan_nb.pipeline import run_pipeline
-    run_pipeline(cfg, strategies=args.strategies, force=args.force, overrides=user_overrides(args))
+    run_pipeline(cfg, strategies=args.strategies, force=args.force, overrides=user_overrides(cfg))
     return 0
 
 def cmd_runs(args) -> int:

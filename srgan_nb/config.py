@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'Strategy', 'get_strategy', 'RunConfig', 'parse_overrides', 'make_config',
-           'config_dict', 'save_config', 'load_config', 'repo_root', 'package_dir', 'reports_dir', 'cache_dir',
-           'runs_dir', 'default_run_id', 'run_path', 'shared_data', 'seed_everything', 'pick_device',
-           'cpu_supports_bf16', 'pick_precision', 'autocast_dtype', 'autocast']
+__all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'Strategy', 'get_strategy', 'setting', 'RunConfig',
+           'fields_affecting', 'newer_defaults', 'parse_overrides', 'make_config', 'config_dict', 'save_config',
+           'load_config', 'repo_root', 'package_dir', 'reports_dir', 'cache_dir', 'runs_dir', 'default_run_id',
+           'run_path', 'shared_data', 'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision',
+           'autocast_dtype', 'autocast']
 
 # %% ../nbs/00_config.ipynb #1ca401bd
 @dataclass(frozen=True)
@@ -62,80 +63,100 @@ GAN_PRESETS = {
                   anchor_weight=0.0, ema_decay=0.0, icnr=False),
 }
 
+# %% ../nbs/00_config.ipynb
+AFFECTS = {
+    'identity': 'names the run or its strategy',
+    'run_id': 'part of the default run id (a hash of the settings that shape results)',
+    'data': 'the data stage: which photos, the split and the patches (a change reruns prepare_data)',
+    'sampling': "the patch cache's key",
+    'training': 'the trained weights: a checkpoint made with another value is not resumed',
+    'strategy': "set per training strategy (the strategy's value unless the user sets it)",
+    'record': 'what training records beside the weights (history, D health)',
+    'evaluation': 'which rows evaluation adds',
+    'nothing': 'how a run is carried out, not its results (left out of every stage hash)',
+}
+
+def setting(default, affects: str, newer: bool = False):
+    "A `RunConfig` field that declares what it affects (words of `AFFECTS`); `newer`: runs made before it existed had this default."
+    tags = tuple(affects.split())
+    bad = [t for t in tags if t not in AFFECTS]
+    if not tags or bad: raise ValueError(f"a setting must say what it affects, in words of {sorted(AFFECTS)}; got {affects!r}")
+    return field(default=default, metadata=dict(affects=tags, newer=newer))
+
 # %% ../nbs/00_config.ipynb #04628636
 @dataclass
 class RunConfig:
     "Every setting of a run, with the seed's defaults."
     # what and where
-    strategy: str = 's2'             # training strategy (see STRATEGIES)
-    run_id: str | None = None        # run folder name under reports/runs; default: derived from the config
-    data_source: str = 'auto'        # auto | folder | kaggle | samples
-    data_dir: str | None = None      # a folder tree of images (data_source folder / auto)
-    quick: bool = False              # scale down with QUICK_CAPS
-    seed: int = 42
+    strategy: str = setting('s2', 'identity')             # training strategy (see STRATEGIES)
+    run_id: str | None = setting(None, 'identity')        # run folder name under reports/runs; default: derived from the config
+    data_source: str = setting('auto', 'run_id data')        # auto | folder | kaggle | samples
+    data_dir: str | None = setting(None, 'run_id data')      # a folder tree of images (data_source folder / auto)
+    quick: bool = setting(False, 'run_id data')              # scale down with QUICK_CAPS
+    seed: int = setting(42, 'run_id data sampling training')
     # data
-    hr_size: int = 96
-    scale: int = 4
-    patches_per_image: int = 10
-    n_train: int | None = None       # training photos (None: the strategy's)
-    n_val: int = 50                  # validation photos, shared by all strategies
-    n_test: int = 50                 # test photos, shared by all strategies
-    face_aware: bool = False         # draw patches around faces (OpenCV Haar cascade)
-    min_sharpness: float = 0.0       # drop sources whose Laplacian variance is below this (0: keep all)
-    exclude: str | None = None       # photos this run never uses, by sha256: 'heldout' (the shipped models' held-out list) or a
+    hr_size: int = setting(96, 'run_id data sampling training')
+    scale: int = setting(4, 'run_id data sampling training')
+    patches_per_image: int = setting(10, 'run_id data sampling training')
+    n_train: int | None = setting(None, 'training strategy')       # training photos (None: the strategy's)
+    n_val: int = setting(50, 'run_id data sampling')                  # validation photos, shared by all strategies
+    n_test: int = setting(50, 'run_id data sampling')                 # test photos, shared by all strategies
+    face_aware: bool = setting(False, 'run_id data sampling')         # draw patches around faces (OpenCV Haar cascade)
+    min_sharpness: float = setting(0.0, 'run_id data sampling')       # drop sources whose Laplacian variance is below this (0: keep all)
+    exclude: str | None = setting(None, 'run_id data sampling', newer=True)       # photos this run never uses, by sha256: 'heldout' (the shipped models' held-out list) or a
                                      # text file of lines 'name sha256' (data.read_photo_list)
-    num_workers: int = 2             # processes for patch extraction
+    num_workers: int = setting(2, 'nothing')             # processes for patch extraction
     # model
-    n_blocks: int = 16
-    channels: int = 64
-    bicubic_skip: bool = True        # add a bicubic upscale of the input to the generator output (residual learning);
+    n_blocks: int = setting(16, 'run_id training')
+    channels: int = setting(64, 'run_id training')
+    bicubic_skip: bool = setting(True, 'run_id training')        # add a bicubic upscale of the input to the generator output (residual learning);
                                      # false = the paper's SRResNet exactly (needs far longer training to pass bicubic)
     # losses
-    backbone: str = 'auto'           # perceptual backbone: auto | vgg19 | effnet_lite0
-    vgg_weights: str | None = None   # path to torchvision VGG19 weights (else torchvision's cache)
-    pixel_weight: float = 0.0        # pixel loss in the GAN phase: 0 = the paper's SRGAN (perceptual + 1e-3 adversarial);
+    backbone: str = setting('auto', 'run_id training')           # perceptual backbone: auto | vgg19 | effnet_lite0
+    vgg_weights: str | None = setting(None, 'run_id')   # path to torchvision VGG19 weights (else torchvision's cache)
+    pixel_weight: float = setting(0.0, 'run_id training')        # pixel loss in the GAN phase: 0 = the paper's SRGAN (perceptual + 1e-3 adversarial);
                                      # 1 keeps the pixel MSE (higher PSNR, worse feature distance: see the README)
-    pixel_criterion: str = 'mse'     # the pixel loss of both phases: mse (the paper's SRResNet) | l1
-    content_weight: float | None = None  # deprecated alias of pixel_weight (older runs); setting it sets pixel_weight
-    perceptual_weight: float = 1.0
-    adversarial_weight: float = 1e-4 # the paper's 1e-3 beside its VGG loss; beside the EfficientNet-Lite0 perceptual loss 1e-3
+    pixel_criterion: str = setting('mse', 'run_id training')     # the pixel loss of both phases: mse (the paper's SRResNet) | l1
+    content_weight: float | None = setting(None, 'run_id')  # deprecated alias of pixel_weight (older runs); setting it sets pixel_weight
+    perceptual_weight: float = setting(1.0, 'run_id training')
+    adversarial_weight: float = setting(1e-4, 'run_id training') # the paper's 1e-3 beside its VGG loss; beside the EfficientNet-Lite0 perceptual loss 1e-3
                                      # lets the generator overturn D (pairwise accuracy 0.09-0.69), 1e-4 keeps it 0.56-0.92 (04_train)
-    gan_loss: str = 'bce'            # bce (the paper's) | ragan (relativistic average, ESRGAN)
-    d_norm: str = 'bn'               # discriminator normalisation: bn (the paper's) | sn (spectral norm, no batch statistics)
-    d_joint_batch: bool = False      # real and generated patches through D in one batch (shared BatchNorm statistics)
-    anchor_weight: float = 0.0       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
-    anchor_kind: str = 'lowpass'     # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
+    gan_loss: str = setting('bce', 'run_id training')            # bce (the paper's) | ragan (relativistic average, ESRGAN)
+    d_norm: str = setting('bn', 'run_id training')               # discriminator normalisation: bn (the paper's) | sn (spectral norm, no batch statistics)
+    d_joint_batch: bool = setting(False, 'run_id training')      # real and generated patches through D in one batch (shared BatchNorm statistics)
+    anchor_weight: float = setting(0.0, 'run_id training', newer=True)       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
+    anchor_kind: str = setting('lowpass', 'run_id training', newer=True)     # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
                                      # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss)
-    ema_decay: float = 0.0           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
+    ema_decay: float = setting(0.0, 'run_id training', newer=True)           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
                                      # (0: off; BasicSR uses 0.999)
-    icnr: bool = False               # ICNR initialisation of the sub-pixel convolutions (Aitken et al. 2017: no checkerboard at
+    icnr: bool = setting(False, 'run_id training', newer=True)               # ICNR initialisation of the sub-pixel convolutions (Aitken et al. 2017: no checkerboard at
                                      # the start) when the generator trains from scratch
-    gan: str | None = None           # a named recipe (GAN_PRESETS) whose fields fill in what is not set explicitly
+    gan: str | None = setting(None, 'run_id')           # a named recipe (GAN_PRESETS) whose fields fill in what is not set explicitly
     # training
-    pretrain_epochs: int = 2         # SRResNet (MSE) epochs before the GAN phase
-    init_generator: str = ''         # start the generator from these weights: a shipped model (psnr | gan) or a generator file
+    pretrain_epochs: int = setting(2, 'run_id training')         # SRResNet (MSE) epochs before the GAN phase
+    init_generator: str = setting('', 'run_id training', newer=True)         # start the generator from these weights: a shipped model (psnr | gan) or a generator file
                                      # ('' = random); e.g. pretrain_epochs=0, init_generator=psnr: the GAN phase alone
-    lr_pretrain: float | None = None # learning rate of the MSE phase (None: lr_g)
-    augment: bool = False            # random flips / 90-degree turns of training patches
-    epochs: int | None = None        # GAN epochs (None: the strategy's)
-    batch_size: int | None = None    # (None: the strategy's)
-    lr_g: float = 1e-4
-    lr_d: float = 1e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    device: str = 'auto'             # auto | cpu | cuda | cuda:N | mps
-    precision: str = 'auto'          # auto | fp32 | bf16 | fp16
-    channels_last: bool = True       # channels_last memory format: +12% per training step on CPU bf16 (benchmarks/bench_train.py)
-    deterministic: bool = False
-    log_every: int = 10              # steps between loss logs and NaN checks
-    d_health_patches: int = 100      # fixed validation patches on which D's pairwise accuracy is measured (0: off)
-    val_photos: int = 20             # whole validation photos scored each epoch with ST-LPIPS, NIQE and chroma error (0: off)
-    d_health_checks: int = 5         # D-health measurements per GAN epoch
-    resume: bool = True
-    checkpoint_minutes: float = 10.0 # also checkpoint inside an epoch this often (a kill loses minutes, not an epoch; 0: per epoch only)
-    reference_models: str = 'auto'  # the shipped pretrained models as reference rows ("trained elsewhere") in the evaluation
+    lr_pretrain: float | None = setting(None, 'run_id training') # learning rate of the MSE phase (None: lr_g)
+    augment: bool = setting(False, 'run_id training')            # random flips / 90-degree turns of training patches
+    epochs: int | None = setting(None, 'strategy')        # GAN epochs (None: the strategy's)
+    batch_size: int | None = setting(None, 'training strategy')    # (None: the strategy's)
+    lr_g: float = setting(1e-4, 'run_id training')
+    lr_d: float = setting(1e-4, 'run_id training')
+    beta1: float = setting(0.9, 'run_id training')
+    beta2: float = setting(0.999, 'run_id training')
+    device: str = setting('auto', 'nothing')             # auto | cpu | cuda | cuda:N | mps
+    precision: str = setting('auto', 'run_id')          # auto | fp32 | bf16 | fp16
+    channels_last: bool = setting(True, 'run_id')       # channels_last memory format: +12% per training step on CPU bf16 (benchmarks/bench_train.py)
+    deterministic: bool = setting(False, 'run_id')
+    log_every: int = setting(10, 'nothing')              # steps between loss logs and NaN checks
+    d_health_patches: int = setting(100, 'record')      # fixed validation patches on which D's pairwise accuracy is measured (0: off)
+    val_photos: int = setting(20, 'record')             # whole validation photos scored each epoch with ST-LPIPS, NIQE and chroma error (0: off)
+    d_health_checks: int = setting(5, 'record')         # D-health measurements per GAN epoch
+    resume: bool = setting(True, 'nothing')
+    checkpoint_minutes: float = setting(10.0, 'nothing') # also checkpoint inside an epoch this often (a kill loses minutes, not an epoch; 0: per epoch only)
+    reference_models: str = setting('auto', 'run_id evaluation', newer=True)  # the shipped pretrained models as reference rows ("trained elsewhere") in the evaluation
                                      # and report: auto (in quick and demo runs) | true | false
-    keep_checkpoints: bool = False   # keep the full training state (D, optimisers) once a phase is done; else only what
+    keep_checkpoints: bool = setting(False, 'nothing')   # keep the full training state (D, optimisers) once a phase is done; else only what
                                      # resume, evaluation and the report need (a full S2 run: 420 MB -> about 20 MB)
 
     def __post_init__(self):
@@ -188,6 +209,16 @@ class RunConfig:
             raise ValueError(f"Unknown gan preset {self.gan!r}; choose one of {sorted(GAN_PRESETS)}")
         return self
 
+# %% ../nbs/00_config.ipynb
+def fields_affecting(tag: str) -> tuple[str, ...]:
+    "The `RunConfig` fields that declare `tag` (a word of `AFFECTS`), in the class's order."
+    if tag not in AFFECTS: raise ValueError(f"unknown tag {tag!r}; choose from {sorted(AFFECTS)}")
+    return tuple(f.name for f in fields(RunConfig) if tag in f.metadata['affects'])
+
+def newer_defaults() -> dict:
+    "The settings added after runs were made, with the default those older runs (and their checkpoints) had."
+    return {f.name: f.default for f in fields(RunConfig) if f.metadata['newer']}
+
 # %% ../nbs/00_config.ipynb #5f2cdf27
 def _field_types() -> dict:
     return {f.name: f.type for f in fields(RunConfig)}
@@ -230,13 +261,16 @@ def make_config(strategy: str = 's2', overrides: dict | None = None, yaml_path: 
         with open(yaml_path) as f: vals.update(yaml.safe_load(f) or {})
     vals.update(overrides or {})
     vals.update({k: v for k, v in kwargs.items()})
+    user_set = frozenset(k for k in vals if k != 'strategy')   # what the user set, before presets and the strategy fill in the rest
     vals.setdefault('strategy', strategy)
     vals = {k: _parse_value(k, v) for k, v in vals.items()}
     if vals.get('gan') is not None:  # a preset fills in the fields not given explicitly
         if vals['gan'] not in GAN_PRESETS: raise ValueError(f"Unknown gan preset {vals['gan']!r}; choose one of {sorted(GAN_PRESETS)}")
         for k, v in GAN_PRESETS[vals['gan']].items(): vals.setdefault(k, v)
     for k, v in get_strategy(vals['strategy']).settings.items(): vals.setdefault(k, v)  # the recipe's own fields
-    return RunConfig(**vals)
+    cfg = RunConfig(**vals)
+    cfg.user_set = user_set   # remembered, not a field (not saved): which values are the user's, the rest follow the strategy
+    return cfg
 
 # %% ../nbs/00_config.ipynb #83869e6d
 def config_dict(cfg: RunConfig) -> dict:
@@ -290,14 +324,10 @@ def runs_dir() -> Path:
 # %% ../nbs/00_config.ipynb #08bf14fb
 def default_run_id(cfg: RunConfig) -> str:
     "A deterministic run id: data source, quick flag and a short hash of the settings that shape results."
-    d = config_dict(cfg)
-    newer = (('exclude', None), ('reference_models', 'auto'), ('init_generator', ''), ('anchor_weight', 0.0), ('anchor_kind', 'lowpass'),
-             ('ema_decay', 0.0), ('icnr', False))
-    for k, v in newer:  # newer fields at their defaults keep older runs' ids
-        if d.get(k) == v: d.pop(k)
+    d = {k: v for k, v in config_dict(cfg).items() if k in fields_affecting('run_id')}
+    for k, v in newer_defaults().items():  # newer fields at their defaults keep older runs' ids
+        if k in d and d[k] == v: d.pop(k)
     if not d.get('anchor_weight'): d.pop('anchor_kind', None)  # the anchor's kind matters only when it is on
-    for k in ('run_id', 'strategy', 'epochs', 'batch_size', 'n_train', 'device', 'num_workers', 'resume', 'log_every', 'd_health_patches', 'd_health_checks', 'val_photos', 'keep_checkpoints', 'checkpoint_minutes'):
-        d.pop(k, None)
     h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
     src = cfg.data_source if cfg.data_source != 'auto' or not cfg.data_dir else 'folder'
     if cfg.data_dir: src += '-' + Path(cfg.data_dir).name

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .config import RunConfig, cache_dir, package_dir, run_path
+from .config import RunConfig, cache_dir, package_dir, run_path, fields_affecting
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'KAGGLE_HANDLE', 'KAGGLE_HOST', 'SAMPLE_FACES', 'SAMPLE_NATURAL', 'HELDOUT_FILE', 'HELDOUT_N',
@@ -372,7 +372,7 @@ def _fill_group(items, quotas, params: dict, pool, num_workers: int) -> tuple[di
 
 # %% ../nbs/01_data.ipynb #4a6c53f3
 CACHE_VERSION = 2  # bump when the sampling code changes, so old caches are not reused
-SAMPLING_KEYS = ('seed', 'hr_size', 'scale', 'patches_per_image', 'face_aware', 'min_sharpness', 'n_test', 'n_val', 'exclude')
+SAMPLING_KEYS = fields_affecting('sampling')   # declared on the RunConfig fields
 
 def cache_key(cfg: RunConfig, groups: list, n_train: int) -> str:
     "Hash of the candidate files (path, size, mtime), the sampling parameters and the split sizes."

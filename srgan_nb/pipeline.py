@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import (RunConfig, make_config, config_dict, save_config, load_config, run_path, runs_dir,
+from .config import (RunConfig, fields_affecting, make_config, config_dict, save_config, load_config, run_path, runs_dir,
                              repo_root, STRATEGIES, get_strategy)
 from .metrics import METRIC_NAMES
 
@@ -35,12 +35,14 @@ def pipeline_notebooks() -> Path:
     return p.resolve()
 
 # %% ../nbs/08_pipeline.ipynb #733ccd98
-STRATEGY_FIELDS = ('n_train', 'epochs', 'batch_size')
+STRATEGY_FIELDS = fields_affecting('strategy')   # n_train, epochs, batch_size: declared on the fields
 
 def user_strategy_fields(cfg: RunConfig, overrides: dict | None = None) -> dict:
-    "The strategy fields (`epochs`, `batch_size`, `n_train`) the user set, with their values."
+    "The strategy fields (`epochs`, `batch_size`, `n_train`) the user set, with their values: from `overrides`, else what `make_config` remembered, else (a config read back from JSON) those that differ from the strategy's."
     if overrides is not None:
         return {k: getattr(cfg, k) for k in STRATEGY_FIELDS if overrides.get(k) is not None}
+    if getattr(cfg, 'user_set', None) is not None:
+        return {k: getattr(cfg, k) for k in STRATEGY_FIELDS if k in cfg.user_set}
     plain = RunConfig(strategy=cfg.strategy, quick=cfg.quick)
     return {k: getattr(cfg, k) for k in STRATEGY_FIELDS if getattr(cfg, k) != getattr(plain, k)}
 
@@ -72,7 +74,9 @@ def stage_config(run_dir=None, strategy: str | None = None, config_json=None, ov
             if c.exists(): config_json = c; break
     if config_json is not None:
         cfg = load_config(config_json)
-        if overrides: cfg = make_config(cfg.strategy, overrides={**config_dict(cfg), **overrides})
+        if overrides:
+            cfg = make_config(cfg.strategy, overrides={**config_dict(cfg), **overrides})
+            cfg.user_set = None   # rebuilt from a saved config: who set what is not known there
     else:
         cfg = make_config(strategy or 's2', overrides={'quick': True, **overrides})
     if strategy and strategy != cfg.strategy: cfg = strategy_config(cfg, strategy)
@@ -81,9 +85,8 @@ def stage_config(run_dir=None, strategy: str | None = None, config_json=None, ov
     return cfg
 
 # %% ../nbs/08_pipeline.ipynb #4684e578
-NON_RESULT_FIELDS = ('resume', 'num_workers', 'log_every', 'device', 'keep_checkpoints', 'checkpoint_minutes')
-DATA_FIELDS = ('data_source', 'data_dir', 'quick', 'seed', 'hr_size', 'scale', 'patches_per_image', 'n_val', 'n_test',
-               'face_aware', 'min_sharpness', 'exclude')
+NON_RESULT_FIELDS = fields_affecting('nothing')   # no stage result depends on these
+DATA_FIELDS = fields_affecting('data')            # what the prepare_data stage depends on
 
 def params_hash(*parts) -> str:
     "A short stable hash of JSON-able `parts`."

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .config import (RunConfig, config_dict, save_config, run_path, seed_everything, pick_device,
+from .config import (RunConfig, fields_affecting, newer_defaults, config_dict, save_config, run_path, seed_everything, pick_device,
                              pick_precision, autocast)
 from .data import bicubic_upscale, load_patches, file_sha256, load_split_images, make_lr
 from .model import build_models, atomic_save, load_checkpoint, unwrap, cpu_state, save_generator, load_generator
@@ -451,12 +451,8 @@ def hr_feature_cache(backbone: nn.Module, hr_u8: torch.Tensor, device, precision
     return feats
 
 # %% ../nbs/04_train.ipynb #620fcf18
-RESUME_KEYS = ('seed', 'hr_size', 'scale', 'n_blocks', 'channels', 'bicubic_skip', 'backbone', 'pixel_weight',
-               'pixel_criterion', 'perceptual_weight', 'adversarial_weight', 'gan_loss', 'd_norm', 'd_joint_batch',
-               'pretrain_epochs', 'lr_pretrain', 'augment',
-               'batch_size', 'lr_g', 'lr_d', 'beta1', 'beta2', 'n_train', 'patches_per_image', 'init_generator',
-               'anchor_weight', 'anchor_kind', 'ema_decay', 'icnr')
-NEWER_KEYS = dict(init_generator='', anchor_weight=0.0, anchor_kind='lowpass', ema_decay=0.0, icnr=False)  # settings added later: a checkpoint without them was made at this default
+RESUME_KEYS = fields_affecting('training')   # a checkpoint made with other values of these is not resumed (declared on the fields)
+NEWER_KEYS = {k: v for k, v in newer_defaults().items() if k in RESUME_KEYS}  # added later: a checkpoint without them was made at this default
 
 class ResumeRefused(ValueError):
     "A checkpoint was made with other training settings than the run asks for."

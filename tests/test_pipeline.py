@@ -18,10 +18,14 @@ def test_each_strategy_gets_its_own_fields_unless_overridden(reports_tmp):
     assert s1.seed == s2.seed == 3 and s1.run_id == s2.run_id
     cfg = make_config('s1', overrides=dict(batch_size=4))
     assert P.strategy_config(cfg, 's2').batch_size == 4 and P.strategy_config(cfg, 's2').epochs == 5
-    # a value equal to the strategy default counts as overridden only when the overrides say so
+    # a value equal to the strategy default counts as set when the user set it: the config remembers (make_config)
     cfg = make_config('s2', overrides=dict(n_train=100))
-    assert P.strategy_config(cfg, 's1').n_train == 600
-    assert P.strategy_config(cfg, 's1', overrides=dict(n_train=100)).n_train == 100
+    assert cfg.user_set == {'n_train'} and P.strategy_config(cfg, 's1').n_train == 100
+    assert P.strategy_config(cfg, 's1', overrides={}).n_train == 600
+    # a config read back from JSON does not know who set what: values that differ from the strategy's count as set
+    from srgan_nb.config import load_config, save_config
+    back = load_config(save_config(make_config('s2', overrides=dict(n_train=100)), reports_tmp/'c.json'))
+    assert getattr(back, 'user_set', None) is None and P.strategy_config(back, 's1').n_train == 600
 
 
 def test_plan_hashes_follow_parameters(reports_tmp):

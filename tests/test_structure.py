@@ -118,3 +118,30 @@ def test_every_notebook_opens_with_the_project_kernel():
     cfg = ConfigParser(); cfg.read(ROOT/'settings.ini')
     assert 'kernelspec' in cfg['DEFAULT']['allowed_metadata_keys'].split(), "nbdev_clean would strip the kernelspec"
     assert '--name $(KERNEL) --display-name "Python (srgan-nb)"' in (ROOT/'Makefile').read_text() and 'KERNEL := srgan-nb' in (ROOT/'Makefile').read_text()
+
+
+def test_every_config_field_says_what_it_affects_and_the_lists_derive_from_it():
+    "One declaration per field (dataclasses metadata); the lists of pipeline, data and train are read off it, unchanged."
+    from dataclasses import fields
+    from srgan_nb import config as C, pipeline as P, data as D, train as T
+    assert [f.name for f in fields(C.RunConfig) if not f.metadata.get('affects')] == []
+    assert all(set(f.metadata['affects']) <= set(C.AFFECTS) for f in fields(C.RunConfig))
+    # the lists as they were typed before (a recorded comparison): deriving them changed nothing
+    assert set(P.NON_RESULT_FIELDS) == {'resume', 'num_workers', 'log_every', 'device', 'keep_checkpoints', 'checkpoint_minutes'}
+    assert set(P.DATA_FIELDS) == {'data_source', 'data_dir', 'quick', 'seed', 'hr_size', 'scale', 'patches_per_image', 'n_val', 'n_test',
+                                  'face_aware', 'min_sharpness', 'exclude'}
+    assert set(D.SAMPLING_KEYS) == set(P.DATA_FIELDS) - {'data_source', 'data_dir', 'quick'}
+    assert P.STRATEGY_FIELDS == ('n_train', 'epochs', 'batch_size')
+    assert {'seed', 'n_blocks', 'adversarial_weight', 'batch_size', 'init_generator', 'anchor_weight', 'ema_decay', 'icnr'} <= set(T.RESUME_KEYS)
+    assert not {'epochs', 'device', 'val_photos', 'd_health_patches'} & set(T.RESUME_KEYS)
+    assert T.NEWER_KEYS == dict(init_generator='', anchor_weight=0.0, anchor_kind='lowpass', ema_decay=0.0, icnr=False)
+    # run ids of existing runs stay as they were (values from main 22ba8ab)
+    assert C.default_run_id(C.make_config()) == 'auto-64a26c01'
+    assert C.default_run_id(C.make_config(quick=True)) == 'auto-quick-2380febe'
+    assert C.default_run_id(C.make_config(gan='paper')) == 'auto-f09e1458'
+    assert C.default_run_id(C.make_config(data_dir='/x/faces-utk')) == 'folder-faces-utk-a5ba0330'
+    # no module types these lists again
+    for mod in ('pipeline', 'data', 'train', 'cli'):
+        text = (LIB/f'{mod}.py').read_text()
+        assert "('n_train', 'epochs', 'batch_size')" not in text and "'keep_checkpoints', 'checkpoint_minutes')" not in text, mod
+    assert 'yaml.safe_load' not in (LIB/'cli.py').read_text()   # the config remembers what the user set; nobody re-reads the YAML
