@@ -25,12 +25,13 @@ SHOWN = ('psnr', 'psnr_rgb', 'stlpips', 'niqe', 'chroma_err', 'face_dist', 'haar
 def load(run: str, strategy: str) -> pd.DataFrame:
     p = runs_dir()/run/strategy/'eval'/'per_image.csv'
     if not p.exists(): raise SystemExit(f"{p} is missing: run the pipeline for {run} first")
-    return whole_images(pd.read_csv(p)).assign(run=run)
+    # runs evaluated before hr_rows existed hold the HR reference rows twice (trained and untrained calls): keep one
+    return whole_images(pd.read_csv(p)).drop_duplicates(['image_id', 'method']).assign(run=run)
 
 
 def paired(a: pd.DataFrame, b: pd.DataFrame, metrics) -> dict:
     "mean [BCa] of a - b per metric over the photos both scored."
-    m = a.set_index('image_id')[metrics].join(b.set_index('image_id')[metrics], rsuffix='_b', how='inner')
+    m = a[['image_id', *metrics]].merge(b[['image_id', *metrics]], on='image_id', suffixes=('', '_b'))
     out = {}
     for k in metrics:
         d = (m[k] - m[k + '_b']).dropna()

@@ -82,13 +82,13 @@ def _image_file(image_id: str) -> str:
 def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None, patches=None,
              patch_agg: str | None = 'mean', metrics=None, backbone=None, lpips_net: str = 'alex',
              device='cpu', whole: bool = True, progress: bool = True, precision: str = 'fp32',
-             tile: int | None = 256, sr_dir=None) -> pd.DataFrame:
-    "Score every method on the same images (and optionally patches): a tidy per-image frame; `sr_dir` keeps each SR image as PNG."
+             tile: int | None = 256, sr_dir=None, hr_rows: bool = True) -> pd.DataFrame:
+    "Score every method on the same images (and optionally patches): a tidy per-image frame; `sr_dir` keeps each SR image as PNG; `hr_rows`: the HR photos' own no-reference scores as method 'hr'."
     if not methods: raise ValueError("methods is empty; pass e.g. {'bicubic': 'bicubic', 'srgan': generator}")
     fns = {name: as_method(m, scale, device, precision, tile) for name, m in methods.items()}
     suite = backbone if isinstance(backbone, MetricSuite) else MetricSuite(metrics, backbone, lpips_net, device)
     suite.reset()
-    reference = any(REGISTRY[m].no_reference for m in suite.metrics)
+    reference = hr_rows and any(REGISTRY[m].no_reference for m in suite.metrics)
     rows = []
     if whole:
         imgs = _as_images(images)
@@ -183,7 +183,7 @@ def score_shipped(names, images, paths, scale: int = 4, folder=None, **kw) -> pd
         df = pd.DataFrame()
         df.attrs['notes'] = {'shipped': what + ': no photo left' if names else 'no shipped models in this installation'}
         return df
-    df = evaluate({SHIPPED_PREFIX + n: model_path(n, folder) for n in names}, keep, scale=scale, **kw)
+    df = evaluate({SHIPPED_PREFIX + n: model_path(n, folder) for n in names}, keep, scale=scale, hr_rows=False, **kw)
     df.attrs['notes'] = {**df.attrs['notes'], 'shipped': what}
     return df
 
@@ -214,7 +214,7 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
     if reference and any(getattr(g, 'bicubic_skip', False) for g in gens.values()):
         # what the generator scores before any training (whole images only): not to be credited to training
         ref = evaluate({'bicubic_skip_init': untrained_generator(cfg)}, images, scale=cfg.scale, strategy=strategy,
-                       backbone=suite, device=device, progress=progress, precision=precision)
+                       backbone=suite, device=device, progress=progress, precision=precision, hr_rows=False)
         df = _concat(df, ref)
     summ = json.loads((run_path(cfg)/'data'/'summary.json').read_text())
     if wants_shipped(cfg, summ.get('demo', False)):  # reference rows: what the shipped models reach on this test split

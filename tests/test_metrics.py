@@ -270,6 +270,10 @@ def test_evaluate_run(reports_tmp):
     summ = pd.read_csv(ev/'summary.csv')
     assert set(summ[summ.level == 'image'].n) == {len(ids)}
     assert summ[(summ.method == 'srgan') & (summ.metric == 'psnr') & (summ.level == 'image')].diff_mean_diff.notna().all()
+    # with NIQE, one HR reference row per photo, however many evaluate calls the run needs (trained, untrained, shipped)
+    with_niqe = E.evaluate_run(cfg, 's2', metrics=['psnr', 'niqe'], progress=False, patches=False)
+    hr_rows = with_niqe[with_niqe.method == M.REFERENCE_METHOD]
+    assert sorted(hr_rows.image_id) == sorted(ids) and hr_rows.psnr.isna().all()
 
 
 def test_too_small_images_give_nan_with_one_warning(hr):
