@@ -63,7 +63,7 @@ GAN_PRESETS = {
                   anchor_weight=0.0, ema_decay=0.0, icnr=False),
 }
 
-# %% ../nbs/00_config.ipynb
+# %% ../nbs/00_config.ipynb #7e785bc6
 AFFECTS = {
     'identity': 'names the run or its strategy',
     'run_id': 'part of the default run id (a hash of the settings that shape results)',
@@ -126,7 +126,7 @@ class RunConfig:
     d_joint_batch: bool = setting(False, 'run_id training')      # real and generated patches through D in one batch (shared BatchNorm statistics)
     anchor_weight: float = setting(0.0, 'run_id training', newer=True)       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
     anchor_kind: str = setting('lowpass', 'run_id training', newer=True)     # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
-                                     # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss)
+                                     # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss) | chroma: L1 on Cb, Cr
     ema_decay: float = setting(0.0, 'run_id training', newer=True)           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
                                      # (0: off; BasicSR uses 0.999)
     icnr: bool = setting(False, 'run_id training', newer=True)               # ICNR initialisation of the sub-pixel convolutions (Aitken et al. 2017: no checkerboard at
@@ -203,13 +203,13 @@ class RunConfig:
             raise ValueError(f"reference_models must be auto, true or false, got {self.reference_models!r}")
         if self.d_norm not in ('bn', 'sn'): raise ValueError(f"d_norm must be bn or sn, got {self.d_norm!r}")
         if not float(self.anchor_weight) >= 0: raise ValueError(f"anchor_weight must be >= 0, got {self.anchor_weight!r}")
-        if self.anchor_kind not in ('lowpass', 'l1'): raise ValueError(f"anchor_kind must be lowpass or l1, got {self.anchor_kind!r}")
+        if self.anchor_kind not in ('lowpass', 'l1', 'chroma'): raise ValueError(f"anchor_kind must be lowpass, l1 or chroma, got {self.anchor_kind!r}")
         if not 0 <= float(self.ema_decay) < 1: raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.gan is not None and self.gan not in GAN_PRESETS:
             raise ValueError(f"Unknown gan preset {self.gan!r}; choose one of {sorted(GAN_PRESETS)}")
         return self
 
-# %% ../nbs/00_config.ipynb
+# %% ../nbs/00_config.ipynb #144b4bae
 def fields_affecting(tag: str) -> tuple[str, ...]:
     "The `RunConfig` fields that declare `tag` (a word of `AFFECTS`), in the class's order."
     if tag not in AFFECTS: raise ValueError(f"unknown tag {tag!r}; choose from {sorted(AFFECTS)}")

@@ -12,9 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['ANCHOR_KINDS', 'GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FEATURE_SCALE',
+__all__ = ['ANCHOR_KINDS', 'CBCR', 'GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FEATURE_SCALE',
            'EFFNET_LITE0_STAGES', 'EFFNET_MEAN', 'EFFNET_STD', 'EFFNET_FEATURE_SCALE', 'pixel_loss', 'lowpass',
-           'anchor_loss', 'adversarial_loss', 'discriminator_loss', 'generator_adversarial_loss', 'Backbone',
+           'chroma', 'anchor_loss', 'adversarial_loss', 'discriminator_loss', 'generator_adversarial_loss', 'Backbone',
            'vgg19_weights_path', 'build_vgg19', 'Conv2dSame', 'MBConv', 'EfficientNetLite0',
            'effnet_lite0_weights_path', 'load_effnet_lite0', 'effnet_preprocess', 'effnet_classify', 'fold_bn',
            'fuse_effnet', 'EffNetFeatures', 'build_effnet_lite0', 'build_backbone', 'PerceptualLoss',
@@ -30,17 +30,24 @@ def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, criterion: str = 'mse') -> to
     raise ValueError(f"pixel loss criterion must be mse or l1, got {criterion!r}")
 
 # %% ../nbs/03_losses.ipynb #86d342cc
-ANCHOR_KINDS = ('lowpass', 'l1')
+ANCHOR_KINDS = ('lowpass', 'l1', 'chroma')
 
 def lowpass(x: torch.Tensor, factor: int = 4) -> torch.Tensor:
     "The mean of every `factor` x `factor` cell (a box filter on a grid `factor` times coarser), in float32."
     return F.avg_pool2d(x.float(), factor)
 
+CBCR = torch.tensor([[-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0   # BT.601 as MATLAB's rgb2ycbcr, for RGB in [0, 1]
+
+def chroma(x: torch.Tensor) -> torch.Tensor:
+    "Cb and Cr (BT.601, offsets dropped) of an (N, 3, H, W) RGB batch in [0, 1], as (N, 2, H, W): what `metrics.chroma_error` compares."
+    return torch.einsum('ck,nkhw->nchw', CBCR.to(x.device, torch.float32), x.float())
+
 def anchor_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = 'lowpass', factor: int = 4) -> torch.Tensor:
-    "L1 between SR and HR (`l1`) or between their `factor` x `factor` box low-passes (`lowpass`: colour and tone, not detail)."
+    "L1 between SR and HR (`l1`), between their `factor` x `factor` box low-passes (`lowpass`: colour and tone, not detail), or between their Cb and Cr at full resolution (`chroma`: colour only; luma, where the detail is, stays free)."
     if sr.shape != hr.shape: raise ValueError(f"sr and hr shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}")
     if kind == 'l1': return F.l1_loss(sr.float(), hr.float())
     if kind == 'lowpass': return F.l1_loss(lowpass(sr, factor), lowpass(hr, factor))
+    if kind == 'chroma': return F.l1_loss(chroma(sr), chroma(hr))
     raise ValueError(f"anchor kind must be one of {ANCHOR_KINDS}, got {kind!r}")
 
 
