@@ -282,7 +282,10 @@ def test_anchor_loss_values():
     for kind in L.ANCHOR_KINDS: assert float(L.anchor_loss(hr, hr, kind)) == 0
     assert float(L.anchor_loss(hr + checker, hr, 'lowpass')) < 1e-7
     assert math.isclose(float(L.anchor_loss(hr + checker, hr, 'l1')), 0.05, rel_tol=1e-5)
-    for kind in L.ANCHOR_KINDS: assert math.isclose(float(L.anchor_loss(hr + cast, hr, kind)), 0.02, rel_tol=1e-5)
+    for kind in ('lowpass', 'l1'): assert math.isclose(float(L.anchor_loss(hr + cast, hr, kind)), 0.02, rel_tol=1e-5)
+    # chroma: a blue cast of 0.06 moves Cb by 0.06 * 112/255 and Cr by -0.06 * 18.214/255 (BT.601); a gray pattern moves neither
+    assert math.isclose(float(L.anchor_loss(hr + cast, hr, 'chroma')), 0.06 * (112 + 18.214) / 255 / 2, rel_tol=1e-5)
+    assert float(L.anchor_loss(hr + checker, hr, 'chroma')) < 1e-7
     # a blur keeps the cell means nearly (lowpass barely moves) but loses the detail (L1 sees it)
     blur = F.avg_pool2d(F.pad(hr, (1, 1, 1, 1), mode='replicate'), 3, stride=1)
     assert float(L.anchor_loss(blur, hr, 'lowpass')) < 0.25 * float(L.anchor_loss(blur, hr, 'l1'))
