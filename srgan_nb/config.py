@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'Strategy', 'get_strategy', 'setting', 'RunConfig',
+__all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'NOT_BEFORE', 'Strategy', 'get_strategy', 'setting', 'RunConfig',
            'fields_affecting', 'newer_defaults', 'parse_overrides', 'make_config', 'config_dict', 'save_config',
            'load_config', 'repo_root', 'package_dir', 'reports_dir', 'cache_dir', 'runs_dir', 'default_run_id',
            'run_path', 'shared_data', 'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision',
@@ -76,12 +76,14 @@ AFFECTS = {
     'nothing': 'how a run is carried out, not its results (left out of every stage hash)',
 }
 
-def setting(default, affects: str, newer: bool = False):
-    "A `RunConfig` field that declares what it affects (words of `AFFECTS`); `newer`: runs made before it existed had this default."
+NOT_BEFORE = object()   # a setting as old as the project
+
+def setting(default, affects: str, before=NOT_BEFORE):
+    "A `RunConfig` field that declares what it affects (words of `AFFECTS`); `before`: the value runs (and checkpoints) made before the field existed had."
     tags = tuple(affects.split())
     bad = [t for t in tags if t not in AFFECTS]
     if not tags or bad: raise ValueError(f"a setting must say what it affects, in words of {sorted(AFFECTS)}; got {affects!r}")
-    return field(default=default, metadata=dict(affects=tags, newer=newer))
+    return field(default=default, metadata=dict(affects=tags, before=before))
 
 # %% ../nbs/00_config.ipynb #04628636
 @dataclass
@@ -103,7 +105,7 @@ class RunConfig:
     n_test: int = setting(50, 'run_id data sampling')                 # test photos, shared by all strategies
     face_aware: bool = setting(False, 'run_id data sampling')         # draw patches around faces (OpenCV Haar cascade)
     min_sharpness: float = setting(0.0, 'run_id data sampling')       # drop sources whose Laplacian variance is below this (0: keep all)
-    exclude: str | None = setting(None, 'run_id data sampling', newer=True)       # photos this run never uses, by sha256: 'heldout' (the shipped models' held-out list) or a
+    exclude: str | None = setting(None, 'run_id data sampling', before=None)       # photos this run never uses, by sha256: 'heldout' (the shipped models' held-out list) or a
                                      # text file of lines 'name sha256' (data.read_photo_list)
     num_workers: int = setting(2, 'nothing')             # processes for patch extraction
     # model
@@ -124,17 +126,17 @@ class RunConfig:
     gan_loss: str = setting('bce', 'run_id training')            # bce (the paper's) | ragan (relativistic average, ESRGAN)
     d_norm: str = setting('bn', 'run_id training')               # discriminator normalisation: bn (the paper's) | sn (spectral norm, no batch statistics)
     d_joint_batch: bool = setting(False, 'run_id training')      # real and generated patches through D in one batch (shared BatchNorm statistics)
-    anchor_weight: float = setting(0.0, 'run_id training', newer=True)       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
-    anchor_kind: str = setting('lowpass', 'run_id training', newer=True)     # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
+    anchor_weight: float = setting(0.0, 'run_id training', before=0.0)       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
+    anchor_kind: str = setting('lowpass', 'run_id training', before='lowpass')     # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
                                      # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss) | chroma: L1 on Cb, Cr
-    ema_decay: float = setting(0.0, 'run_id training', newer=True)           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
+    ema_decay: float = setting(0.0, 'run_id training', before=0.0)           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
                                      # (0: off; BasicSR uses 0.999)
-    icnr: bool = setting(False, 'run_id training', newer=True)               # ICNR initialisation of the sub-pixel convolutions (Aitken et al. 2017: no checkerboard at
+    icnr: bool = setting(False, 'run_id training', before=False)               # ICNR initialisation of the sub-pixel convolutions (Aitken et al. 2017: no checkerboard at
                                      # the start) when the generator trains from scratch
     gan: str | None = setting(None, 'run_id')           # a named recipe (GAN_PRESETS) whose fields fill in what is not set explicitly
     # training
     pretrain_epochs: int = setting(2, 'run_id training')         # SRResNet (MSE) epochs before the GAN phase
-    init_generator: str = setting('', 'run_id training', newer=True)         # start the generator from these weights: a shipped model (psnr | gan) or a generator file
+    init_generator: str = setting('', 'run_id training', before='')         # start the generator from these weights: a shipped model (psnr | gan) or a generator file
                                      # ('' = random); e.g. pretrain_epochs=0, init_generator=psnr: the GAN phase alone
     lr_pretrain: float | None = setting(None, 'run_id training') # learning rate of the MSE phase (None: lr_g)
     augment: bool = setting(False, 'run_id training')            # random flips / 90-degree turns of training patches
@@ -154,7 +156,7 @@ class RunConfig:
     d_health_checks: int = setting(5, 'record')         # D-health measurements per GAN epoch
     resume: bool = setting(True, 'nothing')
     checkpoint_minutes: float = setting(10.0, 'nothing') # also checkpoint inside an epoch this often (a kill loses minutes, not an epoch; 0: per epoch only)
-    reference_models: str = setting('auto', 'run_id evaluation', newer=True)  # the shipped pretrained models as reference rows ("trained elsewhere") in the evaluation
+    reference_models: str = setting('auto', 'run_id evaluation', before='auto')  # the shipped pretrained models as reference rows ("trained elsewhere") in the evaluation
                                      # and report: auto (in quick and demo runs) | true | false
     keep_checkpoints: bool = setting(False, 'nothing')   # keep the full training state (D, optimisers) once a phase is done; else only what
                                      # resume, evaluation and the report need (a full S2 run: 420 MB -> about 20 MB)
@@ -216,8 +218,8 @@ def fields_affecting(tag: str) -> tuple[str, ...]:
     return tuple(f.name for f in fields(RunConfig) if tag in f.metadata['affects'])
 
 def newer_defaults() -> dict:
-    "The settings added after runs were made, with the default those older runs (and their checkpoints) had."
-    return {f.name: f.default for f in fields(RunConfig) if f.metadata['newer']}
+    "The settings added after runs were made, with the value those older runs (and their checkpoints) had."
+    return {f.name: f.metadata['before'] for f in fields(RunConfig) if f.metadata['before'] is not NOT_BEFORE}
 
 # %% ../nbs/00_config.ipynb #5f2cdf27
 def _field_types() -> dict:
@@ -325,7 +327,7 @@ def runs_dir() -> Path:
 def default_run_id(cfg: RunConfig) -> str:
     "A deterministic run id: data source, quick flag and a short hash of the settings that shape results."
     d = {k: v for k, v in config_dict(cfg).items() if k in fields_affecting('run_id')}
-    for k, v in newer_defaults().items():  # newer fields at their defaults keep older runs' ids
+    for k, v in newer_defaults().items():  # newer fields at the value older runs had keep those runs' ids
         if k in d and d[k] == v: d.pop(k)
     if not d.get('anchor_weight'): d.pop('anchor_kind', None)  # the anchor's kind matters only when it is on
     h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
