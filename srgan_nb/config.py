@@ -124,12 +124,13 @@ class RunConfig:
     adversarial_weight: float = setting(1e-4, 'run_id training') # the paper's 1e-3 beside its VGG loss; beside the EfficientNet-Lite0 perceptual loss 1e-3
                                      # lets the generator overturn D (pairwise accuracy 0.09-0.69), 1e-4 keeps it 0.56-0.92 (04_train)
     gan_loss: str = setting('bce', 'run_id training')            # bce (the paper's) | ragan (relativistic average, ESRGAN)
-    d_norm: str = setting('bn', 'run_id training')               # discriminator normalisation: bn (the paper's) | sn (spectral norm, no batch statistics)
+    d_norm: str = setting('sn', 'run_id training')               # discriminator normalisation: sn (spectral norm, no batch statistics: D health and the game see
+                                     # one discriminator; 04_train's recipe comparison) | bn (the paper's)
     d_joint_batch: bool = setting(False, 'run_id training')      # real and generated patches through D in one batch (shared BatchNorm statistics)
-    anchor_weight: float = setting(0.0, 'run_id training', before=0.0)       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
-    anchor_kind: str = setting('lowpass', 'run_id training', before='lowpass')     # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
+    anchor_weight: float = setting(1.0, 'run_id training', before=0.0)       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
+    anchor_kind: str = setting('chroma', 'run_id training', before='lowpass')     # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
                                      # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss) | chroma: L1 on Cb, Cr
-    ema_decay: float = setting(0.0, 'run_id training', before=0.0)           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
+    ema_decay: float = setting(0.99, 'run_id training', before=0.0)           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
                                      # (0: off; BasicSR uses 0.999)
     icnr: bool = setting(False, 'run_id training', before=False)               # ICNR initialisation of the sub-pixel convolutions (Aitken et al. 2017: no checkerboard at
                                      # the start) when the generator trains from scratch

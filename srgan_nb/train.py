@@ -460,7 +460,9 @@ class ResumeRefused(ValueError):
 def config_mismatch(saved: dict, cfg: RunConfig, keys=RESUME_KEYS) -> list[str]:
     "The settings in `keys` whose saved value differs from `cfg`'s or is missing, as 'key: saved -> now' strings."
     now, saved = config_dict(cfg), NEWER_KEYS | dict(saved)
-    return [f"{k}: {saved.get(k, '(not recorded)')!r} -> {now.get(k)!r}" for k in keys if k not in saved or saved.get(k) != now.get(k)]
+    moot = {'anchor_kind'} if not saved.get('anchor_weight') and not now.get('anchor_weight') else set()  # the kind of an anchor that is off
+    return [f"{k}: {saved.get(k, '(not recorded)')!r} -> {now.get(k)!r}" for k in keys
+            if k not in moot and (k not in saved or saved.get(k) != now.get(k))]
 
 def save_checkpoint(state: dict, path) -> Path:
     "Write a training checkpoint atomically."

@@ -269,7 +269,8 @@ def test_generator_objective_under_the_paper_preset(effnet):
     torch.testing.assert_close(total, feat + 1e-3 * adv)
     assert float(parts['pixel_loss']) == 0
     default_total, _ = L.generator_objective(sr, hr, logits, perceptual, make_config('s2'))
-    torch.testing.assert_close(default_total, feat + 1e-4 * adv)  # the project's default differs only in the adversarial weight
+    # the project's default: the adversarial weight, and the chroma anchor (04_train's recipe comparison)
+    torch.testing.assert_close(default_total, feat + 1e-4 * adv + 1.0 * L.anchor_loss(sr, hr, 'chroma'))
 
 
 # ---------------------------------------------------------------- the colour anchor
@@ -296,11 +297,11 @@ def test_anchor_loss_values():
 
 
 def test_anchor_in_the_generator_objective():
-    "anchor_weight adds the anchor (cell size = the run's scale), independent of the pixel term's weight and criterion; off by default."
+    "anchor_weight adds the anchor (cell size = the run's scale), independent of the pixel term's weight and criterion."
     G, _ = small_models()
     lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 32, 32)
     sr = G(lr)
-    cfg = RunConfig(perceptual_weight=0.0, adversarial_weight=0.0, anchor_weight=0.3, pixel_criterion='mse', scale=2, hr_size=32)
+    cfg = RunConfig(perceptual_weight=0.0, adversarial_weight=0.0, anchor_weight=0.3, anchor_kind='lowpass', pixel_criterion='mse', scale=2, hr_size=32)
     total, parts = L.generator_objective(sr, hr, None, None, cfg)
     torch.testing.assert_close(total, 0.3 * L.anchor_loss(sr, hr, 'lowpass', 2))
     assert float(parts['pixel_loss']) == 0 and float(parts['anchor_loss']) > 0
@@ -308,7 +309,7 @@ def test_anchor_in_the_generator_objective():
     assert G.head[0].weight.grad.abs().sum() > 0 and G.tail.weight.grad.abs().sum() > 0
     both, p2 = L.generator_objective(sr, hr, None, None, dict(pixel=1, perceptual=0, adversarial=0, anchor_weight=0.5, anchor_kind='l1'))
     torch.testing.assert_close(both, L.pixel_loss(sr, hr) + 0.5 * L.pixel_loss(sr, hr, 'l1'))
-    _, p3 = L.generator_objective(sr, hr, None, None, RunConfig(pixel_weight=1.0))  # off by default; weight dicts without it: off
-    _, p4 = L.generator_objective(sr, hr, None, None, dict(pixel=1, perceptual=0, adversarial=0))
+    _, p3 = L.generator_objective(sr, hr, None, None, RunConfig(pixel_weight=1.0, anchor_weight=0.0))  # weight 0: off
+    _, p4 = L.generator_objective(sr, hr, None, None, dict(pixel=1, perceptual=0, adversarial=0))      # weight dicts without it (older runs): off
     assert float(p3['anchor_loss']) == 0 == float(p4['anchor_loss'])
-    assert L.anchor_settings(RunConfig(scale=8, hr_size=96)) == dict(weight=0.0, kind='lowpass', factor=8)
+    assert L.anchor_settings(RunConfig(scale=8, hr_size=96)) == dict(weight=1.0, kind='chroma', factor=8)   # today's default: the chroma anchor

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from srgan_nb.config import make_config, run_path, load_config
+from srgan_nb.config import make_config, run_path, load_config, config_dict
 from srgan_nb import pipeline as P
 
 # ---------------------------------------------------------------- configs and plan (no kernels)
@@ -43,7 +43,7 @@ def test_plan_hashes_follow_parameters(reports_tmp):
 def test_stage_config_reads_the_run_folder(reports_tmp):
     cfg = make_config('s2', quick=True, n_test=3)
     rd = run_path(cfg)
-    (rd/'config.json').write_text(json.dumps(dict(vars(cfg))))
+    (rd/'config.json').write_text(json.dumps(config_dict(cfg)))
     c = P.stage_config(str(rd), 's1', None, {'seed': 5})
     assert (c.strategy, c.n_test, c.seed, c.batch_size, c.run_id) == ('s1', 3, 5, 1, rd.name)
 

@@ -135,11 +135,13 @@ def test_every_config_field_says_what_it_affects_and_the_lists_derive_from_it():
     assert {'seed', 'n_blocks', 'adversarial_weight', 'batch_size', 'init_generator', 'anchor_weight', 'ema_decay', 'icnr'} <= set(T.RESUME_KEYS)
     assert not {'epochs', 'device', 'val_photos', 'd_health_patches'} & set(T.RESUME_KEYS)
     assert T.NEWER_KEYS == dict(init_generator='', anchor_weight=0.0, anchor_kind='lowpass', ema_decay=0.0, icnr=False)
-    # run ids of existing runs stay as they were (values from main 22ba8ab)
-    assert C.default_run_id(C.make_config()) == 'auto-64a26c01'
-    assert C.default_run_id(C.make_config(quick=True)) == 'auto-quick-2380febe'
+    # run ids of existing runs stay as they were (values from main 22ba8ab, whose GAN recipe was the BatchNorm D, no anchor, no EMA)
+    old = dict(d_norm='bn', anchor_weight=0.0, ema_decay=0.0)
+    assert C.default_run_id(C.make_config(**old)) == 'auto-64a26c01'
+    assert C.default_run_id(C.make_config(quick=True, **old)) == 'auto-quick-2380febe'
     assert C.default_run_id(C.make_config(gan='paper')) == 'auto-f09e1458'
-    assert C.default_run_id(C.make_config(data_dir='/x/faces-utk')) == 'folder-faces-utk-a5ba0330'
+    assert C.default_run_id(C.make_config(data_dir='/x/faces-utk', **old)) == 'folder-faces-utk-a5ba0330'
+    assert C.default_run_id(C.make_config()) != 'auto-64a26c01'   # today's default recipe is another run
     # no module types these lists again
     for mod in ('pipeline', 'data', 'train', 'cli'):
         text = (LIB/f'{mod}.py').read_text()

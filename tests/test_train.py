@@ -19,7 +19,8 @@ TRAIN, VAL = toy_patches(12, 24, 4, seed=1), toy_patches(4, 24, 4, seed=2)
 def tiny_cfg(**kw):
     base = dict(hr_size=24, n_blocks=2, channels=8, pretrain_epochs=1, epochs=1, batch_size=4, backbone='effnet_lite0',
                 precision='fp32', device='cpu', log_every=2, bicubic_skip=True, lr_pretrain=1e-3, resume=True,
-                keep_checkpoints=True)  # the tests look into the full training state
+                keep_checkpoints=True,  # the tests look into the full training state
+                d_norm='bn', anchor_weight=0.0, ema_decay=0.0)  # the paper's BatchNorm D, no anchor, no average: each test turns on what it tests
     base.update(kw)
     return make_config('s2', **base)
 
