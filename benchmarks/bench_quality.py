@@ -136,12 +136,11 @@ def main(argv=None) -> int:
     if not names: raise SystemExit('no shipped model in this installation')
     suite = MetricSuite(METRICS)          # leaves out what cannot be built here (LPIPS without its torchvision weights), with the reason
     metrics, left_out = suite.metrics, {m: suite.notes.get(m, '') for m in METRICS if m not in suite.metrics}
-    ok, why = not left_out, '; '.join(f"{m} {w}" for m, w in left_out.items())
     peers_ok, peers_why = (False, '--no-peers') if a.no_peers else peers_status()
     peers = {f'krasserm-{k}': load_krasserm(k) for k in KRASSERM_FILES} if peers_ok and not a.from_csv else {}
     if not peers_ok: print(f"krasserm-srresnet and krasserm-srgan left out: {peers_why}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; models: {', '.join(names)}; "
-          f"metrics: {', '.join(metrics)}" + ('' if ok else f" (left out: {why})") + (f"; peers: {', '.join(peers)}" if peers else ''))
+          f"metrics: {', '.join(metrics)}" + ''.join(f" (left out: {m} {w})" for m, w in left_out.items()) + (f"; peers: {', '.join(peers)}" if peers else ''))
     sets = {'heldout': lambda: heldout_images(a.limit), 'set5': lambda: folder_images('Set5'), 'set14': lambda: folder_images('Set14')}
     frames, all_images = [], {}
     from_run = [n for n in names if n in finished_phases(a.run_dir)] if a.run_dir else []  # what that run trained (a GAN-only run: gan)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_metrics.ipynb #84dd6ae6
 from __future__ import annotations
-import hashlib, importlib.util, os, warnings
+import functools, hashlib, importlib.util, os, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -302,8 +302,9 @@ class STLPIPS:
 # %% ../nbs/05_metrics.ipynb #3c6e864e
 NIQE_PARAMS_SHA256 = '2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296'
 
+@functools.lru_cache(maxsize=1)
 def niqe_params() -> dict:
-    "NIQE's pristine-model parameters that ship in `srgan_nb/params` (from basicsr 1.4.2, see its README), checked by sha256."
+    "NIQE's pristine-model parameters that ship in `srgan_nb/params` (from basicsr 1.4.2, see its README), checked by sha256, read once."
     p = package_dir()/'params'/'niqe_pris_params.npz'
     if not p.exists(): raise FileNotFoundError(f"NIQE parameters {p} are missing: reinstall srgan-nb (they ship inside the package)")
     if hashlib.sha256(p.read_bytes()).hexdigest() != NIQE_PARAMS_SHA256:

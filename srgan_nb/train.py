@@ -21,7 +21,7 @@ from .data import bicubic_upscale, load_patches, file_sha256, load_split_images,
 from .model import build_models, atomic_save, load_checkpoint, unwrap, cpu_state, save_generator, load_generator
 from .losses import build_backbone, PerceptualLoss, pixel_loss, discriminator_loss, generator_objective
 from .infer import upscale_batch
-from .metrics import psnr, niqe_sr, chroma_error, STLPIPS, stlpips_status
+from .metrics import psnr, niqe_sr, chroma_error, STLPIPS, stlpips_status, ImageTooSmall
 from .pretrained import resolve_generator
 
 # %% auto #0
@@ -589,7 +589,7 @@ def photo_scores(ph: SimpleNamespace, srs, only=None) -> dict:
         vals = []
         for sr, hr in zip(srs, ph.hr):
             try: vals.append(fn(sr, hr, ph.scale) if fn is not None else np.nan)
-            except ValueError: vals.append(np.nan)   # ImageTooSmall: a photo NIQE cannot score
+            except ImageTooSmall: vals.append(np.nan)   # a photo NIQE cannot score
         out[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float('nan')
     return out
 
