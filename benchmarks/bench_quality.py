@@ -32,6 +32,7 @@ from srgan_nb import stats
 from srgan_nb.config import shared_data
 from srgan_nb.data import file_sha256, load_image, list_images, read_photo_list
 from srgan_nb.infer import Upscaler
+from srgan_nb.layout import StrategyFiles
 from srgan_nb.metrics import MetricSuite
 from srgan_nb.evaluate import evaluate
 from srgan_nb.peers import KRASSERM_FILES, load_krasserm, peers_status
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            originals = {f'fp32_{n}': Path(a.run_dir)/PHASES[n][0] for n in from_run}
+            originals = {f'fp32_{n}': StrategyFiles(Path(a.run_dir)).generator(PHASES[n][0]) for n in from_run}
             df = evaluate({'bicubic': 'bicubic', **{f'shipped_{n}': model_path(n, a.weights) for n in names}, **peers, **originals},
                           images, scale=4, backbone=suite, progress=True, precision='fp32')
         frames.append(df.assign(set=s))

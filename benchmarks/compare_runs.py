@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from srgan_nb import stats
-from srgan_nb.config import runs_dir
+from srgan_nb.config import reports_files
 from srgan_nb.metrics import REGISTRY, REFERENCE_METHOD, whole_images
 from srgan_nb.train import read_history
 
@@ -23,7 +23,7 @@ SHOWN = ('psnr', 'psnr_rgb', 'stlpips', 'niqe', 'chroma_err', 'face_dist', 'haar
 
 
 def load(run: str, strategy: str) -> pd.DataFrame:
-    p = runs_dir()/run/strategy/'eval'/'per_image.csv'
+    p = reports_files().run(run).strategy(strategy).eval.per_image
     if not p.exists(): raise SystemExit(f"{p} is missing: run the pipeline for {run} first")
     # runs evaluated before hr_rows existed hold the HR reference rows twice (trained and untrained calls): keep one
     return whole_images(pd.read_csv(p)).drop_duplicates(['image_id', 'method']).assign(run=run)
@@ -66,7 +66,7 @@ def main(argv=None):
                             for r, f in frames.items() if r != a.against}).T.to_string())
     print("\nD pairwise accuracy per GAN epoch (mode D trains in; eval mode):")
     for r in a.runs:
-        h = read_history(runs_dir()/r/a.strategy/'history.csv')
+        h = read_history(reports_files().run(r).strategy(a.strategy).history)
         g = h[h.phase == 'gan']
         ev = '' if g.d_pair_acc_eval.isna().all() else ' | eval ' + ' '.join(f'{v:.2f}' for v in g.d_pair_acc_eval)
         print(f"  {r}: {' '.join(f'{v:.2f}' for v in g.d_pair_acc)} ({g.d_health_mode.dropna().iloc[-1] if g.d_health_mode.notna().any() else 'eval'}){ev}")

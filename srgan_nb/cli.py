@@ -4,10 +4,10 @@
 
 # %% ../nbs/10_cli.ipynb #f24e17f0
 from __future__ import annotations
-import argparse, sys
+import argparse, os, sys
 from pathlib import Path
 
-from .config import RunConfig, make_config, parse_overrides, run_path, STRATEGIES, QUICK_CAPS
+from .config import RunConfig, allowed_values, make_config, parse_overrides, run_path, STRATEGIES, QUICK_CAPS
 
 # %% auto #0
 __all__ = ['config_from_args', 'cmd_prepare', 'cmd_train', 'print_evaluation', 'cmd_evaluate', 'user_overrides', 'cmd_run',
@@ -19,7 +19,7 @@ def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g = p.add_argument_group('run and data')
     g.add_argument('--run-id', help='run folder name under reports/runs/ (default: derived from the settings, so a rerun finds its run)')
     g.add_argument('--data-dir', help='a folder tree of images (e.g. ../shared/data/faces-utk); implies --data-source folder')
-    g.add_argument('--data-source', choices=['auto', 'folder', 'kaggle', 'samples'],
+    g.add_argument('--data-source', choices=allowed_values('data_source'),
                    help='auto: --data-dir if given, else the Kaggle human-faces set (needs internet and credentials), else the offline sample images')
     g.add_argument('--quick', action='store_true', help=f'scale down for a demo run in minutes (caps: {QUICK_CAPS})')
     g.add_argument('--device', help='auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps')
@@ -54,9 +54,11 @@ def cmd_prepare(args) -> int:
     return 0
 
 def cmd_train(args) -> int:
-    "Train one strategy (MSE pretraining, then the GAN phase)."
+    "Train one strategy (MSE pretraining, then the GAN phase), after the data stage (a no-op when the run's data is ready)."
     cfg = config_from_args(args)
+    from srgan_nb.data import prepare
     from srgan_nb.train import train
+    if os.environ.get('RANK', '0') == '0': prepare(cfg)   # under torchrun the first process prepares; the others wait in train
     hist = train(cfg)
     print(hist.to_string(index=False))
     return 0
@@ -149,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help='a generator file (generator_*.pt) or a shipped model (psnr, gan); with --data-dir, every image of the folder is scored')
     sp.add_argument('--strategy', default='s2', choices=sorted(STRATEGIES), help="with --run-id: the strategy whose generators are scored")
     sp.add_argument('--out', help='folder for the per-image CSV and tables (default: reports/evaluations/<name>/; never inside a run)')
-    sp.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16', 'auto'],
+    sp.add_argument('--precision', default='fp32', choices=allowed_values('precision'),
                     help='precision of the generators (fp32: scores that do not depend on the CPU)')
     sp.set_defaults(func=cmd_evaluate)
 
@@ -176,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument('--format', dest='fmt', default='png', choices=['png', 'jpg'], help='image format of outputs written into a folder')
     sp.add_argument('--compare', action='store_true', help='also write a side-by-side bicubic | SR image')
     sp.add_argument('--device', default='auto', help='auto, cpu, cuda, mps')
-    sp.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'], help='inference precision')
+    sp.add_argument('--precision', default='auto', choices=allowed_values('precision'), help='inference precision')
     sp.set_defaults(func=cmd_upscale)
 
     sp = sub.add_parser('demo', formatter_class=fmt, help='a web page on this computer: drop a photo, compare with bicubic on a slider, download')
@@ -185,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument('--model', '--checkpoint', dest='model', action='append', metavar='psnr|gan|PATH',
                     help='a generator file to offer besides the shipped models and the runs\' generators (repeatable; the first is preselected)')
     sp.add_argument('--device', default='auto', help='auto, cpu, cuda, mps')
-    sp.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'], help='inference precision')
+    sp.add_argument('--precision', default='auto', choices=allowed_values('precision'), help='inference precision')
     sp.add_argument('--open', action='store_true', help='open the page in the default browser')
     sp.set_defaults(func=cmd_demo)
     return p

@@ -4,20 +4,26 @@
 
 # %% ../nbs/00_config.ipynb #bfe57187
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, json, os, random, warnings
+import contextlib, dataclasses, functools, hashlib, json, os, random, warnings
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
-from typing import Any
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
+import pandas as pd
 import torch
 
+from .layout import ReportsFiles
+
 # %% auto #0
-__all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'NOT_BEFORE', 'Strategy', 'get_strategy', 'setting', 'RunConfig',
-           'fields_affecting', 'newer_defaults', 'parse_overrides', 'make_config', 'config_dict', 'save_config',
-           'load_config', 'repo_root', 'package_dir', 'reports_dir', 'cache_dir', 'runs_dir', 'default_run_id',
-           'run_path', 'shared_data', 'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision',
-           'autocast_dtype', 'autocast']
+__all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'NOT_BEFORE', 'DataSource', 'BackboneName', 'Precision',
+           'PixelCriterion', 'GanLoss', 'DNorm', 'AnchorKind', 'OLD_SPELLINGS', 'LEGACY_COLUMNS', 'Strategy',
+           'get_strategy', 'setting', 'RunConfig', 'choice_fields', 'allowed_values', 'fields_affecting',
+           'newer_defaults', 'parse_overrides', 'make_config', 'config_dict', 'save_config', 'load_config',
+           'upgrade_config_dict', 'older_spelling', 'upgrade_records', 'repo_root', 'package_dir', 'reports_dir',
+           'reports_files', 'cache_dir', 'runs_dir', 'default_run_id', 'run_path', 'shared_data', 'seed_everything',
+           'pick_device', 'cpu_supports_bf16', 'pick_precision', 'autocast_dtype', 'autocast']
 
 # %% ../nbs/00_config.ipynb #1ca401bd
 @dataclass(frozen=True)
@@ -85,6 +91,15 @@ def setting(default, affects: str, before=NOT_BEFORE):
     if not tags or bad: raise ValueError(f"a setting must say what it affects, in words of {sorted(AFFECTS)}; got {affects!r}")
     return field(default=default, metadata=dict(affects=tags, before=before))
 
+# %% ../nbs/00_config.ipynb #cc050de9
+DataSource = Literal['auto', 'folder', 'kaggle', 'samples']   # auto: data_dir when set, else the Kaggle set, else the offline samples
+BackboneName = Literal['auto', 'vgg19', 'effnet_lite0']       # the perceptual loss's frozen network (auto: vgg19 when its weights are on disk)
+Precision = Literal['auto', 'fp32', 'bf16', 'fp16']           # autocast precision (auto: `pick_precision`)
+PixelCriterion = Literal['mse', 'l1']                         # the pixel loss
+GanLoss = Literal['bce', 'ragan']                             # the paper's BCE or the relativistic average form (ESRGAN)
+DNorm = Literal['bn', 'sn']                                   # the discriminator's normalisation: BatchNorm (the paper's) or spectral norm
+AnchorKind = Literal['lowpass', 'l1', 'chroma']               # the GAN phase's colour anchor (03_losses)
+
 # %% ../nbs/00_config.ipynb #04628636
 @dataclass
 class RunConfig:
@@ -92,7 +107,7 @@ class RunConfig:
     # what and where
     strategy: str = setting('s2', 'identity')             # training strategy (see STRATEGIES)
     run_id: str | None = setting(None, 'identity')        # run folder name under reports/runs; default: derived from the config
-    data_source: str = setting('auto', 'run_id data')        # auto | folder | kaggle | samples
+    data_source: DataSource = setting('auto', 'run_id data') # where the photos come from (DataSource)
     data_dir: str | None = setting(None, 'run_id data')      # a folder tree of images (data_source folder / auto)
     quick: bool = setting(False, 'run_id data')              # scale down with QUICK_CAPS
     seed: int = setting(42, 'run_id data sampling training')
@@ -114,21 +129,21 @@ class RunConfig:
     bicubic_skip: bool = setting(True, 'run_id training')        # add a bicubic upscale of the input to the generator output (residual learning);
                                      # false = the paper's SRResNet exactly (needs far longer training to pass bicubic)
     # losses
-    backbone: str = setting('auto', 'run_id training')           # perceptual backbone: auto | vgg19 | effnet_lite0
+    backbone: BackboneName = setting('auto', 'run_id training')  # perceptual backbone: auto | vgg19 | effnet_lite0
     vgg_weights: str | None = setting(None, 'run_id')   # path to torchvision VGG19 weights (else torchvision's cache)
     pixel_weight: float = setting(0.0, 'run_id training')        # pixel loss in the GAN phase: 0 = the paper's SRGAN (perceptual + 1e-3 adversarial);
                                      # 1 keeps the pixel MSE (higher PSNR, worse feature distance: see the README)
-    pixel_criterion: str = setting('mse', 'run_id training')     # the pixel loss of both phases: mse (the paper's SRResNet) | l1
+    pixel_criterion: PixelCriterion = setting('mse', 'run_id training')  # the pixel loss of both phases: mse (the paper's SRResNet) | l1
     content_weight: float | None = setting(None, 'run_id')  # deprecated alias of pixel_weight (older runs); setting it sets pixel_weight
     perceptual_weight: float = setting(1.0, 'run_id training')
     adversarial_weight: float = setting(1e-4, 'run_id training') # the paper's 1e-3 beside its VGG loss; beside the EfficientNet-Lite0 perceptual loss 1e-3
                                      # lets the generator overturn D (pairwise accuracy 0.09-0.69), 1e-4 keeps it 0.56-0.92 (04_train)
-    gan_loss: str = setting('bce', 'run_id training')            # bce (the paper's) | ragan (relativistic average, ESRGAN)
-    d_norm: str = setting('sn', 'run_id training')               # discriminator normalisation: sn (spectral norm, no batch statistics: D health and the game see
+    gan_loss: GanLoss = setting('bce', 'run_id training')        # bce (the paper's) | ragan (relativistic average, ESRGAN)
+    d_norm: DNorm = setting('sn', 'run_id training')             # discriminator normalisation: sn (spectral norm, no batch statistics: D health and the game see
                                      # one discriminator; 04_train's recipe comparison) | bn (the paper's)
     d_joint_batch: bool = setting(False, 'run_id training')      # real and generated patches through D in one batch (shared BatchNorm statistics)
     anchor_weight: float = setting(1.0, 'run_id training', before=0.0)       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
-    anchor_kind: str = setting('chroma', 'run_id training', before='lowpass')     # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
+    anchor_kind: AnchorKind = setting('chroma', 'run_id training', before='lowpass')  # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
                                      # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss) | chroma: L1 on Cb, Cr
     ema_decay: float = setting(0.99, 'run_id training', before=0.0)           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
                                      # (0: off; BasicSR uses 0.999)
@@ -137,8 +152,8 @@ class RunConfig:
     gan: str | None = setting(None, 'run_id')           # a named recipe (GAN_PRESETS) whose fields fill in what is not set explicitly
     # training
     pretrain_epochs: int = setting(2, 'run_id training')         # SRResNet (MSE) epochs before the GAN phase
-    init_generator: str = setting('', 'run_id training', before='')         # start the generator from these weights: a shipped model (psnr | gan) or a generator file
-                                     # ('' = random); e.g. pretrain_epochs=0, init_generator=psnr: the GAN phase alone
+    init_generator: str | None = setting(None, 'run_id training', before=None)  # start the generator from these weights: a shipped model (psnr | gan) or a
+                                     # generator file (None: random initialisation); e.g. pretrain_epochs=0, init_generator=psnr: the GAN phase alone
     lr_pretrain: float | None = setting(None, 'run_id training') # learning rate of the MSE phase (None: lr_g)
     augment: bool = setting(False, 'run_id training')            # random flips / 90-degree turns of training patches
     epochs: int | None = setting(None, 'strategy')        # GAN epochs (None: the strategy's)
@@ -148,7 +163,7 @@ class RunConfig:
     beta1: float = setting(0.9, 'run_id training')
     beta2: float = setting(0.999, 'run_id training')
     device: str = setting('auto', 'nothing')             # auto | cpu | cuda | cuda:N | mps
-    precision: str = setting('auto', 'run_id')          # auto | fp32 | bf16 | fp16
+    precision: Precision = setting('auto', 'run_id')    # auto | fp32 | bf16 | fp16
     channels_last: bool = setting(True, 'run_id')       # channels_last memory format: +12% per training step on CPU bf16 (benchmarks/bench_train.py)
     deterministic: bool = setting(False, 'run_id')
     log_every: int = setting(10, 'nothing')              # steps between loss logs and NaN checks
@@ -157,10 +172,14 @@ class RunConfig:
     d_health_checks: int = setting(5, 'record')         # D-health measurements per GAN epoch
     resume: bool = setting(True, 'nothing')
     checkpoint_minutes: float = setting(10.0, 'nothing') # also checkpoint inside an epoch this often (a kill loses minutes, not an epoch; 0: per epoch only)
-    reference_models: str = setting('auto', 'run_id evaluation', before='auto')  # the shipped pretrained models as reference rows ("trained elsewhere") in the evaluation
-                                     # and report: auto (in quick and demo runs) | true | false
+    reference_models: bool | None = setting(None, 'run_id evaluation', before=None)  # the shipped pretrained models as reference rows ("trained elsewhere") in
+                                     # the evaluation and report: true | false | None, auto (in quick and demo runs only)
     keep_checkpoints: bool = setting(False, 'nothing')   # keep the full training state (D, optimisers) once a phase is done; else only what
                                      # resume, evaluation and the report need (a full S2 run: 420 MB -> about 20 MB)
+    reports: str | None = setting(None, 'nothing', before=None)  # the reports root this run lives under (None: SRGAN_REPORTS, else <root>/reports);
+                                     # a pipeline stage sets it from its run_dir, so nothing process-wide moves
+    progress: bool | None = setting(None, 'nothing', before=None)  # progress bars (None: on in a terminal or a live notebook; the pipeline's
+                                     # stages pass false, so executed notebooks and the report hold no bars)
 
     def __post_init__(self):
         s = get_strategy(self.strategy)
@@ -172,8 +191,7 @@ class RunConfig:
         if self.content_weight is not None:  # the old name of the pixel term (the paper's "content loss" is the VGG loss)
             warnings.warn("content_weight is deprecated: it is the pixel-loss weight, now called pixel_weight", DeprecationWarning, stacklevel=3)
             self.pixel_weight, self.content_weight = float(self.content_weight), None
-        if isinstance(self.reference_models, bool): self.reference_models = str(self.reference_models).lower()  # YAML true/false
-        for k in ('data_dir', 'vgg_weights'):  # stages run in other folders (papermill): keep paths absolute
+        for k in ('data_dir', 'vgg_weights', 'reports'):  # stages run in other folders (papermill): keep paths absolute
             if getattr(self, k): setattr(self, k, os.path.abspath(os.path.expanduser(str(getattr(self, k)))))
         self.validate()
 
@@ -188,29 +206,48 @@ class RunConfig:
             if int(getattr(self, k)) < 0: raise ValueError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if self.scale not in (2, 4, 8): raise ValueError(f"scale must be 2, 4 or 8, got {self.scale}")
         if self.hr_size % self.scale: raise ValueError(f"hr_size {self.hr_size} is not a multiple of scale {self.scale}")
-        if self.data_source not in ('auto', 'folder', 'kaggle', 'samples'):
-            raise ValueError(f"data_source must be auto, folder, kaggle or samples, got {self.data_source!r}")
+        for k in choice_fields():   # every multiple-choice field against the one list of its values, its Literal type
+            v, ok = getattr(self, k), allowed_values(k)
+            if v not in ok: raise ValueError(f"{k} must be {_one_of(ok)}, got {v!r}")
         if self.data_source == 'folder' and not self.data_dir:
             raise ValueError("data_source='folder' needs data_dir")
-        if self.backbone not in ('auto', 'vgg19', 'effnet_lite0'):
-            raise ValueError(f"backbone must be auto, vgg19 or effnet_lite0, got {self.backbone!r}")
-        if self.precision not in ('auto', 'fp32', 'bf16', 'fp16'):
-            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for k in ('lr_g', 'lr_d'):
             if not float(getattr(self, k)) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)!r}")
         if self.min_sharpness < 0: raise ValueError("min_sharpness must be >= 0")
         if not float(self.checkpoint_minutes) >= 0: raise ValueError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes!r}")
-        if self.pixel_criterion not in ('mse', 'l1'): raise ValueError(f"pixel_criterion must be mse or l1, got {self.pixel_criterion!r}")
-        if self.gan_loss not in ('bce', 'ragan'): raise ValueError(f"gan_loss must be bce or ragan, got {self.gan_loss!r}")
-        if self.reference_models not in ('auto', 'true', 'false'):
-            raise ValueError(f"reference_models must be auto, true or false, got {self.reference_models!r}")
-        if self.d_norm not in ('bn', 'sn'): raise ValueError(f"d_norm must be bn or sn, got {self.d_norm!r}")
+        if self.reference_models is not None and not isinstance(self.reference_models, bool):
+            raise ValueError(f"reference_models must be true, false or None (auto), got {self.reference_models!r}")
+        if self.init_generator is not None and not (isinstance(self.init_generator, str) and self.init_generator.strip()):
+            raise ValueError(f"init_generator must be a shipped model (psnr, gan), a generator file or None (random initialisation), "
+                             f"got {self.init_generator!r}")
         if not float(self.anchor_weight) >= 0: raise ValueError(f"anchor_weight must be >= 0, got {self.anchor_weight!r}")
-        if self.anchor_kind not in ('lowpass', 'l1', 'chroma'): raise ValueError(f"anchor_kind must be lowpass, l1 or chroma, got {self.anchor_kind!r}")
         if not 0 <= float(self.ema_decay) < 1: raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.gan is not None and self.gan not in GAN_PRESETS:
             raise ValueError(f"Unknown gan preset {self.gan!r}; choose one of {sorted(GAN_PRESETS)}")
         return self
+
+# %% ../nbs/00_config.ipynb #534be9bb
+@functools.cache
+def _config_types() -> dict:
+    "The `RunConfig` fields' types, resolved (this module's annotations are strings: `from __future__ import annotations`)."
+    return get_type_hints(RunConfig, globalns=globals())
+
+def choice_fields() -> tuple[str, ...]:
+    "The multiple-choice `RunConfig` fields (those of a `Literal` type), in the class's order."
+    return tuple(k for k, t in _config_types().items() if get_origin(t) is Literal)
+
+def allowed_values(name: str) -> tuple[str, ...]:
+    "The values `RunConfig` field `name` allows: the arguments of its `Literal` type, the one list of them."
+    t = _config_types().get(name)
+    if t is None: raise KeyError(f"Unknown config field {name!r}")
+    if get_origin(t) is not Literal:
+        raise ValueError(f"{name} is not a multiple-choice setting; those are {', '.join(choice_fields())}")
+    return get_args(t)
+
+def _one_of(values) -> str:
+    "'a, b or c'"
+    values = [str(v) for v in values]
+    return ' or '.join([', '.join(values[:-1]), values[-1]] if len(values) > 1 else values)
 
 # %% ../nbs/00_config.ipynb #144b4bae
 def fields_affecting(tag: str) -> tuple[str, ...]:
@@ -223,25 +260,22 @@ def newer_defaults() -> dict:
     return {f.name: f.metadata['before'] for f in fields(RunConfig) if f.metadata['before'] is not NOT_BEFORE}
 
 # %% ../nbs/00_config.ipynb #5f2cdf27
-def _field_types() -> dict:
-    return {f.name: f.type for f in fields(RunConfig)}
-
 def _parse_value(key: str, value: Any) -> Any:
-    "Parse `value` (often a string) into the type of `RunConfig` field `key`."
-    types = _field_types()
+    "Parse `value` (often a string) into the type of `RunConfig` field `key` (none, null, '' and, for `bool | None`, auto: None)."
+    types = _config_types()
     if key not in types: raise KeyError(f"Unknown config field {key!r}; known: {', '.join(sorted(types))}")
-    t = str(types[key])
     if not isinstance(value, str): return value
-    v = value.strip()
-    if 'None' in t and v.lower() in ('none', 'null', ''): return None
-    if t.startswith('bool'):
+    t, v = types[key], value.strip()
+    args = get_args(t) if get_origin(t) in (Union, UnionType) else (t,)
+    optional, base = NoneType in args, next((a for a in args if a is not NoneType), str)
+    if optional and (v.lower() in ('none', 'null', '') or (base is bool and v.lower() == 'auto')): return None
+    if base is bool:
         if v.lower() in ('1', 'true', 'yes', 'on'): return True
         if v.lower() in ('0', 'false', 'no', 'off'): return False
-        raise ValueError(f"{key} expects true/false, got {value!r}")
-    try:
-        if t.startswith('int'): return int(v)
-        if t.startswith('float'): return float(v)
-    except ValueError: raise ValueError(f"{key} expects {t.split()[0]}, got {value!r}") from None
+        raise ValueError(f"{key} expects true/false{'/auto' if optional else ''}, got {value!r}")
+    if base in (int, float):
+        try: return base(v)
+        except ValueError: raise ValueError(f"{key} expects {base.__name__}, got {value!r}") from None
     return v
 
 # %% ../nbs/00_config.ipynb #29ae91dd
@@ -287,12 +321,41 @@ def save_config(cfg: RunConfig, path) -> Path:
     return path
 
 def load_config(path) -> RunConfig:
-    "Read a config written by `save_config` (older runs' `content_weight` is read as `pixel_weight`)."
-    d = json.loads(Path(path).read_text())
-    if d.get('content_weight') is not None and 'pixel_weight' not in d: d['pixel_weight'] = d['content_weight']
-    d.pop('content_weight', None)
-    known = _field_types()
-    return RunConfig(**{k: v for k, v in d.items() if k in known})
+    "Read a config written by `save_config`, today's or an older run's (`upgrade_config_dict`); fields no longer known are dropped."
+    d = upgrade_config_dict(json.loads(Path(path).read_text()))
+    return RunConfig(**{k: v for k, v in d.items() if k in _config_types()})
+
+# %% ../nbs/00_config.ipynb #a813d03e
+OLD_SPELLINGS = {   # field: {what older runs wrote: today's value}
+    'reference_models': {'auto': None, 'true': True, 'false': False},
+    'init_generator': {'': None},
+}
+
+def upgrade_config_dict(d: dict) -> dict:
+    "A config dict as any version wrote it (config.json, a checkpoint's `config`) in today's names and types."
+    d = dict(d)
+    if 'content_weight' in d:   # the old name of pixel_weight
+        cw = d.pop('content_weight')
+        if cw is not None: d.setdefault('pixel_weight', cw)
+    for k, old in OLD_SPELLINGS.items():
+        if isinstance(d.get(k), str) and d[k].strip().lower() in old: d[k] = old[d[k].strip().lower()]
+    return d
+
+# %% ../nbs/00_config.ipynb #4d54b2d4
+def older_spelling(d: dict) -> dict:
+    "`d` (config fields) with the values of `OLD_SPELLINGS`' fields as older runs wrote them: what run ids hash."
+    back = {k: {new: old for old, new in sp.items()} for k, sp in OLD_SPELLINGS.items()}
+    return {k: back[k].get(v, v) if k in back else v for k, v in d.items()}
+
+# %% ../nbs/00_config.ipynb #9860ec72
+LEGACY_COLUMNS = {'content_loss': 'pixel_loss'}   # older records' column names -> today's
+
+def upgrade_records(df: pd.DataFrame) -> pd.DataFrame:
+    "A history or D-health table as any version wrote it, in today's columns: old names renamed, D's health marked eval mode where older runs measured it so."
+    df = df.rename(columns=LEGACY_COLUMNS)
+    if 'd_health_mode' not in df.columns and 'd_pair_acc' in df.columns:  # before the mode was recorded, D was measured in eval mode
+        df['d_health_mode'] = pd.Series('eval', index=df.index, dtype=object).where(df['d_pair_acc'].notna())
+    return df
 
 # %% ../nbs/00_config.ipynb #35bfc9cb
 def repo_root(start=None) -> Path:
@@ -311,27 +374,32 @@ def package_dir() -> Path:
     return Path(srgan_nb.__file__).resolve().parent
 
 # %% ../nbs/00_config.ipynb #40283133
-def reports_dir() -> Path:
-    "Where runs and the patch cache go (`SRGAN_REPORTS` overrides `<root>/reports`)."
+def reports_dir(cfg: RunConfig | None = None) -> Path:
+    "Where runs and the patch cache go: `cfg.reports` when set, else `SRGAN_REPORTS`, else `<root>/reports` (read, never written)."
+    if cfg is not None and cfg.reports: return Path(cfg.reports).resolve()
     env = os.environ.get('SRGAN_REPORTS')
     return Path(env).resolve() if env else repo_root()/'reports'
 
-def cache_dir() -> Path:
-    "The patch cache folder."
-    return reports_dir()/'cache'
+def reports_files(cfg: RunConfig | None = None) -> ReportsFiles:
+    "The folders under the reports root (`srgan_nb.layout.ReportsFiles`)."
+    return ReportsFiles(reports_dir(cfg))
 
-def runs_dir() -> Path:
+def cache_dir(cfg: RunConfig | None = None) -> Path:
+    "The patch cache folder."
+    return reports_files(cfg).cache
+
+def runs_dir(cfg: RunConfig | None = None) -> Path:
     "The folder that holds one folder per run."
-    return reports_dir()/'runs'
+    return reports_files(cfg).runs
 
 # %% ../nbs/00_config.ipynb #08bf14fb
 def default_run_id(cfg: RunConfig) -> str:
-    "A deterministic run id: data source, quick flag and a short hash of the settings that shape results."
+    "A deterministic run id: data source, quick flag and a short hash of the settings that shape results (as older runs spelled them)."
     d = {k: v for k, v in config_dict(cfg).items() if k in fields_affecting('run_id')}
     for k, v in newer_defaults().items():  # newer fields at the value older runs had keep those runs' ids
         if k in d and d[k] == v: d.pop(k)
     if not d.get('anchor_weight'): d.pop('anchor_kind', None)  # the anchor's kind matters only when it is on
-    h = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    h = hashlib.sha1(json.dumps(older_spelling(d), sort_keys=True, default=str).encode()).hexdigest()[:8]
     src = cfg.data_source if cfg.data_source != 'auto' or not cfg.data_dir else 'folder'
     if cfg.data_dir: src += '-' + Path(cfg.data_dir).name
     return f"{src}{'-quick' if cfg.quick else ''}-{h}"
@@ -339,7 +407,7 @@ def default_run_id(cfg: RunConfig) -> str:
 def run_path(cfg: RunConfig, create: bool = True) -> Path:
     "The run folder `reports/runs/<run-id>` (the run id is filled in if missing)."
     if not cfg.run_id: cfg.run_id = default_run_id(cfg)
-    p = runs_dir()/cfg.run_id
+    p = reports_files(cfg).run(cfg.run_id).root
     if create: p.mkdir(parents=True, exist_ok=True)
     return p
 

@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .config import RunConfig, cache_dir, package_dir, run_path, fields_affecting
+from .config import RunConfig, package_dir, reports_files, run_path, fields_affecting
+from .layout import CacheFiles, RunFiles
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'KAGGLE_HANDLE', 'KAGGLE_HOST', 'SAMPLE_FACES', 'SAMPLE_NATURAL', 'HELDOUT_FILE', 'HELDOUT_N',
@@ -24,8 +25,9 @@ __all__ = ['IMAGE_EXTS', 'KAGGLE_HANDLE', 'KAGGLE_HOST', 'SAMPLE_FACES', 'SAMPLE
            'inner_half_range', 'image_rng', 'sample_boxes', 'detect_faces', 'face_boxes', 'sharpness',
            'extract_patches', 'list_images', 'reachable', 'kaggle_cached', 'kaggle_dataset', 'sample_images',
            'resolve_source', 'order_images', 'file_sha256', 'photo_list_path', 'read_photo_list', 'write_photo_list',
-           'drop_listed', 'make_heldout_list', 'allocate', 'cache_key', 'build_cache', 'data_dir_of', 'read_summary',
-           'prepare', 'PatchSet', 'load_patches', 'load_split_images', 'PatchDataset', 'show_patches']
+           'drop_listed', 'make_heldout_list', 'allocate', 'cache_key', 'build_cache', 'data_dir_of',
+           'read_data_summary', 'prepare', 'PatchSet', 'DataNotPrepared', 'load_patches', 'load_split_images',
+           'augment_pair', 'PatchDataset', 'show_patches']
 
 # %% ../nbs/01_data.ipynb #19330ded
 class ImageError(ValueError):
@@ -390,6 +392,7 @@ def _write_cache(folder: Path, photos: dict, skipped: list, blurry: list) -> Non
     "Write the arrays, manifest and photo table of a filled split into `folder` (atomically)."
     tmpdir = folder.with_name(folder.name + f'.tmp{os.getpid()}')
     shutil.rmtree(tmpdir, ignore_errors=True); tmpdir.mkdir(parents=True)
+    tmp, dest = CacheFiles(tmpdir), CacheFiles(folder)
     rows, imgs, hrs, lrs = [], [], [], []
     for split in ('train', 'val', 'test'):
         for order, r in enumerate(photos.get(split, [])):
@@ -399,18 +402,18 @@ def _write_cache(folder: Path, photos: dict, skipped: list, blurry: list) -> Non
                 rows.append(dict(patch=len(rows), image_id=r['image_id'], path=r['path'], split=split, order=order,
                                  x0=int(x0), y0=int(y0), size=int(r['hr'].shape[1]), sha1=r['sha1']))
             hrs.append(r['hr']); lrs.append(r['lr'])
-    np.save(tmpdir/'hr.npy', np.concatenate(hrs) if hrs else np.zeros((0, 1, 1, 3), np.uint8))
-    np.save(tmpdir/'lr.npy', np.concatenate(lrs) if lrs else np.zeros((0, 1, 1, 3), np.uint8))
-    pd.DataFrame(rows, columns=['patch', 'image_id', 'path', 'split', 'order', 'x0', 'y0', 'size', 'sha1']).to_csv(tmpdir/'manifest.csv', index=False)
+    np.save(tmp.hr, np.concatenate(hrs) if hrs else np.zeros((0, 1, 1, 3), np.uint8))
+    np.save(tmp.lr, np.concatenate(lrs) if lrs else np.zeros((0, 1, 1, 3), np.uint8))
+    pd.DataFrame(rows, columns=['patch', 'image_id', 'path', 'split', 'order', 'x0', 'y0', 'size', 'sha1']).to_csv(tmp.manifest, index=False)
     pd.DataFrame(imgs, columns=['image_id', 'path', 'split', 'order', 'sha1', 'height', 'width', 'sharpness',
-                                'face_fallback']).to_csv(tmpdir/'images.csv', index=False)
+                                'face_fallback']).to_csv(tmp.images, index=False)
     pd.DataFrame([dict(path=r['path'], kind=r['kind'], reason=r['reason']) for r in skipped + blurry],
-                 columns=['path', 'kind', 'reason']).to_csv(tmpdir/'skipped.csv', index=False)
-    (tmpdir/'done').write_text('ok')
-    if not (folder/'done').exists(): shutil.rmtree(folder, ignore_errors=True)
+                 columns=['path', 'kind', 'reason']).to_csv(tmp.skipped, index=False)
+    tmp.done.write_text('ok')
+    if not dest.complete(): shutil.rmtree(folder, ignore_errors=True)
     try: os.replace(tmpdir, folder)
     except OSError:  # another process (e.g. a second DDP rank) finished the same cache first
-        if not (folder/'done').exists(): raise
+        if not dest.complete(): raise
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 # %% ../nbs/01_data.ipynb #eaa2f807
@@ -434,18 +437,18 @@ def build_cache(cfg: RunConfig, groups: list, folder: Path, n_train: int, num_wo
 # %% ../nbs/01_data.ipynb #ef473f09
 def _load_cache_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     "The manifest, photo table and skipped-file table of a cache folder."
-    read = lambda n: pd.read_csv(folder/n, keep_default_na=False)
-    return read('manifest.csv'), read('images.csv'), read('skipped.csv')
+    c = CacheFiles(folder)
+    return tuple(pd.read_csv(p, keep_default_na=False) for p in (c.manifest, c.images, c.skipped))
 
 # %% ../nbs/01_data.ipynb #06364e90
 def data_dir_of(cfg: RunConfig) -> Path:
-    "The run's data folder `run_path(cfg)/data`."
-    p = run_path(cfg)/'data'; p.mkdir(parents=True, exist_ok=True)
+    "The run's data folder (`RunFiles.data`), created."
+    p = RunFiles(run_path(cfg)).data; p.mkdir(parents=True, exist_ok=True)
     return p
 
-def read_summary(cfg: RunConfig) -> dict | None:
+def read_data_summary(cfg: RunConfig) -> dict | None:
     "The run's data summary, or None when the run is not prepared."
-    p = run_path(cfg, create=False)/'data'/'summary.json'
+    p = RunFiles(run_path(cfg, create=False)).data_summary
     return json.loads(p.read_text()) if p.exists() else None
 
 # %% ../nbs/01_data.ipynb #0099603d
@@ -459,7 +462,7 @@ def _summary(cfg, source, where, key, reused, manifest, images, skipped, n_train
     "The data summary written to summary.json."
     bad, blurry = skipped[skipped.kind == 'bad'], skipped[skipped.kind == 'blurry']
     return dict(source=source, location=where, demo=source == 'samples', run_id=cfg.run_id, cache_key=key, cache_reused=reused,
-                cache_folder=str(cache_dir()/'patches'/key), n_train_requested=int(n_train),
+                cache_folder=str(reports_files(cfg).patches(key).root), n_train_requested=int(n_train),
                 photos={s: int((images.split == s).sum()) for s in ('train', 'val', 'test')},
                 patches={s: int((manifest.split == s).sum()) for s in ('train', 'val', 'test')},
                 shortage=_shortages(cfg, images, n_train), n_skipped=len(bad), skipped=bad[['path', 'reason']].to_dict('records'),
@@ -482,22 +485,22 @@ def _atomic_write(path: Path, write) -> None:
 # %% ../nbs/01_data.ipynb #263a7ceb
 def prepare(cfg: RunConfig, n_train: int | None = None) -> dict:
     "Split the photos, fill the patch cache and write the run's data folder; returns the data summary (idempotent)."
-    t0, prev = time.time(), read_summary(cfg) or {}
+    t0, prev = time.time(), read_data_summary(cfg) or {}
     n_train = max(int(n_train or cfg.n_train), int(prev.get('n_train_requested', 0)))
     source, where, groups = resolve_source(cfg, n_train)
     key = cache_key(cfg, groups, n_train)
-    folder = cache_dir()/'patches'/key
-    reused = (folder/'done').exists()
+    cache = reports_files(cfg).patches(key)
+    folder, reused = cache.root, cache.complete()
     if not reused: build_cache(cfg, groups, folder, n_train)
     manifest, images, skipped = _load_cache_tables(folder)
     s = _summary(cfg, source, where, key, reused, manifest, images, skipped, n_train, time.time() - t0)
     fresh = not reused or prev.get('cache_key') != key
     if fresh: _warn_data(skipped, s['shortage'] if len(images) else {}, where)
     if not len(images): raise RuntimeError(f"no usable image in {where}: {len(skipped)} files skipped (see the warnings)")
-    out = data_dir_of(cfg)
-    _atomic_write(out/'split.csv', lambda p: images[['image_id', 'path', 'split', 'order']].to_csv(p, index=False))
-    if fresh or not (out/'examples.png').exists(): _save_examples(folder, manifest, cfg.scale, out/'examples.png')
-    _atomic_write(out/'summary.json', lambda p: p.write_text(json.dumps(s, indent=2, default=str)))
+    data_dir_of(cfg); out = RunFiles(run_path(cfg))
+    _atomic_write(out.split, lambda p: images[['image_id', 'path', 'split', 'order']].to_csv(p, index=False))
+    if fresh or not out.examples.exists(): _save_examples(folder, manifest, cfg.scale, out.examples)
+    _atomic_write(out.data_summary, lambda p: p.write_text(json.dumps(s, indent=2, default=str)))
     return s
 
 # %% ../nbs/01_data.ipynb #0bb2b2ee
@@ -510,11 +513,17 @@ class PatchSet:
     def __len__(self): return len(self.hr)
 
 # %% ../nbs/01_data.ipynb #5541670f
+class DataNotPrepared(FileNotFoundError):
+    "A loader found no prepared data for the run (or too few training photos): names the command that prepares it."
+
 def _cache_folder(cfg: RunConfig, n_train: int) -> Path:
-    "The cache folder of a prepared run, preparing it first when needed."
-    s = read_summary(cfg)
-    if s is None or s.get('n_train_requested', 0) < n_train or not (Path(s['cache_folder'])/'done').exists():
-        s = prepare(cfg, n_train=n_train)
+    "The cache folder of a prepared run; `DataNotPrepared` when the data stage has not run (loaders never run it themselves)."
+    s = read_data_summary(cfg)
+    why = ('has no prepared data' if s is None else
+           f"was prepared for {s.get('n_train_requested', 0)} training photos, not {n_train}" if s.get('n_train_requested', 0) < n_train else
+           f"has lost its patch cache {s['cache_folder']}" if not CacheFiles(Path(s['cache_folder'])).complete() else None)
+    if why: raise DataNotPrepared(f"run {cfg.run_id} ({RunFiles(run_path(cfg, create=False)).root}) {why}: prepare it first with "
+                                  f"`srgan-nb prepare` and the same settings (or `srgan-nb run`), or `srgan_nb.data.prepare(cfg)`")
     return Path(s['cache_folder'])
 
 def load_patches(cfg: RunConfig, split: str, n_images: int | None = None) -> PatchSet:
@@ -522,36 +531,52 @@ def load_patches(cfg: RunConfig, split: str, n_images: int | None = None) -> Pat
     if split not in ('train', 'val', 'test'): raise ValueError(f"split must be train, val or test, got {split!r}")
     n = int(n_images or cfg.n_train) if split == 'train' else None
     folder = _cache_folder(cfg, max(n or 0, cfg.n_train))
-    man = pd.read_csv(folder/'manifest.csv', keep_default_na=False)
+    c = CacheFiles(folder)
+    man = pd.read_csv(c.manifest, keep_default_na=False)
     sel = man[(man.split == split) & ((man.order < n) if n else True)]
     idx = sel.patch.to_numpy()
-    hr, lr = np.load(folder/'hr.npy', mmap_mode='r'), np.load(folder/'lr.npy', mmap_mode='r')
+    hr, lr = np.load(c.hr, mmap_mode='r'), np.load(c.lr, mmap_mode='r')
     return PatchSet(lr=np.ascontiguousarray(lr[idx]), hr=np.ascontiguousarray(hr[idx]), image_ids=sel.image_id.to_numpy())
 
 # %% ../nbs/01_data.ipynb #a9c90be2
 def load_split_images(cfg: RunConfig, split: str) -> list[tuple[str, np.ndarray]]:
     "`(image_id, whole HR uint8 RGB image)` for every photo of `split` (train: the first cfg.n_train), for evaluation."
     _cache_folder(cfg, cfg.n_train)
-    df = pd.read_csv(run_path(cfg)/'data'/'split.csv', keep_default_na=False)
+    df = pd.read_csv(RunFiles(run_path(cfg)).split, keep_default_na=False)
     df = df[df.split == split].sort_values('order')
     if split == 'train': df = df[df.order < cfg.n_train]
     return [(r.image_id, load_image(r.path)) for r in df.itertuples()]
 
+# %% ../nbs/01_data.ipynb #7227f113
+def _dihedral(x: torch.Tensor, code: int) -> torch.Tensor:
+    "One of the 8 flips/90-degree turns of square NCHW images."
+    if code & 4: x = x.transpose(-1, -2)
+    if code & 1: x = x.flip(-1)
+    if code & 2: x = x.flip(-2)
+    return x
+
+def augment_pair(lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    "Random flips and 90-degree turns, the same for each LR/HR pair."
+    codes = torch.randint(0, 8, (lr.shape[0],), generator=generator)
+    lr, hr = lr.clone(), hr.clone()
+    for c in codes.unique().tolist():
+        m = (codes == c).to(lr.device)
+        lr[m], hr[m] = _dihedral(lr[m], c), _dihedral(hr[m], c)
+    return lr, hr
+
 # %% ../nbs/01_data.ipynb #bdb1c2a0
 class PatchDataset(Dataset):
-    "(lr, hr) float32 CHW tensors in [0, 1] from uint8 (N,h,w,3) arrays; optional random flips and 90-degree turns."
-    def __init__(self, lr, hr, augment: bool = False):
+    "(lr, hr) float32 CHW tensors in [0, 1] from uint8 (N,h,w,3) arrays; with `augment`, training's `augment_pair` (from `generator`, default: seeded by torch's RNG)."
+    def __init__(self, lr, hr, augment: bool = False, generator: torch.Generator | None = None):
         if len(lr) != len(hr): raise ValueError(f"lr and hr differ in length: {len(lr)} vs {len(hr)}")
         self.lr, self.hr, self.augment = lr, hr, augment
+        self.generator = generator or torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
     def __len__(self): return len(self.hr)
-    def _t(self, a): return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255.0)
+    def _t(self, a): return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
     def __getitem__(self, i):
         lr, hr = self._t(self.lr[i]), self._t(self.hr[i])
-        if self.augment:
-            if torch.rand(()) < 0.5: lr, hr = lr.flip(-1), hr.flip(-1)
-            k = int(torch.randint(0, 4, ()))
-            if k: lr, hr = torch.rot90(lr, k, (1, 2)), torch.rot90(hr, k, (1, 2))
-        return lr, hr
+        if self.augment: lr, hr = augment_pair(lr, hr, self.generator)
+        return lr[0].float().div_(255.0), hr[0].float().div_(255.0)
 
 # %% ../nbs/01_data.ipynb #91ce5055
 def show_patches(hr: np.ndarray, lr: np.ndarray, scale: int = 4, n: int = 4, titles=None):
@@ -576,6 +601,7 @@ def _save_examples(folder: Path, manifest: pd.DataFrame, scale: int, path: Path,
     if not len(manifest): return
     m = manifest.assign(rank=manifest.split.map({'train': 0, 'val': 1, 'test': 2})).sort_values(['rank', 'order', 'patch'])
     pick = m.drop_duplicates('image_id').head(n)
-    hr, lr = np.load(folder/'hr.npy', mmap_mode='r'), np.load(folder/'lr.npy', mmap_mode='r')
+    c = CacheFiles(folder)
+    hr, lr = np.load(c.hr, mmap_mode='r'), np.load(c.lr, mmap_mode='r')
     idx = pick.patch.to_numpy()
     show_patches(hr[idx], lr[idx], scale, n, titles=[f'{s}: {i}' for s, i in zip(pick.split, pick.image_id)]).savefig(path, dpi=90)

@@ -15,6 +15,7 @@ from PIL import Image
 
 from .compare import COMPARE_CSS, COMPARE_JS, comparison_html
 from .config import runs_dir
+from .layout import StrategyFiles
 from .data import ImageError, bicubic_upscale, load_image, make_lr
 from .infer import upscale_command
 from .pretrained import DEFAULT_ORDER, MODEL_NAMES, is_model_name, shipped_models
@@ -45,7 +46,8 @@ def model_choices(extra=(), runs=None) -> dict:
     "The generators the page offers, {label: spec}: the shipped models, each run's generator files, and the files in `extra`."
     out = {n: n for n in MODEL_NAMES if n in shipped_models()}
     root = Path(runs) if runs is not None else runs_dir()
-    for p in sorted(root.glob('*/*/generator_*.pt')) if root.is_dir() else []:
+    folders = [s for r in sorted(root.iterdir()) if r.is_dir() for s in sorted(r.iterdir()) if s.is_dir()] if root.is_dir() else []
+    for p in sorted(p for s in folders for p in StrategyFiles(s).generators.values()):
         out[f"run {p.parent.parent.name}, {p.parent.name}: {p.name}"] = str(p)
     for spec in extra:
         if is_model_name(spec): continue                       # a shipped model: listed already

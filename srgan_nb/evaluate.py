@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .config import RunConfig, run_path, runs_dir, reports_dir, shared_data
+from .config import RunConfig, run_path, runs_dir, reports_files, shared_data
+from .layout import GENERATOR_FILES, EvalFiles, RunFiles, StrategyFiles
 from .data import make_lr, bicubic_upscale, load_image, list_images, ImageError, load_split_images, load_patches
 from .model import Generator, load_generator
 from .infer import Upscaler, write_image
@@ -24,9 +25,9 @@ from .metrics import REGISTRY, REFERENCE_METHOD, MetricSuite, psnr, whole_images
 from . import stats
 
 # %% auto #0
-__all__ = ['GENERATOR_FILES', 'SHIPPED_PREFIX', 'bicubic_method', 'as_method', 'crop_to_scale', 'evaluate', 'run_generators',
-           'write_eval', 'untrained_generator', 'score_shipped', 'wants_shipped', 'evaluate_run', 'Evaluation',
-           'evaluation_out', 'evaluate_command']
+__all__ = ['SHIPPED_PREFIX', 'bicubic_method', 'as_method', 'crop_to_scale', 'evaluate', 'run_generators', 'write_eval',
+           'untrained_generator', 'score_shipped', 'wants_shipped', 'evaluate_run', 'Evaluation', 'evaluation_out',
+           'evaluate_command']
 
 # %% ../nbs/06b_evaluate.ipynb #2c1a2bc0
 def bicubic_method(scale: int = 4) -> Callable[[np.ndarray], np.ndarray]:
@@ -135,31 +136,23 @@ def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None,
     return df
 
 # %% ../nbs/06b_evaluate.ipynb #570ab7c8
-GENERATOR_FILES = {'srresnet': 'generator_srresnet.pt', 'srgan': 'generator_srgan.pt'}
-
 def run_generators(folder, device='cpu') -> dict:
-    "The generators a training run left in `folder` ({'srresnet': ..., 'srgan': ...}), each loaded in eval mode."
-    folder = Path(folder)
-    return {name: load_generator(folder/f, device=device) for name, f in GENERATOR_FILES.items() if (folder/f).exists()}
+    "The generators a training run left in the strategy folder `folder` ({'srresnet': ..., 'srgan': ...}), each loaded in eval mode."
+    return {name: load_generator(p, device=device) for name, p in StrategyFiles(Path(folder)).generators.items()}
 
 def write_eval(df: pd.DataFrame, out, seed: int = 0) -> dict:
     "Write per_image.csv, summary.csv (numbers), table.csv (report strings) and notes.json into folder `out` (or beside a .csv path)."
-    out = Path(out)
-    if out.suffix == '.csv': folder, per = out.parent, out
-    else: folder, per = out, out/'per_image.csv'
-    folder.mkdir(parents=True, exist_ok=True)
-    prefix = '' if per.name == 'per_image.csv' else per.stem + '_'
-    df.to_csv(per, index=False)
-    paths = dict(per_image=per)
+    files = EvalFiles.at(out)
+    files.root.mkdir(parents=True, exist_ok=True)
+    df.to_csv(files.per_image, index=False)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', stats.StatsWarning)
         img = whole_images(df)
         base = 'bicubic' if 'bicubic' in set(df.method) else None
-        stats.numeric_table(df, baseline=base, seed=seed).to_csv(folder/f'{prefix}summary.csv', index=False)
-        stats.summary_table(img, baseline=base, seed=seed).to_csv(folder/f'{prefix}table.csv')
-    paths.update(summary=folder/f'{prefix}summary.csv', table=folder/f'{prefix}table.csv', notes=folder/f'{prefix}notes.json')
-    (folder/f'{prefix}notes.json').write_text(json.dumps(df.attrs.get('notes', {}), indent=2))
-    return paths
+        stats.numeric_table(df, baseline=base, seed=seed).to_csv(files.summary, index=False)
+        stats.summary_table(img, baseline=base, seed=seed).to_csv(files.table)
+    files.notes.write_text(json.dumps(df.attrs.get('notes', {}), indent=2))
+    return dict(per_image=files.per_image, summary=files.summary, table=files.table, notes=files.notes)
 
 # %% ../nbs/06b_evaluate.ipynb #62a9a0ec
 def untrained_generator(cfg: RunConfig) -> Generator:
@@ -194,18 +187,18 @@ def _concat(*dfs) -> pd.DataFrame:
     return df
 
 def wants_shipped(cfg: RunConfig, demo: bool = False) -> bool:
-    "Whether a run's evaluation adds the shipped models: `reference_models` true, or auto in quick and demo runs."
-    return cfg.reference_models == 'true' or (cfg.reference_models == 'auto' and (cfg.quick or demo))
+    "Whether a run's evaluation adds the shipped models: `reference_models` True, or None (auto) in quick and demo runs."
+    return cfg.reference_models if cfg.reference_models is not None else bool(cfg.quick or demo)
 
 def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = True, metrics=None, device='cpu',
                  progress: bool = True, reference: bool = True, precision: str = 'fp32') -> pd.DataFrame:
     "Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split; write <strategy>/eval/*.csv (the pipeline's evaluate stage)."
     strategy = strategy or cfg.strategy
-    folder = run_path(cfg)/strategy
-    gens = run_generators(folder, device)
-    if not gens: raise FileNotFoundError(f"No trained generator in {folder} (expected {', '.join(GENERATOR_FILES.values())}); train first")
-    for name, f in GENERATOR_FILES.items():
-        if name not in gens: warnings.warn(f"{folder/f} missing: {name} is left out of the evaluation")
+    run = RunFiles(run_path(cfg)); files = run.strategy(strategy)
+    gens = run_generators(files.root, device)
+    if not gens: raise FileNotFoundError(f"No trained generator in {files.root} (expected {', '.join(GENERATOR_FILES.values())}); train first")
+    for name in GENERATOR_FILES:
+        if name not in gens: warnings.warn(f"{files.generator(name)} missing: {name} is left out of the evaluation")
     images = load_split_images(cfg, 'test')
     pset = load_patches(cfg, 'test') if patches else None
     suite = MetricSuite(metrics, device=device)
@@ -216,18 +209,20 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
         ref = evaluate({'bicubic_skip_init': untrained_generator(cfg)}, images, scale=cfg.scale, strategy=strategy,
                        backbone=suite, device=device, progress=progress, precision=precision, hr_rows=False)
         df = _concat(df, ref)
-    summ = json.loads((run_path(cfg)/'data'/'summary.json').read_text())
+    summ = json.loads(run.data_summary.read_text())
     if wants_shipped(cfg, summ.get('demo', False)):  # reference rows: what the shipped models reach on this test split
-        split = pd.read_csv(run_path(cfg)/'data'/'split.csv', keep_default_na=False)
+        split = pd.read_csv(run.split, keep_default_na=False)
         df = _concat(df, score_shipped(MODEL_NAMES, images, dict(zip(split.image_id, split.path)), cfg.scale, strategy=strategy,
                                        backbone=suite, device=device, progress=progress, precision=precision))
-    write_eval(df, folder/'eval', seed=cfg.seed)
+    write_eval(df, files.eval.root, seed=cfg.seed)
     return df
 
 # %% ../nbs/06b_evaluate.ipynb #421c3782
 def _method_name(path: Path) -> str:
     "A method name from a checkpoint file or a shipped model: generator_srgan.pt -> srgan, gan -> shipped_gan."
     if is_model_name(path): return SHIPPED_PREFIX + path
+    phase = {f: k for k, f in GENERATOR_FILES.items()}.get(Path(path).name)
+    if phase: return phase
     stem = Path(path).stem
     return stem[len('generator_'):] if stem.startswith('generator_') else stem
 
@@ -250,8 +245,8 @@ class Evaluation:
 def evaluation_out(cfg: RunConfig, data_dir=None, ckpts=(), out=None) -> Path:
     "Where a one-off evaluation writes: `out`, else reports/evaluations/<data folder or run-strategy>[-<checkpoint>]; never inside reports/runs/."
     name = (Path(data_dir).name if data_dir is not None else f"{cfg.run_id}-{cfg.strategy}") + ('-' + _method_name(ckpts[0]) if ckpts else '')
-    path = Path(out) if out else reports_dir()/'evaluations'/name
-    runs = runs_dir().resolve()
+    path = Path(out) if out else reports_files(cfg).evaluations/name
+    runs = runs_dir(cfg).resolve()
     if path.resolve() == runs or runs in path.resolve().parents:
         raise ValueError(f"{path} is inside {runs}: a run's folders are written only by its pipeline (srgan-nb run); "
                          f"evaluate into reports/evaluations/ (the default) or another --out")
@@ -271,7 +266,7 @@ def evaluate_command(cfg: RunConfig, checkpoint=None, data_dir=None, out=None, m
     strategy, note = None, None  # an explicit checkpoint need not belong to any strategy of this run
     if not gens and not named:
         strategy = cfg.strategy
-        gens = run_generators(run_path(cfg, create=False)/cfg.strategy, device)
+        gens = run_generators(RunFiles(run_path(cfg, create=False)).strategy(cfg.strategy).root, device)
         if not gens: note = f"no checkpoint given and no trained generator in the run {cfg.run_id}: scoring bicubic only"
     if data_dir is not None:
         data_dir = Path(data_dir)
@@ -284,7 +279,7 @@ def evaluate_command(cfg: RunConfig, checkpoint=None, data_dir=None, out=None, m
         source = str(data_dir)
     else:
         images, source = load_split_images(cfg, 'test'), f"the test split of run {cfg.run_id}"
-        split = pd.read_csv(run_path(cfg)/'data'/'split.csv', keep_default_na=False)
+        split = pd.read_csv(RunFiles(run_path(cfg)).split, keep_default_na=False)
         paths = dict(zip(split.image_id, split.path))
     suite = MetricSuite(metrics, device=device)
     df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, backbone=suite,

@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import allowed_values
+
 # %% auto #0
 __all__ = ['ANCHOR_KINDS', 'CBCR', 'GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FEATURE_SCALE',
            'EFFNET_LITE0_STAGES', 'EFFNET_MEAN', 'EFFNET_STD', 'EFFNET_FEATURE_SCALE', 'pixel_loss', 'lowpass',
@@ -30,7 +32,7 @@ def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, criterion: str = 'mse') -> to
     raise ValueError(f"pixel loss criterion must be mse or l1, got {criterion!r}")
 
 # %% ../nbs/03_losses.ipynb #86d342cc
-ANCHOR_KINDS = ('lowpass', 'l1', 'chroma')
+ANCHOR_KINDS = allowed_values('anchor_kind')   # the config's declaration (AnchorKind), not a copy of it
 
 def lowpass(x: torch.Tensor, factor: int = 4) -> torch.Tensor:
     "The mean of every `factor` x `factor` cell (a box filter on a grid `factor` times coarser), in float32."
@@ -58,7 +60,7 @@ def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
 
 # %% ../nbs/03_losses.ipynb #f0515272
-GAN_LOSSES = ('bce', 'ragan')
+GAN_LOSSES = allowed_values('gan_loss')   # the config's declaration (GanLoss), not a copy of it
 
 def _relativistic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     "Logits of 'a is more real than the average b' (relativistic average GAN, Jolicoeur-Martineau 2018; ESRGAN)."
@@ -288,7 +290,7 @@ def build_backbone(name: str = 'auto', vgg_weights: str | Path | None = None) ->
     name = (name or 'auto').lower()
     if name == 'vgg19': return build_vgg19(vgg_weights)
     if name in ('effnet_lite0', 'effnet', 'efficientnet_lite0'): return build_effnet_lite0()
-    if name != 'auto': raise ValueError(f"Unknown backbone {name!r}; choose auto, vgg19 or effnet_lite0")
+    if name != 'auto': raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(allowed_values('backbone'))}")
     path = vgg19_weights_path(vgg_weights)
     if path.is_file(): return build_vgg19(vgg_weights)
     if vgg_weights: warnings.warn(f"vgg_weights {path} not found; backbone 'auto' falls back to effnet_lite0")

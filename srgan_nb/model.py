@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import allowed_values
+
 # %% auto #0
 __all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'icnr_', 'UpsampleBlock', 'bicubic', 'Generator', 'Discriminator',
            'count_parameters', 'build_models', 'parameter_table', 'layer_shapes', 'atomic_save', 'load_checkpoint',
@@ -94,7 +96,7 @@ class Discriminator(nn.Module):
     def __init__(self, hr_size: int = 96, in_channels: int = 3, base: int = 64, norm: str = 'bn'):
         super().__init__()
         if hr_size < 16: raise ValueError(f"hr_size must be at least 16 (four stride-2 convs), got {hr_size}")
-        if norm not in ('bn', 'sn'): raise ValueError(f"discriminator norm must be bn or sn, got {norm!r}")
+        if norm not in allowed_values('d_norm'): raise ValueError(f"discriminator norm must be {' or '.join(allowed_values('d_norm'))}, got {norm!r}")
         self.hr_size, self.norm = hr_size, norm
         sn = norm == 'sn'
         chans = [base, base, base * 2, base * 2, base * 4, base * 4, base * 8, base * 8]
@@ -125,7 +127,7 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 # %% ../nbs/02_model.ipynb #ec482874
 def build_models(cfg) -> tuple[Generator, Discriminator]:
     "The generator and discriminator a `RunConfig` describes (ICNR when `cfg.icnr` and the generator starts from scratch)."
-    icnr = bool(getattr(cfg, 'icnr', False)) and not getattr(cfg, 'init_generator', '')  # loaded weights would overwrite it
+    icnr = bool(getattr(cfg, 'icnr', False)) and not getattr(cfg, 'init_generator', None)  # loaded weights would overwrite it
     gen = Generator(scale=cfg.scale, n_blocks=cfg.n_blocks, channels=cfg.channels, bicubic_skip=getattr(cfg, 'bicubic_skip', False), icnr=icnr)
     disc = Discriminator(hr_size=cfg.hr_size, norm=getattr(cfg, 'd_norm', 'bn'))
     return gen, disc

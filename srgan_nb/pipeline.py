@@ -11,7 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from .config import (RunConfig, fields_affecting, make_config, config_dict, save_config, load_config, run_path, runs_dir,
-                             repo_root, STRATEGIES, get_strategy)
+                             repo_root, reports_dir, STRATEGIES, get_strategy, older_spelling)
+from .layout import ReportsFiles, RunFiles
+from .render import render_html
 from .metrics import METRIC_NAMES
 
 # %% auto #0
@@ -57,12 +59,12 @@ def strategy_config(cfg: RunConfig, strategy: str, overrides: dict | None = None
 
 # %% ../nbs/08_pipeline.ipynb #b27aae56
 def _adopt_run_dir(cfg: RunConfig, run_dir) -> RunConfig:
-    "Point `cfg` at the run folder `run_dir` (its name is the run id; its parent must be a `runs` folder)."
+    "Point `cfg` at the run folder `run_dir`: its name is the run id, the folder two above it the reports root (`cfg.reports`)."
     run_dir = Path(run_dir).resolve()
-    if run_dir.parent != runs_dir():
-        if run_dir.parent.name != 'runs':
-            raise ValueError(f"run_dir {run_dir} must be a folder inside a 'runs' folder (like reports/runs/<run-id>)")
-        os.environ['SRGAN_REPORTS'] = str(run_dir.parent.parent)
+    root = ReportsFiles(run_dir.parent.parent)
+    if root.run(run_dir.name).root != run_dir:
+        raise ValueError(f"run_dir {run_dir} must be a folder inside a runs folder (like {root.runs}/<run-id>)")
+    if root.root != reports_dir(cfg): cfg.reports = str(root.root)
     cfg.run_id = run_dir.name
     return cfg
 
@@ -70,7 +72,8 @@ def stage_config(run_dir=None, strategy: str | None = None, config_json=None, ov
     "The config a pipeline notebook works with, from its parameters."
     overrides = dict(overrides or {})
     if config_json is None and run_dir is not None:
-        for c in ([Path(run_dir)/strategy/'config.json'] if strategy else []) + [Path(run_dir)/'config.json']:
+        run = RunFiles(run_dir)
+        for c in ([run.strategy(strategy).config] if strategy else []) + [run.config]:
             if c.exists(): config_json = c; break
     if config_json is not None:
         cfg = load_config(config_json)
@@ -94,7 +97,7 @@ def params_hash(*parts) -> str:
 
 def config_for_hash(cfg: RunConfig) -> dict:
     "The config fields that shape results."
-    return {k: v for k, v in config_dict(cfg).items() if k not in NON_RESULT_FIELDS}
+    return older_spelling({k: v for k, v in config_dict(cfg).items() if k not in NON_RESULT_FIELDS})   # stage hashes of existing runs stay valid
 
 # %% ../nbs/08_pipeline.ipynb #b36ade44
 def stage_key(stage: str, strategy: str | None = None) -> str:
@@ -103,7 +106,7 @@ def stage_key(stage: str, strategy: str | None = None) -> str:
 
 def marker_path(run_dir, key: str) -> Path:
     "Where the marker of stage run `key` lives."
-    return Path(run_dir)/'stages'/f'{key}.json'
+    return RunFiles(run_dir).stage_marker(key)
 
 def read_marker(run_dir, key: str) -> dict | None:
     "The marker of stage run `key`, or None."
@@ -151,8 +154,6 @@ def execute_stage(notebook, output, parameters: dict, stage: str, cwd=None, log_
     import papermill as pm
     output = Path(output); output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    prev = os.environ.get('SRGAN_PROGRESS')
-    os.environ['SRGAN_PROGRESS'] = '0'   # the kernel looks like a live notebook: no tqdm widgets in executed notebooks and the report
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel_name(),
                             progress_bar=False, log_output=log_output, cwd=str(cwd or Path(notebook).parent),
@@ -162,9 +163,6 @@ def execute_stage(notebook, output, parameters: dict, stage: str, cwd=None, log_
         raise StageFailed(stage, e.ename, _short(e.evalue), output) from None
     except Exception as e:
         raise StageFailed(stage, type(e).__name__, _short(e), output if output.exists() else None) from e
-    finally:
-        if prev is None: os.environ.pop('SRGAN_PROGRESS', None)
-        else: os.environ['SRGAN_PROGRESS'] = prev
     return time.perf_counter() - t0
 
 # %% ../nbs/08_pipeline.ipynb #ea2e935c
@@ -175,7 +173,7 @@ def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec='seconds
 def record_timing(run_dir, key: str, seconds: float, status: str, part: str | None = None) -> Path:
     """Record stage run `key` in `run_dir/timings.json`: status 'running' (heartbeat), 'ran', 'failed' or 'skipped'.
     `part` names this invocation; `seconds` of the entry adds up every part since the stage last finished."""
-    p = Path(run_dir)/'timings.json'
+    p = RunFiles(run_dir).timings
     with _TIMINGS_LOCK:
         try: t = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError): t = {}
@@ -189,7 +187,7 @@ def record_timing(run_dir, key: str, seconds: float, status: str, part: str | No
                 parts = [q | (dict(status='killed') if q['status'] == 'running' else {}) for q in parts] + [cur]
         t[key] = dict(seconds=round(sum(q['seconds'] for q in parts), 2) if parts else None, status=status, at=_now(),
                       parts=parts)
-        tmp = p.with_name(f'timings.json.tmp{os.getpid()}')
+        tmp = p.with_name(f'{p.name}.tmp{os.getpid()}')
         tmp.write_text(json.dumps(t, indent=2)); os.replace(tmp, p)
     return p
 
@@ -234,26 +232,28 @@ def pipeline_plan(cfg: RunConfig, strategies=('s1', 's2'), overrides: dict | Non
     if own and (len(strategies) > 1 or cfg.strategy != own[0]):
         raise ValueError(f"strategy {own[0]} has its own data settings ({get_strategy(own[0]).settings}): run it alone, "
                          f"in a run of its own (--strategies {own[0]})")
-    rd = run_path(cfg)
+    run = RunFiles(run_path(cfg)); rd = run.root
     scfgs = {s: strategy_config(cfg, s, overrides) for s in strategies}
     n_train = max(c.n_train for c in scfgs.values())
     base = {k: v for k, v in config_for_hash(cfg).items() if k not in STRATEGY_FIELDS + ('strategy',)}
     plan = []
     h_prep = params_hash('prepare_data', {k: v for k, v in base.items() if k in DATA_FIELDS}, n_train)
-    plan.append(StageRun('prepare_data', None, dict(run_dir=str(rd), config_json=str(rd/'config.json'), n_train=n_train),
-                         [rd/'data'/'split.csv'], h_prep))
+    plan.append(StageRun('prepare_data', None, dict(run_dir=str(rd), config_json=str(run.config), n_train=n_train),
+                         [run.split], h_prep))
     evals = []
     for s, c in scfgs.items():
         h_train = params_hash('train', config_for_hash(c), h_prep)
-        plan.append(StageRun('train', s, dict(run_dir=str(rd), strategy=s, config_json=str(rd/s/'config.json'),
-                                              overrides={'resume': False} if force else {}),
-                             [rd/s/'history.csv', rd/s/'generator_srgan.pt'], h_train, ('prepare_data',)))
+        sf = run.strategy(s)
+        # the kernel looks like a live notebook: no progress widgets in the executed notebook and the report
+        plan.append(StageRun('train', s, dict(run_dir=str(rd), strategy=s, config_json=str(sf.config),
+                                              overrides={'progress': False} | ({'resume': False} if force else {})),
+                             [sf.history, sf.generator('srgan')], h_train, ('prepare_data',)))
         h_eval = params_hash('evaluate', config_for_hash(c), h_train, list(METRIC_NAMES))  # new metrics reach existing runs on a rerun
-        plan.append(StageRun('evaluate', s, dict(run_dir=str(rd), strategy=s, config_json=str(rd/s/'config.json')),
-                             [rd/s/'eval'/'per_image.csv'], h_eval, ('prepare_data', stage_key('train', s))))
+        plan.append(StageRun('evaluate', s, dict(run_dir=str(rd), strategy=s, config_json=str(sf.config)),
+                             [sf.eval.per_image], h_eval, ('prepare_data', stage_key('train', s))))
         evals.append(h_eval)
-    plan.append(StageRun('report', None, dict(run_dir=str(rd), strategies=list(strategies), config_json=str(rd/'config.json')),
-                         [rd/'report.html'], params_hash('report', base, evals), tuple(p.key for p in plan)))
+    plan.append(StageRun('report', None, dict(run_dir=str(rd), strategies=list(strategies), config_json=str(run.config)),
+                         [run.report], params_hash('report', base, evals), tuple(p.key for p in plan)))
     return plan
 
 # %% ../nbs/08_pipeline.ipynb #873796eb
@@ -264,21 +264,19 @@ def run_pipeline(cfg: RunConfig, strategies=('s1', 's2'), force: bool = False, o
                  quiet: bool = False, log_output: bool = False) -> Path:
     "Run prepare_data, train and evaluate per strategy, and the report; return the path of report.html (`quiet`: print nothing)."
     nbs = pipeline_notebooks()
-    rd = run_path(cfg)
+    run = RunFiles(run_path(cfg)); rd = run.root
     plan = pipeline_plan(cfg, strategies, overrides, force)
-    save_config(cfg, rd/'config.json')
+    save_config(cfg, run.config)
     for s in {p.strategy for p in plan if p.strategy}:
-        save_config(strategy_config(cfg, s, overrides), rd/s/'config.json')
+        save_config(strategy_config(cfg, s, overrides), run.strategy(s).config)
     _say(f"run {cfg.run_id}: {rd}", quiet)
     with StageClock(rd, 'total'):
         _run_plan(plan, rd, nbs, force, quiet, log_output)
-    html = rd/'report.html'
-    _say(f"report: {html}", quiet)
-    return html
+    _say(f"report: {run.report}", quiet)
+    return run.report
 
 def _run_plan(plan: list, rd: Path, nbs: Path, force: bool, quiet: bool, log_output: bool) -> None:
     "Run the stages of `plan` that are not done, each timed by a `StageClock`."
-    from srgan_nb.report import render_html
     ran = set()
     for i, p in enumerate(plan, 1):
         label = f"[{i}/{len(plan)}] {p.stage}{' ' + p.strategy if p.strategy else ''}"
@@ -286,11 +284,11 @@ def _run_plan(plan: list, rd: Path, nbs: Path, force: bool, quiet: bool, log_out
             record_timing(rd, p.key, 0, 'skipped'); _say(f"{label}: done before, skipped", quiet); continue
         marker_path(rd, p.key).unlink(missing_ok=True)
         _say(f"{label} ...", quiet)
-        nb_out = rd/'notebooks'/f'{p.key}.ipynb'
+        nb_out = RunFiles(rd).notebook(p.key)
         with StageClock(rd, p.key) as clock:
             execute_stage(nbs/f'{p.stage}.ipynb', nb_out, p.params, p.key, cwd=nbs, log_output=log_output, echo=not quiet)
             if p.stage == 'report':
-                try: render_html(nb_out, rd/'report.html')
+                try: render_html(nb_out, RunFiles(rd).report)
                 except Exception as e: raise StageFailed('report (HTML rendering)', type(e).__name__, _short(e), nb_out) from e
             secs = clock.seconds
             write_marker(rd, p.key, p.hash, seconds=round(secs, 2), notebook=str(nb_out), params=p.params)
@@ -303,20 +301,20 @@ def _size_mb(p: Path) -> float:
 
 def run_status(run_dir) -> dict:
     "One run's status: stages done, strategies, size, last change and report path."
-    rd = Path(run_dir)
-    done = sorted(m.stem for m in (rd/'stages').glob('*.json')) if (rd/'stages').exists() else []
-    try: cfg = json.loads((rd/'config.json').read_text())
+    run = RunFiles(run_dir); rd = run.root
+    done = sorted(m.stem for m in run.stages.glob('*.json')) if run.stages.exists() else []
+    try: cfg = json.loads(run.config.read_text())
     except (OSError, json.JSONDecodeError): cfg = {}
     strategies = sorted(p.name for p in rd.iterdir() if p.is_dir() and p.name in STRATEGIES)
     expected = 2 + 2*len(strategies) if strategies else None
-    if 'report' in done and (rd/'report.html').exists(): status = 'complete'
+    if 'report' in done and run.report.exists(): status = 'complete'
     elif done: status = f"partial ({len(done)}/{expected} stages)" if expected else f"partial ({len(done)} stages)"
     else: status = 'empty'
     mtime = max([f.stat().st_mtime for f in rd.rglob('*')] + [rd.stat().st_mtime])
     return dict(run_id=rd.name, status=status, stages_done=', '.join(done), strategies=', '.join(strategies),
                 data_source=cfg.get('data_source'), quick=cfg.get('quick'), size_mb=round(_size_mb(rd), 2),
                 modified=datetime.fromtimestamp(mtime).strftime('%Y-%m-%d %H:%M'),
-                report=str(rd/'report.html') if (rd/'report.html').exists() else '')
+                report=str(run.report) if run.report.exists() else '')
 
 # %% ../nbs/08_pipeline.ipynb #0df307d9
 RUN_COLUMNS = ['run_id', 'status', 'stages_done', 'strategies', 'data_source', 'quick', 'size_mb', 'modified', 'report']

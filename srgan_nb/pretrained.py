@@ -12,6 +12,7 @@ import torch
 
 from .config import package_dir, load_config, pick_precision
 from .data import file_sha256, read_photo_list, write_photo_list
+from .layout import StrategyFiles
 from .model import Generator, atomic_save, load_generator, GENERATOR_FORMAT
 
 # %% auto #0
@@ -28,7 +29,7 @@ MODELS_JSON = 'models.json'
 TRAIN_LIST = 'faces-x4-train.txt.gz'  # the sha256 of every photo that trained them
 WEIGHTS_LICENCE = ("The weights are trained on UTKFace (https://susanqq.github.io/UTKFace/), which is for non-commercial research "
                    "only: the weights carry that restriction. The code is Apache-2.0.")
-PHASES = {'psnr': ('generator_srresnet.pt', 'pretrain'), 'gan': ('generator_srgan.pt', 'gan')}
+PHASES = {'psnr': ('srresnet', 'pretrain'), 'gan': ('srgan', 'gan')}   # shipped model -> the run's generator (layout.GENERATOR_FILES) and history phase
 
 class WeightsError(ValueError):
     "A shipped model that is unknown, missing or does not match its sha256."
@@ -95,12 +96,12 @@ def _cpu_name() -> str:
 
 def _train_photos(run_dir: Path, cfg) -> pd.DataFrame:
     "The training photos of a run (its split's first n_train)."
-    split = pd.read_csv(run_dir.parent/'data'/'split.csv', keep_default_na=False)
+    split = pd.read_csv(StrategyFiles(run_dir).run.split, keep_default_na=False)
     return split[(split.split == 'train') & (split.order < cfg.n_train)]
 
 def _phase_numbers(run_dir: Path, cfg, phase: str) -> dict:
     "Epochs, steps, seconds and training-set size of the run up to the end of `phase` (from its config, split and history)."
-    hist = pd.read_csv(run_dir/'history.csv')
+    hist = pd.read_csv(StrategyFiles(run_dir).history)
     h = hist[hist.phase == 'pretrain'] if phase == 'pretrain' else hist
     photos = len(_train_photos(run_dir, cfg))
     patches = photos * cfg.patches_per_image
@@ -111,18 +112,18 @@ def _phase_numbers(run_dir: Path, cfg, phase: str) -> dict:
 
 def _run_precision(run_dir: Path, cfg) -> str:
     "The precision training ran in (train_summary.json; before it exists, what `auto` resolves to on this CPU)."
-    p = run_dir/'train_summary.json'
+    p = StrategyFiles(run_dir).train_summary
     if p.exists(): return json.loads(p.read_text()).get('precision', cfg.precision)
     return pick_precision(cfg.precision, torch.device('cpu'))
 
 def finished_phases(run_dir) -> list[str]:
     "The shipped-model names a run can give now: psnr once its pixel phase (if any) is over, gan once the run has finished."
-    run_dir = Path(run_dir)
-    if not (run_dir/'history.csv').exists(): return []
-    cfg, hist = load_config(run_dir/'config.json'), pd.read_csv(run_dir/'history.csv')
+    files = StrategyFiles(Path(run_dir))
+    if not files.history.exists(): return []
+    cfg, hist = load_config(files.config), pd.read_csv(files.history)
     pixel = cfg.pretrain_epochs > 0 and (hist.phase == 'pretrain').sum() >= cfg.pretrain_epochs  # a GAN-only run trained no psnr model
-    out = ['psnr'] if pixel and (run_dir/PHASES['psnr'][0]).exists() else []
-    summ = run_dir/'train_summary.json'
+    out = ['psnr'] if pixel and files.generator(PHASES['psnr'][0]).exists() else []
+    summ = files.train_summary
     if summ.exists() and json.loads(summ.read_text()).get('finished'): out.append('gan')
     return out
 
@@ -142,12 +143,12 @@ def export_models(run_dir, out=None, names=None, machine: str | None = None) -> 
     ready = finished_phases(run_dir)
     names = list(names or ready)
     if not names or set(names) - set(ready): raise ValueError(f"{run_dir} has not finished what {names} need (ready: {ready or 'nothing'})")
-    cfg = load_config(run_dir/'config.json')
+    cfg = load_config(StrategyFiles(run_dir).config)
     if cfg.strategy != RECIPE: raise ValueError(f"{run_dir} is a {cfg.strategy} run; the shipped models come from {RECIPE}")
     models = shipped_models(out)
     for name in names:
-        fname, phase = PHASES[name]
-        g = load_generator(run_dir/fname)
+        kind, phase = PHASES[name]
+        g = load_generator(StrategyFiles(run_dir).generator(kind))
         dst = out/f"{RECIPE}-{name}.pt"
         atomic_save(dict(format=GENERATOR_FORMAT, version=1, state_dict=half_state(g.state_dict()),
                          meta=dict(g.meta, name=name, recipe=RECIPE, dtype='float16', licence=WEIGHTS_LICENCE)), dst)

@@ -5,7 +5,7 @@
 # %% ../nbs/07_report.ipynb #10bb0fc6
 from __future__ import annotations
 import json, platform, re, subprocess, sys
-from html.parser import HTMLParser
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,26 +15,27 @@ import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from .config import RunConfig, load_config, config_dict, QUICK_CAPS, STRATEGIES, repo_root
+from .config import RunConfig, load_config, upgrade_records, config_dict, QUICK_CAPS, STRATEGIES, repo_root
 from .data import make_lr, bicubic_upscale, load_split_images
 from .model import build_models, count_parameters
 from .infer import Upscaler
 from .train import read_history
+from .layout import RunFiles
 from .metrics import REGISTRY, REFERENCE_METHOD, FaceIdentity, whole_images
 from . import stats
 from .pretrained import shipped_models
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'LOWER_IS_BETTER', 'COLUMN_FORMATS', 'LOSS_COLUMNS',
-           'DIGITS', 'FAMILY_TITLES', 'METRIC_FAMILIES', 'REFERENCES', 'load_run', 'headline_means', 'n_train_used',
-           'title_markdown', 'strategy_markdown', 'abstract_markdown', 'introduction_markdown', 'methodology_markdown',
-           'strategies_table', 'data_flow_figure', 'save_data_flow', 'styled', 'data_table', 'example_figure',
-           'model_table', 'loss_table', 'plot_losses', 'interval_table', 'readable_summary', 'plot_distributions',
-           'plot_intervals', 'paired_table', 'metric_protocol', 'families', 'plot_perception_distortion',
-           'tradeoff_sentence', 'conclusion_markdown', 'references_markdown', 'strategy_comparison', 'comparison_grid',
-           'center_crop', 'comparison_rows', 'worst_images', 'face_regions', 'zoom_figure', 'shipped_markdown',
-           'limitations_markdown', 'applications_markdown', 'package_versions', 'provenance_table',
-           'external_resources', 'self_contained', 'render_html']
+           'DIGITS', 'FAMILY_TITLES', 'METRIC_FAMILIES', 'REFERENCES', 'Run', 'load_run', 'headline_means',
+           'n_train_used', 'title_markdown', 'strategy_markdown', 'abstract_markdown', 'introduction_markdown',
+           'methodology_markdown', 'strategies_table', 'data_flow_figure', 'save_data_flow', 'styled', 'data_table',
+           'example_figure', 'model_table', 'loss_table', 'plot_losses', 'interval_table', 'readable_summary',
+           'plot_distributions', 'plot_intervals', 'paired_table', 'metric_protocol', 'families',
+           'plot_perception_distortion', 'tradeoff_sentence', 'conclusion_markdown', 'references_markdown',
+           'strategy_comparison', 'comparison_grid', 'center_crop', 'comparison_rows', 'worst_images', 'face_regions',
+           'zoom_figure', 'shipped_markdown', 'limitations_markdown', 'applications_markdown', 'package_versions',
+           'provenance_table']
 
 # %% ../nbs/07_report.ipynb #2cb459a0
 def _read_json(p, default=None):
@@ -44,28 +45,47 @@ def _read_json(p, default=None):
 def _read_csv(p) -> pd.DataFrame | None:
     return pd.read_csv(p) if Path(p).exists() else None
 
-def load_run(run_dir, strategies=None) -> dict:
-    "The files of a run as one dict: config, data summary, split, per-strategy history / train summary, per-image metrics, timings."
-    rd = Path(run_dir)
-    if strategies is None: strategies = sorted(p.name for p in rd.iterdir() if p.is_dir() and p.name in STRATEGIES)
+@dataclass
+class Run:
+    "What the report reads of a run (`load_run`); every field has an empty default, so a made-up run names only what it needs."
+    run_id: str = ''
+    strategies: list = field(default_factory=list)   # the strategies reported, in order
+    run_dir: Path | None = None
+    cfg: RunConfig | None = None                      # the run's config.json
+    configs: dict = field(default_factory=dict)       # strategy -> its config.json
+    data_summary: dict = field(default_factory=dict)  # data/summary.json
+    split: pd.DataFrame | None = None                 # data/split.csv
+    histories: dict = field(default_factory=dict)     # strategy -> history (train.HISTORY_COLUMNS)
+    d_health: dict = field(default_factory=dict)      # strategy -> D-health measurements (older runs have none)
+    train_summaries: dict = field(default_factory=dict)
+    eval_notes: dict = field(default_factory=dict)
+    per_image: pd.DataFrame | None = None             # every strategy's eval/per_image.csv, one frame
+    timings: dict = field(default_factory=dict)       # timings.json
+
+    @property
+    def files(self) -> RunFiles: return RunFiles(self.run_dir)
+
+def load_run(run_dir, strategies=None) -> Run:
+    "The files of a run as one `Run`: config, data summary, split, per-strategy history / train summary, per-image metrics, timings."
+    files = RunFiles(run_dir)
+    if strategies is None: strategies = sorted(p.name for p in files.root.iterdir() if p.is_dir() and p.name in STRATEGIES)
     if isinstance(strategies, str): strategies = [s.strip() for s in strategies.replace(',', ' ').split()]
-    cfg = load_config(rd/'config.json') if (rd/'config.json').exists() else None
-    run = dict(run_dir=rd, run_id=rd.name, strategies=list(strategies), cfg=cfg,
-               configs={s: load_config(rd/s/'config.json') for s in strategies if (rd/s/'config.json').exists()},
-               data_summary=_read_json(rd/'data'/'summary.json', {}), split=_read_csv(rd/'data'/'split.csv'),
-               histories={}, d_health={}, train_summaries={}, eval_notes={}, per_image=None,
-               timings=_read_json(rd/'timings.json', {}))
+    run = Run(run_id=files.run_id, strategies=list(strategies), run_dir=files.root,
+              cfg=load_config(files.config) if files.config.exists() else None,
+              configs={s: load_config(files.strategy(s).config) for s in strategies if files.strategy(s).config.exists()},
+              data_summary=_read_json(files.data_summary, {}), split=_read_csv(files.split), timings=_read_json(files.timings, {}))
     frames = []
     for s in strategies:
-        if (rd/s/'history.csv').exists(): run['histories'][s] = read_history(rd/s/'history.csv')
-        if (rd/s/'d_health.csv').exists(): run['d_health'][s] = pd.read_csv(rd/s/'d_health.csv')  # older runs have none
-        run['eval_notes'][s] = _read_json(rd/s/'eval'/'notes.json', {})
-        run['train_summaries'][s] = _read_json(rd/s/'train_summary.json', {})
-        e = _read_csv(rd/s/'eval'/'per_image.csv')
+        sf = files.strategy(s)
+        if sf.history.exists(): run.histories[s] = read_history(sf.history)
+        if sf.d_health.exists(): run.d_health[s] = upgrade_records(pd.read_csv(sf.d_health))  # older runs have none
+        run.eval_notes[s] = _read_json(sf.eval.notes, {})
+        run.train_summaries[s] = _read_json(sf.train_summary, {})
+        e = _read_csv(sf.eval.per_image)
         if e is not None:
             if 'strategy' not in e or e['strategy'].isna().all(): e['strategy'] = s
             frames.append(e)
-    if frames: run['per_image'] = pd.concat(frames, ignore_index=True)
+    if frames: run.per_image = pd.concat(frames, ignore_index=True)
     return run
 
 # %% ../nbs/07_report.ipynb #619e689a
@@ -87,33 +107,33 @@ def headline_means(per_image: pd.DataFrame, metric='psnr') -> pd.DataFrame:
 
 # %% ../nbs/07_report.ipynb #b399d886
 def _src_name(run) -> str:
-    ds = run.get('data_summary') or {}
-    return str(ds.get('source') or (run['cfg'].data_source if run.get('cfg') else 'unknown'))
+    ds = run.data_summary
+    return str(ds.get('source') or (run.cfg.data_source if run.cfg else 'unknown'))
 
 def _is_demo(run) -> bool:
-    ds = run.get('data_summary') or {}
+    ds = run.data_summary
     return bool(ds.get('demo')) or 'sample' in _src_name(run).lower()
 
 def n_train_used(run, strategy: str) -> int | None:
     "Training photos `strategy` used: train_summary.json's n_train_images, else its config's n_train capped by the train split."
-    ts = (run.get('train_summaries') or {}).get(strategy) or {}
+    ts = run.train_summaries.get(strategy) or {}
     if ts.get('n_train_images') is not None: return int(ts['n_train_images'])
-    c, split = (run.get('configs') or {}).get(strategy), run.get('split')
+    c, split = run.configs.get(strategy), run.split
     if c is None: return None
     if split is not None and 'split' in split: return min(c.n_train, int((split['split'] == 'train').sum()))
     return c.n_train
 
 def title_markdown(run) -> str:
     "The report's title block."
-    cfg = run.get('cfg')
+    cfg = run.cfg
     tags = [t for t, on in (('quick mode', cfg is not None and cfg.quick), ('demo data', _is_demo(run))) if on]
     when = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     return (f"# Face super-resolution with SRGAN{' (' + ', '.join(tags) + ')' if tags else ''}\n\n"
-            f"Run `{run['run_id']}`, strategies {', '.join(run['strategies'])}; report made {when}.")
+            f"Run `{run.run_id}`, strategies {', '.join(run.strategies)}; report made {when}.")
 
 def strategy_markdown(run, strategy: str) -> str:
     "One strategy's training as run: photos actually used, epochs, batch size (and the full setting when it differs)."
-    c, st = (run.get('configs') or {}).get(strategy), STRATEGIES.get(strategy)
+    c, st = run.configs.get(strategy), STRATEGIES.get(strategy)
     if c is None: return st.description if st else 'settings unknown'
     n = n_train_used(run, strategy)
     txt = (f"{n if n is not None else c.n_train} training photos, {c.pretrain_epochs} pretraining + {c.epochs} GAN epochs, "
@@ -124,14 +144,14 @@ def strategy_markdown(run, strategy: str) -> str:
 
 def abstract_markdown(run, metric='psnr') -> str:
     "An abstract with the headline numbers filled in."
-    cfg, pi = run.get('cfg'), run.get('per_image')
+    cfg, pi = run.cfg, run.per_image
     scale = cfg.scale if cfg else 4
     def _strat(s): return f"**{s}**: {strategy_markdown(run, s)}"
-    n_s = len(run['strategies'])
+    n_s = len(run.strategies)
     txt = (f"We train SRGAN (Ledig et al., 2017) to enlarge face photos {scale}x: a residual generator is first trained "
            f"with a pixel loss alone (SRResNet), then against a discriminator with a perceptual and an adversarial loss "
            f"(SRGAN). {'Training strategies compared' if n_s > 1 else 'Training strategy'}: "
-           + '; '.join(_strat(s) for s in run['strategies'] if s in STRATEGIES) + ". ")
+           + '; '.join(_strat(s) for s in run.strategies if s in STRATEGIES) + ". ")
     if pi is not None and metric in pi:
         hm = headline_means(pi, metric)
         n = pi[pi['method'] == 'bicubic']['image_id'].nunique()
@@ -248,13 +268,13 @@ def styled(df: pd.DataFrame, formats: dict | None = None, na_rep: str = '–', d
 # %% ../nbs/07_report.ipynb #13c9efda
 def data_table(run) -> pd.DataFrame:
     "Source, photos per split and patches per photo, as a table."
-    cfg, ds, split = run.get('cfg'), run.get('data_summary') or {}, run.get('split')
+    cfg, ds, split = run.cfg, run.data_summary, run.split
     rows = [('source', _src_name(run)), ('demo data', 'yes' if _is_demo(run) else 'no')]
     if cfg is not None and cfg.data_dir: rows.append(('folder', cfg.data_dir))
     if split is not None and 'split' in split:
         for k, v in split['split'].value_counts().reindex(['train', 'val', 'test']).dropna().items(): rows.append((f'{k} photos', int(v)))
     for k, v in (ds.get('patches') or {}).items(): rows.append((f'{k} patches', int(v)))
-    for s, c in (run.get('configs') or {}).items():
+    for s, c in run.configs.items():
         n = n_train_used(run, s)
         rows.append((f'training photos used by {s}', f"{n}" + (f" (asked for {c.n_train})" if n != c.n_train else '')))
     if cfg is not None:
@@ -496,8 +516,9 @@ def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> s
             lines.append(f"SRGAN against the SRResNet it started from (paired 95% BCa intervals excluding 0): better on "
                          f"{', '.join(better) or 'no metric'}; worse on {', '.join(worse) or 'no metric'}.")
             lines.append(tradeoff_sentence(pv, d))
-        ts = ((run or {}).get('train_summaries') or {}).get(s) or {}
-        h = ((run or {}).get('histories') or {}).get(s)
+        run = run or Run()
+        ts = run.train_summaries.get(s) or {}
+        h = run.histories.get(s)
         if h is not None and 'd_pair_acc' in h and h['d_pair_acc'].notna().any():
             acc = h.loc[h['phase'] == 'gan', 'd_pair_acc']
             lines.append(f"The discriminator's pairwise accuracy per GAN epoch was {', '.join(f'{a:.2f}' for a in acc)} (chance 0.5)"
@@ -576,11 +597,11 @@ def center_crop(im: np.ndarray, size: int, multiple: int = 4) -> np.ndarray:
 
 def comparison_rows(run, n: int = 3, crop: int = 160, ids=None) -> list:
     "Rows for `comparison_grid`: LR, bicubic, SRResNet and SRGAN of each strategy and HR on `n` test images, or those in `ids` (SR by `infer.Upscaler`, fp32)."
-    cfg, rd = run['cfg'], Path(run['run_dir'])
+    cfg = run.cfg
     gens = {}
-    for s in run['strategies']:
+    for s in run.strategies:
         for kind, name in (('srresnet', 'SRResNet'), ('srgan', 'SRGAN')):
-            p = rd/s/f'generator_{kind}.pt'
+            p = run.files.strategy(s).generator(kind)
             if p.exists(): gens[f'{name} {s}'] = Upscaler(p, precision='fp32')
     rows = []
     test = load_split_images(cfg, 'test')
@@ -638,9 +659,9 @@ def zoom_figure(panels: dict, regions: dict, size: int = 40):
 # %% ../nbs/07_report.ipynb #de8a3404
 def shipped_markdown(run) -> str | None:
     "What the 'trained elsewhere' rows are, with the evaluation's note on refused photos (None without such rows)."
-    pi = run.get('per_image')
+    pi = run.per_image
     if pi is None or not pi['method'].astype(str).str.startswith('shipped_').any(): return None
-    notes = {n['shipped'] for n in run.get('eval_notes', {}).values() if 'shipped' in n}
+    notes = {n['shipped'] for n in run.eval_notes.values() if 'shipped' in n}
     m = shipped_models(); e = m.get('gan') or m.get('psnr')
     how = (f"the faces-x4 recipe: {e['train_photos']:,} UTKFace photos, {e['train_seconds'] / 3600:.1f} h of training on "
            f"{e['machine']}" if e else "the faces-x4 recipe")
@@ -651,8 +672,8 @@ def shipped_markdown(run) -> str | None:
 # %% ../nbs/07_report.ipynb #859c31b2
 def limitations_markdown(run) -> str:
     "What the numbers can and cannot say for this run."
-    cfg = run.get('cfg')
-    backbones = sorted({str(ts.get('backbone')) for ts in (run.get('train_summaries') or {}).values() if ts.get('backbone')})
+    cfg = run.cfg
+    backbones = sorted({str(ts.get('backbone')) for ts in run.train_summaries.values() if ts.get('backbone')})
     lines = ["## Limitations", "",
              f"- **One training run per strategy.** The intervals and p-values cover variation over test images only; "
              f"they say nothing about how much another training run (another seed) would differ.",
@@ -666,9 +687,9 @@ def limitations_markdown(run) -> str:
                  "research); no images are redistributed with this project."),
              "- **Degradation:** LR images are a clean bicubic downsample; real low-resolution photos (blur, noise, "
              "compression) are harder."]
-    skip = [c for c in ((run.get('configs') or {}).values() or [cfg]) if c is not None and getattr(c, 'bicubic_skip', False)]
-    if skip or (cfg is not None and cfg.bicubic_skip and not run.get('configs')):
-        pi, gain = run.get('per_image'), None
+    skip = [c for c in (run.configs.values() or [cfg]) if c is not None and getattr(c, 'bicubic_skip', False)]
+    if skip or (cfg is not None and cfg.bicubic_skip and not run.configs):
+        pi, gain = run.per_image, None
         if pi is not None and 'psnr' in pi and {'bicubic', 'bicubic_skip_init'} <= set(pi['method']):
             hm = headline_means(pi, 'psnr')
             gain = float((hm.loc['bicubic_skip_init'] - hm.loc['bicubic']).mean())
@@ -715,63 +736,19 @@ def package_versions(names=('srgan_nb', 'torch', 'torchvision', 'numpy', 'pandas
 
 def provenance_table(run) -> pd.DataFrame:
     "Git commit, package versions, seeds, device, precision, backbone and per-stage timings."
-    cfg = run.get('cfg')
-    rows = [('run id', run['run_id']), ('git commit', _git_commit()), ('platform', platform.platform())]
+    cfg = run.cfg
+    rows = [('run id', run.run_id), ('git commit', _git_commit()), ('platform', platform.platform())]
     rows += [(f'version: {k}', v) for k, v in package_versions().items()]
     if cfg is not None: rows += [('seed', cfg.seed), ('deterministic', cfg.deterministic)]
     fmt = {'images_per_s': lambda v: f"{v:.1f} patches/s", 'seconds': lambda v: f"{v:.0f} s"}
     label = {'n_train_images': 'training photos', 'n_patches': 'training patches', 'images_per_s': 'training throughput',
              'seconds': 'training time'}
-    for s, ts in (run.get('train_summaries') or {}).items():
+    for s, ts in run.train_summaries.items():
         for k in ('device', 'precision', 'backbone', 'n_train_images', 'n_patches', 'images_per_s', 'seconds'):
             if k in ts:
                 v = ts[k]
                 rows.append((f'{s}: {label.get(k, k)}', fmt[k](v) if k in fmt and isinstance(v, (int, float)) else v))
-    for k, t in (run.get('timings') or {}).items():
+    for k, t in run.timings.items():
         if isinstance(t, dict) and t.get('seconds') is not None:
             rows.append((f'time: {k}', f"{t['seconds']:.0f} s" + (' (earlier invocation)' if t.get('status') == 'skipped' else '')))
     return pd.DataFrame(rows, columns=['item', 'value']).astype({'value': str})
-
-# %% ../nbs/07_report.ipynb #c05004a2
-class _Resources(HTMLParser):
-    "Collects the URLs of scripts, style sheets, images, frames and media a page would fetch."
-    def __init__(self):
-        super().__init__(); self.urls = []
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        for key in ('src', 'href', 'data'):
-            v = a.get(key)
-            if v and (tag != 'a' or key != 'href'): self.urls.append((tag, v))
-
-def external_resources(html: str) -> list:
-    "(tag, url) of every resource the page loads over http(s) or from a protocol-relative URL (links the reader clicks do not count)."
-    p = _Resources(); p.feed(html)
-    urls = [(t, u) for t, u in p.urls if u.strip().lower().startswith(('http:', 'https:', '//'))]
-    urls += [('css', u) for u in re.findall(r"@import\s+(?:url\()?['\"]?((?:https?:)?//[^'\")\s]+)", html)]
-    return urls
-
-def self_contained(html: str) -> str:
-    "`html` without the script and style-sheet tags that load from the network (nbconvert's require.js, MathJax, mermaid)."
-    html = re.sub(r'<script\b[^>]*\bsrc\s*=\s*["\']?(?:https?:)?//[^>]*>\s*</script>', '', html, flags=re.I)
-    html = re.sub(r'<link\b[^>]*\bhref\s*=\s*["\']?(?:https?:)?//[^>]*>', '', html, flags=re.I)
-    return html
-
-# %% ../nbs/07_report.ipynb #975e2f2b
-def render_html(notebook, html_path, title: str | None = None) -> Path:
-    "Render an executed notebook to a self-contained HTML file with the code hidden."
-    import nbformat
-    from nbconvert import HTMLExporter
-    nb = nbformat.read(str(notebook), as_version=4)
-    for c in nb.cells:
-        if c.cell_type == 'code':
-            c.outputs = [o for o in c.get('outputs', []) if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
-    nb.cells = [c for c in nb.cells if 'remove_cell' not in c.get('metadata', {}).get('tags', [])]
-    nb.metadata['title'] = title or f"SRGAN report {Path(html_path).parent.name}"
-    exp = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True)
-    body, _ = exp.from_notebook_node(nb)
-    body = self_contained(body)
-    left = external_resources(body)
-    if left: raise RuntimeError(f"the report would load {len(left)} resource(s) from the network: {left[:3]}")
-    html_path = Path(html_path); html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(body, encoding='utf-8')
-    return html_path

@@ -61,8 +61,10 @@ def toy_recipe_run(folder, run_id: str = 'toy', **settings) -> Path:
     "A finished tiny faces-x4 run under `folder` (runs/<run_id>/faces-x4, returned; `settings` override the config), trained on toy patches; `folder/photos` holds its training photo."
     from srgan_nb.config import make_config
     from srgan_nb.train import fit
+    from srgan_nb.layout import ReportsFiles
     folder = Path(folder)
-    run = folder/'runs'/run_id/'faces-x4'
+    files = ReportsFiles(folder).run(run_id)
+    run = files.strategy('faces-x4').root
     run.mkdir(parents=True, exist_ok=True)
     cfg = make_config('faces-x4', **(dict(hr_size=24, n_blocks=2, channels=8, pretrain_epochs=1, epochs=1, batch_size=4, backbone='effnet_lite0',
                                           precision='fp32', device='cpu', d_health_patches=0, run_id=run_id, resume=False) | settings))
@@ -70,7 +72,7 @@ def toy_recipe_run(folder, run_id: str = 'toy', **settings) -> Path:
     photos = folder/'photos'; photos.mkdir(exist_ok=True)
     Image.fromarray(skd.astronaut()[:96, 200:296]).save(photos/'photo.png')   # trained on
     Image.fromarray(skd.chelsea()[:96, :96]).save(photos/'other.png')         # not
-    (run.parent/'data').mkdir(exist_ok=True)
+    files.data.mkdir(exist_ok=True)
     pd.DataFrame(dict(image_id=['photo.png'], path=[str(photos/'photo.png')], split=['train'], order=[0])).to_csv(
-        run.parent/'data'/'split.csv', index=False)
+        files.split, index=False)
     return run

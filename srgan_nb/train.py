@@ -15,9 +15,10 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .config import (RunConfig, fields_affecting, newer_defaults, config_dict, save_config, run_path, seed_everything, pick_device,
+from .config import (RunConfig, fields_affecting, newer_defaults, upgrade_config_dict, upgrade_records, config_dict, save_config, run_path, seed_everything, pick_device,
                              pick_precision, autocast)
-from .data import bicubic_upscale, load_patches, file_sha256, load_split_images, make_lr
+from .data import augment_pair, bicubic_upscale, load_patches, file_sha256, load_split_images, make_lr
+from .layout import RunFiles, StrategyFiles
 from .model import build_models, atomic_save, load_checkpoint, unwrap, cpu_state, save_generator, load_generator
 from .losses import build_backbone, PerceptualLoss, pixel_loss, discriminator_loss, generator_objective
 from .infer import upscale_batch
@@ -25,16 +26,16 @@ from .metrics import psnr, niqe_sr, chroma_error, STLPIPS, stlpips_status, Image
 from .pretrained import resolve_generator
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'LEGACY_HISTORY_NAMES', 'D_HEALTH_COLUMNS', 'RESUME_KEYS', 'NEWER_KEYS', 'VAL_PHOTO_METRICS',
-           'PHOTO_CURVES', 'TrainingDiverged', 'history_frame', 'read_history', 'in_notebook', 'show_progress',
-           'progress_bar', 'rng_state', 'set_rng_state', 'patch_tensors', 'image_count', 'shard_indices',
-           'augment_pair', 'make_scaler', 'batch_psnr', 'bicubic_psnr', 'LossTracker', 'dist_info', 'setup_distributed',
-           'SRGAN', 'build_srgan', 'pretrain_step', 'discriminator_step', 'generator_step', 'srgan_step', 'ema_update',
-           'ema_reset', 'd_health_mode', 'frozen_buffers', 'd_pairwise_accuracy', 'd_health_record', 'health_steps',
-           'd_health_warning', 'hr_feature_cache', 'ResumeRefused', 'config_mismatch', 'save_checkpoint', 'Progress',
-           'checkpoint_state', 'restore', 'slim_checkpoint', 'resume_checkpoint', 'init_generator', 'keep_freed_memory',
-           'training_device', 'training_data', 'validation_photos', 'photo_scores', 'validate_photos', 'validate',
-           'run_epoch', 'end_epoch', 'write_summary', 'fit', 'read_summary', 'is_finished', 'train', 'plot_history',
+__all__ = ['HISTORY_COLUMNS', 'D_HEALTH_COLUMNS', 'RESUME_KEYS', 'NEWER_KEYS', 'VAL_PHOTO_METRICS', 'PHOTO_CURVES',
+           'TrainingDiverged', 'history_frame', 'read_history', 'in_notebook', 'show_progress', 'progress_bar',
+           'rng_state', 'set_rng_state', 'patch_tensors', 'image_count', 'shard_indices', 'make_scaler', 'batch_psnr',
+           'bicubic_psnr', 'LossTracker', 'dist_info', 'setup_distributed', 'SRGAN', 'build_srgan', 'pretrain_step',
+           'discriminator_step', 'generator_step', 'srgan_step', 'ema_update', 'ema_reset', 'd_health_mode',
+           'frozen_buffers', 'd_pairwise_accuracy', 'd_health_record', 'health_steps', 'd_health_warning',
+           'hr_feature_cache', 'ResumeRefused', 'config_mismatch', 'save_checkpoint', 'Progress', 'checkpoint_state',
+           'restore', 'slim_checkpoint', 'resume_checkpoint', 'init_generator', 'keep_freed_memory', 'training_device',
+           'training_data', 'validation_photos', 'photo_scores', 'validate_photos', 'validate', 'run_epoch',
+           'end_epoch', 'write_summary', 'fit', 'read_train_summary', 'is_finished', 'train', 'plot_history',
            'plot_photo_history', 'plot_d_health', 'sr_figure']
 
 # %% ../nbs/04_train.ipynb #25466e98
@@ -50,14 +51,10 @@ HISTORY_COLUMNS = ['epoch', 'phase', 'g_loss', 'd_loss_fake', 'd_loss_real', 'pi
                    'adversarial_loss', 'anchor_loss', 'd_real_mean', 'd_fake_mean', 'd_pair_acc', 'd_pair_acc_min',
                    'd_pair_acc_eval', 'd_health_mode', 'val_psnr', 'val_psnr_bicubic', 'val_stlpips', 'val_niqe', 'val_chroma_err',
                    'val_stlpips_bicubic', 'val_niqe_bicubic', 'val_chroma_err_bicubic', 'val_niqe_hr', 'seconds']
-LEGACY_HISTORY_NAMES = {'content_loss': 'pixel_loss'}  # older runs' column names -> today's
 
 def history_frame(rows) -> pd.DataFrame:
     "History rows (dicts) as a frame with exactly `HISTORY_COLUMNS`, in order (missing columns NaN; older runs' D accuracy marked eval mode)."
-    df = pd.DataFrame(list(rows)).rename(columns=LEGACY_HISTORY_NAMES)
-    if 'd_health_mode' not in df.columns and 'd_pair_acc' in df.columns:  # before the mode was recorded, D was measured in eval mode
-        df['d_health_mode'] = pd.Series('eval', index=df.index, dtype=object).where(df['d_pair_acc'].notna())
-    return df.reindex(columns=HISTORY_COLUMNS)
+    return upgrade_records(pd.DataFrame(list(rows))).reindex(columns=HISTORY_COLUMNS)
 
 def read_history(path) -> pd.DataFrame:
     "A history.csv (of this or an older version) as a frame with `HISTORY_COLUMNS`."
@@ -72,15 +69,16 @@ def in_notebook() -> bool:
         return type(get_ipython()).__name__ == 'ZMQInteractiveShell'
     except Exception: return False
 
-def show_progress() -> bool:
-    "Whether to draw progress bars: `SRGAN_PROGRESS` (0/1) decides, else a terminal or a live notebook."
+def show_progress(pref: bool | None = None) -> bool:
+    "Whether to draw progress bars: `pref` (a config's `progress`) when set, else `SRGAN_PROGRESS` (0/1), else a terminal or a live notebook."
+    if pref is not None: return bool(pref)
     env = os.environ.get('SRGAN_PROGRESS')
     if env is not None: return env.strip().lower() in ('1', 'true', 'yes', 'on')
     return in_notebook() or sys.stderr.isatty()
 
-def progress_bar(total: int, desc: str = '', enabled: bool = True):
-    "A tqdm bar (widgets in notebooks), disabled where it would only clutter a log or a rendered report."
-    on = enabled and show_progress()
+def progress_bar(total: int, desc: str = '', enabled: bool = True, pref: bool | None = None):
+    "A tqdm bar (widgets in notebooks), disabled where it would only clutter a log or a rendered report (`pref`: see `show_progress`)."
+    on = enabled and show_progress(pref)
     if on and in_notebook():
         from tqdm.auto import tqdm
     else:
@@ -139,23 +137,6 @@ def shard_indices(n: int, epoch: int, seed: int, rank: int = 0, world: int = 1) 
     total = math.ceil(n / world) * world
     if total > n: perm = torch.cat([perm, perm[:total - n]])
     return perm[rank::world]
-
-# %% ../nbs/04_train.ipynb #7227f113
-def _dihedral(x: torch.Tensor, code: int) -> torch.Tensor:
-    "One of the 8 flips/90-degree turns of square NCHW images."
-    if code & 4: x = x.transpose(-1, -2)
-    if code & 1: x = x.flip(-1)
-    if code & 2: x = x.flip(-2)
-    return x
-
-def augment_pair(lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    "Random flips and 90-degree turns, the same for each LR/HR pair."
-    codes = torch.randint(0, 8, (lr.shape[0],), generator=generator)
-    lr, hr = lr.clone(), hr.clone()
-    for c in codes.unique().tolist():
-        m = (codes == c).to(lr.device)
-        lr[m], hr[m] = _dihedral(lr[m], c), _dihedral(hr[m], c)
-    return lr, hr
 
 # %% ../nbs/04_train.ipynb #4a2eea63
 def make_scaler(device, precision: str):
@@ -459,7 +440,7 @@ class ResumeRefused(ValueError):
 
 def config_mismatch(saved: dict, cfg: RunConfig, keys=RESUME_KEYS) -> list[str]:
     "The settings in `keys` whose saved value differs from `cfg`'s or is missing, as 'key: saved -> now' strings."
-    now, saved = config_dict(cfg), NEWER_KEYS | dict(saved)
+    now, saved = config_dict(cfg), NEWER_KEYS | upgrade_config_dict(dict(saved))   # what older versions wrote, in today's types
     moot = {'anchor_kind'} if not saved.get('anchor_weight') and not now.get('anchor_weight') else set()  # the kind of an anchor that is off
     return [f"{k}: {saved.get(k, '(not recorded)')!r} -> {now.get(k)!r}" for k in keys
             if k not in moot and (k not in saved or saved.get(k) != now.get(k))]
@@ -648,7 +629,7 @@ def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Pr
         if aug_gen is not None: aug_gen.set_state(part['aug'])
     every = float(cfg.checkpoint_minutes) * 60
     t0 = last_save = time.perf_counter()
-    with progress_bar(n_steps, f"{phase} {epoch}/{total}", enabled=main) as bar:
+    with progress_bar(n_steps, f"{phase} {epoch}/{total}", enabled=main, pref=cfg.progress) as bar:
         if start: bar.update(start)
         for step in range(start + 1, n_steps + 1):
             b = idx[(step - 1) * bs: step * bs]
@@ -700,23 +681,24 @@ def _fmt(row: dict) -> str:
 def end_epoch(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, row: dict, data, gen_meta: dict) -> None:
     "Rank 0 after an epoch: print its line, checkpoint, write the SRResNet at the end of pretraining, the history and D-health files."
     print(_fmt(row), flush=True)
+    files = StrategyFiles(Path(out_dir))
     st = checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)
-    save_checkpoint(st, out_dir/'checkpoints'/'last.pt')
+    save_checkpoint(st, files.last_checkpoint)
     if prog.epoch == cfg.pretrain_epochs:
-        if cfg.keep_checkpoints: save_checkpoint(st, out_dir/'checkpoints'/'pretrain.pt')
-        save_generator(s.generator, out_dir/'generator_srresnet.pt', dict(gen_meta, pretrain_epochs=cfg.pretrain_epochs, val_psnr=row['val_psnr']))
-    history_frame(prog.history).to_csv(out_dir/'history.csv', index=False)
-    pd.DataFrame(prog.d_health, columns=D_HEALTH_COLUMNS).to_csv(out_dir/'d_health.csv', index=False)
+        if cfg.keep_checkpoints: save_checkpoint(st, files.pretrain_checkpoint)
+        save_generator(s.generator, files.generator('srresnet'), dict(gen_meta, pretrain_epochs=cfg.pretrain_epochs, val_psnr=row['val_psnr']))
+    history_frame(prog.history).to_csv(files.history, index=False)
+    pd.DataFrame(prog.d_health, columns=D_HEALTH_COLUMNS).to_csv(files.d_health, index=False)
 
 def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data, gen_meta: dict, world: int = 1) -> dict:
     "Rank 0 at the end: the final generator (the EMA when on), history and train_summary.json (speed, settings, validation PSNRs); warn about D's health."
-    hist = history_frame(prog.history)
+    hist, files = history_frame(prog.history), StrategyFiles(Path(out_dir))
     last, pre = hist.iloc[-1], hist[hist.phase == 'pretrain']
     ema = s.ema is not None  # the weight average is the GAN phase's model when on
-    save_generator(s.ema if ema else s.generator, out_dir/'generator_srgan.pt',
+    save_generator(s.ema if ema else s.generator, files.generator('srgan'),
                    dict(gen_meta, pretrain_epochs=cfg.pretrain_epochs, epochs=cfg.epochs, val_psnr=float(last.val_psnr),
                         weights='ema' if ema else 'last step', ema_decay=float(cfg.ema_decay) if ema else 0.0))
-    hist.to_csv(out_dir/'history.csv', index=False)
+    hist.to_csv(files.history, index=False)
     rate = lambda k: prog.phase_time[k][1] / prog.phase_time[k][0] if prog.phase_time[k][0] > 0 else float('nan')
     warn = d_health_warning(hist)
     summary = dict(finished=True, backbone=gen_meta['backbone'], precision=s.precision, device=str(s.device), world_size=world,
@@ -729,8 +711,8 @@ def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data,
                    val_psnr_srgan=float(last.val_psnr), d_health_warning=warn, d_health_mode=d_health_mode(s), srgan_weights='ema' if ema else 'last step',
                    config=config_dict(cfg), out_dir=str(out_dir))
     if not cfg.keep_checkpoints:  # training is over: keep what evaluation, the report and a rerun need (from memory, no reread)
-        save_checkpoint(slim_checkpoint(checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)), out_dir/'checkpoints'/'last.pt')
-    (out_dir/'train_summary.json').write_text(json.dumps(summary, indent=2, default=str))
+        save_checkpoint(slim_checkpoint(checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)), files.last_checkpoint)
+    files.train_summary.write_text(json.dumps(summary, indent=2, default=str))
     if warn: warnings.warn(f"{out_dir}: {warn}")
     return summary
 
@@ -740,7 +722,8 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
     "Pretrain the generator on the pixel loss, then train the GAN; write history, checkpoints and generators to `out_dir`."
     rank, world, local_rank = setup_distributed(cfg.device)
     out_dir, main = Path(out_dir), rank == 0
-    if main: (out_dir/'checkpoints').mkdir(parents=True, exist_ok=True)
+    files = StrategyFiles(out_dir)
+    if main: files.checkpoints.mkdir(parents=True, exist_ok=True)
     device = training_device(cfg, world, local_rank)
     if device.type == 'cpu': keep_freed_memory()
     seed_everything(cfg.seed, cfg.deterministic)
@@ -749,7 +732,7 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
     s = build_srgan(cfg, generator, discriminator, backbone, device)
     init = init_generator(s, cfg)  # before a resume, which then overwrites it
     total = int(cfg.pretrain_epochs) + int(cfg.epochs)
-    ckpt = resume_checkpoint(cfg, out_dir/'checkpoints'/'last.pt', total, rank)
+    ckpt = resume_checkpoint(cfg, files.last_checkpoint, total, rank)
     if ckpt is not None:
         prog = restore(s, ckpt)
         if world > 1: prog.partial = None  # its steps were counted for one process: redo that epoch
@@ -759,16 +742,16 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
         prog = Progress()
         if main and init: print(f"generator initialised from {init['init_generator']} (sha256 {init['init_sha256'][:12]}...)")
         if main:
-            for f in ('train_summary.json', 'history.csv', 'd_health.csv'): (out_dir/f).unlink(missing_ok=True)
-    if main: save_config(cfg, out_dir/'config.json')
+            for f in (files.train_summary, files.history, files.d_health): f.unlink(missing_ok=True)
+    if main: save_config(cfg, files.config)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
         ids = [device.index] if device.type == 'cuda' else None
         s.generator, s.discriminator = DDP(s.generator, device_ids=ids), DDP(s.discriminator, device_ids=ids)
     gen_meta = dict(backbone=getattr(s.perceptual, 'name', 'none'), strategy=cfg.strategy, seed=cfg.seed, run_id=cfg.run_id or '', **init)
     if main and cfg.pretrain_epochs == 0 and prog.epoch == 0:
-        save_generator(s.generator, out_dir/'generator_srresnet.pt', dict(gen_meta, pretrain_epochs=0))
-    save = (lambda: save_checkpoint(checkpoint_state(s, cfg, prog, data.val_psnr_bicubic), out_dir/'checkpoints'/'last.pt')
+        save_generator(s.generator, files.generator('srresnet'), dict(gen_meta, pretrain_epochs=0))
+    save = (lambda: save_checkpoint(checkpoint_state(s, cfg, prog, data.val_psnr_bicubic), files.last_checkpoint)
             ) if main and world == 1 else None  # inside epochs (every cfg.checkpoint_minutes), one process only
     for ep in range(prog.epoch, total):
         row = run_epoch(s, data, cfg, ep, prog, rank, world, save=save)
@@ -781,16 +764,16 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
     return history_frame(prog.history)
 
 # %% ../nbs/04_train.ipynb #3c120fb7
-def read_summary(out_dir) -> dict | None:
-    "The train_summary.json of a training folder, or None."
-    p = Path(out_dir)/'train_summary.json'
+def read_train_summary(out_dir) -> dict | None:
+    "The train summary of a training (strategy) folder, or None."
+    p = StrategyFiles(Path(out_dir)).train_summary
     try: return json.loads(p.read_text())
     except (OSError, ValueError): return None
 
 def is_finished(out_dir, cfg: RunConfig | None = None) -> bool:
     "True when `out_dir` holds a finished training run (made with `cfg`'s result-shaping settings and epochs)."
-    s = read_summary(out_dir)
-    if not s or not s.get('finished') or not (Path(out_dir)/'history.csv').exists(): return False
+    s = read_train_summary(out_dir)
+    if not s or not s.get('finished') or not StrategyFiles(Path(out_dir)).history.exists(): return False
     if cfg is None: return True
     return not config_mismatch(s.get('config', {}), cfg, RESUME_KEYS + ('epochs', 'strategy'))
 
@@ -806,23 +789,23 @@ def _final_line(hist: pd.DataFrame) -> str:
 
 def train(cfg: RunConfig, out_dir=None) -> pd.DataFrame:
     "Train `cfg.strategy` on the run's patches (see `fit`); returns the history and prints where it wrote."
-    out_dir = Path(out_dir) if out_dir else run_path(cfg)/cfg.strategy
+    out_dir = Path(out_dir) if out_dir else RunFiles(run_path(cfg)).strategy(cfg.strategy).root
     rank, world, _ = setup_distributed(cfg.device)
     if cfg.resume and is_finished(out_dir, cfg):
-        hist = read_history(out_dir/'history.csv')
+        hist = read_history(StrategyFiles(out_dir).history)
         if rank == 0:
             print(f"{out_dir} is already trained (train_summary.json: finished); loaded its history")
             print(_final_line(hist))
         return hist
-    if rank != 0: _barrier()  # rank 0 prepares the data first
+    if rank != 0: _barrier()  # rank 0 reads the data first (a run without prepared data stops there, naming the command)
     train_set = load_patches(cfg, 'train', n_images=cfg.n_train)
     val_set = load_patches(cfg, 'val')
     photos = load_split_images(cfg, 'val')[:int(cfg.val_photos)] if rank == 0 and cfg.val_photos else None
     if rank == 0: _barrier()
     hist = fit(cfg, train_set, val_set, out_dir, val_photos=photos)
     if rank == 0:
-        s = read_summary(out_dir) or {}
-        print(f"wrote {out_dir}: history.csv, d_health.csv, generator_srresnet.pt, generator_srgan.pt, checkpoints/, train_summary.json")
+        s, f = read_train_summary(out_dir) or {}, StrategyFiles(out_dir)
+        print(f"wrote {out_dir}: " + ', '.join(str(p.relative_to(out_dir)) for p in (f.history, f.d_health, *f.generators.values(), f.checkpoints, f.train_summary)))
         print(f"{s.get('n_train_images')} training photos, {s.get('n_patches')} patches, {s.get('seconds', 0) / 60:.1f} min, "
               f"{s.get('images_per_s', float('nan')):.1f} patches/s ({s.get('precision')}, {s.get('device')}, backbone {s.get('backbone')})")
         print(_final_line(hist))
@@ -881,11 +864,11 @@ def plot_photo_history(hist: pd.DataFrame):
 def plot_d_health(d_health: pd.DataFrame, steps_per_epoch: int | None = None):
     "Every D-health measurement (pairwise accuracy in training's mode and in eval mode, mean D(hr) and D(sr)) against training progress in epochs."
     import matplotlib.pyplot as plt
-    d = d_health.copy()
+    d = upgrade_records(d_health.copy())   # older runs: measured in eval mode
     spe = steps_per_epoch or d.groupby('epoch').step.max().max()
     x = d.epoch - 1 + d.step / spe
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    mode = d.d_health_mode.dropna().iloc[-1] if 'd_health_mode' in d and d.d_health_mode.notna().any() else 'eval'  # older runs: eval mode
+    mode = d.d_health_mode.dropna().iloc[-1] if d.d_health_mode.notna().any() else 'eval'
     ax.plot(x, d.d_pair_acc, marker='o', ms=3, label=f'pairwise accuracy ({mode})')
     if mode != 'eval' and 'd_pair_acc_eval' in d: ax.plot(x, d.d_pair_acc_eval, marker='s', ms=3, ls=':', label='pairwise accuracy (eval mode)')
     ax.plot(x, d.d_hr, lw=1, label='mean D(hr)'); ax.plot(x, d.d_sr, lw=1, label='mean D(sr)')

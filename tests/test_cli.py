@@ -69,3 +69,39 @@ def test_evaluation_scores_exactly_what_upscale_writes(tmp_path):
     assert scored.read_bytes() == (tmp_path/'up.png').read_bytes()
     assert df.psnr.iloc[0] == M.psnr(load_image(tmp_path/'up.png'), hr)
     assert df.psnr.iloc[0] != M.psnr(E.bicubic_method(4)(make_lr(hr, 4)), hr)  # not trivially bicubic
+
+
+# ---------------------------------------------------------------- choices: the config's declaration
+def _subcommands(p):
+    import argparse
+    return next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_choice_flags_offer_exactly_the_declared_values():
+    "Every flag named after a multiple-choice config field offers its Literal values; --precision those of Precision, with its defaults."
+    from srgan_nb.config import allowed_values, choice_fields
+    p, seen = build_parser(), set()
+    for cmd, sp in _subcommands(p).items():
+        for a in sp._actions:
+            if a.dest in choice_fields():
+                assert tuple(a.choices) == allowed_values(a.dest), (cmd, a.option_strings)
+                seen.add((cmd, a.dest))
+    assert {(c, 'data_source') for c in ('prepare', 'train', 'evaluate', 'run')} <= seen
+    assert {(c, 'precision') for c in ('evaluate', 'upscale', 'demo')} <= seen
+    assert [p.parse_args(a).precision for a in (['evaluate'], ['upscale', 'a.png'], ['demo'])] == ['fp32', 'auto', 'auto']
+    with pytest.raises(SystemExit): p.parse_args(['train', '--data-source', 'web'])
+
+
+def test_set_reference_models_and_init_generator(capsys):
+    "--set reference_models=auto|true|false gives None|True|False, --set init_generator=none None; the run ids are those of before."
+    from srgan_nb.cli import config_from_args
+    from srgan_nb.config import default_run_id
+    p = build_parser()
+    def cfg(*sets): return config_from_args(p.parse_args(['train', *[x for s in sets for x in ('--set', s)]]))
+    assert [cfg(f'reference_models={w}').reference_models for w in ('auto', 'true', 'false')] == [None, True, False]
+    assert cfg('init_generator=none').init_generator is None and cfg().init_generator is None
+    assert [default_run_id(cfg(*s)) for s in ([], ['reference_models=true'], ['reference_models=false'],
+                                              ['init_generator=psnr', 'pretrain_epochs=0'])] == \
+        ['auto-b7e1e247', 'auto-2cab1271', 'auto-537e9c89', 'auto-bb188e92']   # recorded on commit a5f7520
+    assert main(['train', '--set', 'reference_models=maybe']) == 1
+    assert 'reference_models expects true/false/auto' in capsys.readouterr().err

@@ -21,7 +21,7 @@ def _images():
 
 
 def test_fragment_embeds_each_image_once_at_true_size_and_loads_nothing():
-    from srgan_nb.report import external_resources
+    from srgan_nb.render import external_resources
     frag = comparison_html(_images(), title='astronaut', left='bicubic')
     srcs = re.findall(r'<img[^>]+src="data:image/png;base64,([^"]+)"', frag)
     sizes = [Image.open(io.BytesIO(base64.b64decode(s))).size for s in srcs]

@@ -179,6 +179,7 @@ def test_same_seed_same_patches(tmp_path, monkeypatch):
     for tag, seed in [('a', 1), ('b', 1), ('c', 2)]:
         monkeypatch.setenv('SRGAN_REPORTS', str(tmp_path/f'rep_{tag}'))
         cfg = _cfg(folder, seed=seed)
+        D.prepare(cfg)
         out[tag] = D.load_patches(cfg, 'train')
     assert (out['a'].hr == out['b'].hr).all() and (out['a'].lr == out['b'].lr).all()
     assert list(out['a'].image_ids) == list(out['b'].image_ids)
@@ -190,7 +191,8 @@ def test_two_workers_match_one(tmp_path, monkeypatch):
     res = []
     for nw in (1, 2):
         monkeypatch.setenv('SRGAN_REPORTS', str(tmp_path/f'rep{nw}'))
-        res.append(D.load_patches(_cfg(folder, num_workers=nw), 'train'))
+        D.prepare(c := _cfg(folder, num_workers=nw))
+        res.append(D.load_patches(c, 'train'))
     assert (res[0].hr == res[1].hr).all() and list(res[0].image_ids) == list(res[1].image_ids)
 
 
@@ -215,9 +217,14 @@ def test_cache_reuse_and_invalidation(tmp_path, reports_tmp):
     assert D.prepare(cfg)['cache_key'] != s3['cache_key']
 
 
-def test_load_patches_prepares_on_demand(tmp_path, reports_tmp):
+def test_loaders_read_prepared_data_and_never_run_the_data_stage(tmp_path, reports_tmp):
     folder = _folder(tmp_path/'f', 8)
     cfg = _cfg(folder)
+    for load in (lambda: D.load_patches(cfg, 'val'), lambda: D.load_split_images(cfg, 'test')):
+        with pytest.raises(D.DataNotPrepared, match='has no prepared data: prepare it first with `srgan-nb prepare`'): load()
+    assert not (reports_tmp/'cache').exists() and D.read_data_summary(cfg) is None         # nothing prepared on the way
+    D.prepare(cfg)
+    with pytest.raises(D.DataNotPrepared, match='prepared for 4 training photos, not 7'): D.load_patches(cfg, 'train', n_images=7)
     ps = D.load_patches(cfg, 'val')
     assert (run_path(cfg)/'data'/'summary.json').exists() and (run_path(cfg)/'data'/'examples.png').exists()
     assert ps.hr.shape == (6, 96, 96, 3) and ps.lr.shape == (6, 24, 24, 3) and ps.hr.dtype == np.uint8

@@ -9,7 +9,7 @@ from PIL import Image
 
 from srgan_nb import demo as D
 from srgan_nb.model import Generator, save_generator
-from srgan_nb.report import external_resources
+from srgan_nb.render import external_resources
 
 SCREENS = Path(os.environ.get('SRGAN_SCREENS', '/tmp/screens'))
 

@@ -313,3 +313,23 @@ def test_anchor_in_the_generator_objective():
     _, p4 = L.generator_objective(sr, hr, None, None, dict(pixel=1, perceptual=0, adversarial=0))      # weight dicts without it (older runs): off
     assert float(p3['anchor_loss']) == 0 == float(p4['anchor_loss'])
     assert L.anchor_settings(RunConfig(scale=8, hr_size=96)) == dict(weight=1.0, kind='chroma', factor=8)   # today's default: the chroma anchor
+
+
+# ---------------------------------------------------------------- kinds: the config's declaration
+def test_kinds_are_the_configs_declaration():
+    "GAN_LOSSES and ANCHOR_KINDS are RunConfig's Literal values, and every declared pixel criterion, GAN loss and anchor kind is implemented."
+    from srgan_nb.config import allowed_values
+    assert L.GAN_LOSSES == allowed_values('gan_loss') and L.ANCHOR_KINDS == allowed_values('anchor_kind')
+    x, logits = torch.rand(1, 3, 8, 8), torch.zeros(4)
+    for c in allowed_values('pixel_criterion'): assert float(L.pixel_loss(x, x, c)) == 0
+    for k in allowed_values('gan_loss'):
+        L.discriminator_loss(logits, logits, k); L.generator_adversarial_loss(logits, logits, k)
+    for k in allowed_values('anchor_kind'): assert float(L.anchor_loss(x, x, k)) == 0
+    with pytest.raises(ValueError, match='choose one of auto, vgg19, effnet_lite0'): L.build_backbone('resnet50')
+
+
+def test_config_does_not_import_losses():
+    "losses reads the config's declarations; the config must not need losses (no import cycle)."
+    import subprocess, sys
+    code = "import sys, srgan_nb.config; assert 'srgan_nb.losses' not in sys.modules; import srgan_nb.losses"
+    subprocess.run([sys.executable, '-c', code], check=True)

@@ -36,7 +36,7 @@ def test_plan_hashes_follow_parameters(reports_tmp):
     assert again == {k: p.hash for k, p in plan.items()}                      # num_workers does not shape results
     lr = {p.key: p.hash for p in P.pipeline_plan(make_config('s2', quick=True, data_source='samples', lr_g=3e-4, run_id=cfg.run_id), ('s1', 's2'))}
     assert lr['prepare_data'] == plan['prepare_data'].hash and lr['train_s1'] != plan['train_s1'].hash
-    assert P.pipeline_plan(cfg, ('s2',), force=True)[1].params['overrides'] == {'resume': False}
+    assert P.pipeline_plan(cfg, ('s2',), force=True)[1].params['overrides'] == {'progress': False, 'resume': False}
     with pytest.raises(ValueError, match='s9'): P.pipeline_plan(cfg, ('s9',))
 
 
@@ -180,7 +180,7 @@ def test_tiny_pipeline_end_to_end(reports_tmp, small_faces):
                  'HaarPSI', 'LR consistency', 'SRGAN against SRResNet', 'Discriminator health', 'Zoomed',
                  'Limitations', 'test images only', 'identify', 'Provenance', 'time: train_s2'):
         assert want in text, want
-    from srgan_nb.report import external_resources
+    from srgan_nb.render import external_resources
     assert external_resources(text) == []                                              # one file: nothing from the network
     assert 'cdn.' not in text.lower() and '<script src=' not in text
     assert 'from srgan_nb' not in text                                                  # code hidden

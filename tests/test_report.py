@@ -1,4 +1,5 @@
 "Report figures, tables and text on small made-up frames; HTML rendering hides code and embeds images."
+import dataclasses
 import json
 
 import matplotlib
@@ -46,7 +47,7 @@ def test_headline_means_and_abstract_use_image_level_rows():
     hm = R.headline_means(pd.concat([pi, patch]))
     want = pi[pi.method == 'srgan'].psnr.mean()
     assert hm.loc['srgan', 's2'] == pytest.approx(want)
-    run = dict(run_id='r', strategies=['s2'], cfg=RunConfig(), per_image=pi, data_summary={'source': 'folder', 'demo': False})
+    run = R.Run(run_id='r', strategies=['s2'], cfg=RunConfig(), per_image=pi, data_summary={'source': 'folder', 'demo': False})
     ab = R.abstract_markdown(run)
     assert f"SRGAN {want:.2f}" in ab and 'On 4 held-out test images' in ab and 'demo data' not in ab
 
@@ -99,7 +100,7 @@ def test_styled_hides_index_rounds_and_dashes_nan():
 
 
 def test_training_photos_come_from_the_train_summary():
-    run = dict(run_id='r', strategies=['s2'], cfg=RunConfig(), configs={'s2': RunConfig(n_train=12)},
+    run = R.Run(run_id='r', strategies=['s2'], cfg=RunConfig(), configs={'s2': RunConfig(n_train=12)},
                train_summaries={'s2': {'n_train_images': 6}}, split=None, data_summary={'source': 'folder'})
     assert R.n_train_used(run, 's2') == 6
     assert '6 training photos' in R.abstract_markdown(run) and '12 training' not in R.abstract_markdown(run)
@@ -122,14 +123,14 @@ def test_comparison_grid_and_examples():
 
 
 def test_limitations_name_backbone_quick_caps_and_coverage():
-    run = dict(run_id='r', strategies=['s2'], cfg=RunConfig(quick=True), train_summaries={'s2': {'backbone': 'effnet_lite0'}},
+    run = R.Run(run_id='r', strategies=['s2'], cfg=RunConfig(quick=True), train_summaries={'s2': {'backbone': 'effnet_lite0'}},
                data_summary={'source': 'samples', 'demo': True})
     lm = R.limitations_markdown(run)
     assert 'test images only' in lm and 'effnet_lite0' in lm and 'demo data' in lm
     assert all(f'{k}={v}' in lm for k, v in QUICK_CAPS.items())
-    assert 'Quick mode' not in R.limitations_markdown(dict(run, cfg=RunConfig()))
+    assert 'Quick mode' not in R.limitations_markdown(dataclasses.replace(run, cfg=RunConfig()))
     assert 'Bicubic skip' in lm                                            # bicubic_skip is on by default
-    assert 'Bicubic skip' not in R.limitations_markdown(dict(run, cfg=RunConfig(bicubic_skip=False)))
+    assert 'Bicubic skip' not in R.limitations_markdown(dataclasses.replace(run, cfg=RunConfig(bicubic_skip=False)))
     ap = R.applications_markdown()
     assert all(w in ap for w in ('Surveillance', 'Medical', 'restoration', 'identify'))
 
@@ -146,8 +147,8 @@ def test_load_run_reads_the_stage_files(tmp_path):
     fake_per_image(n=3, strategies=('s2',)).drop(columns='strategy').to_csv(rd/'s2'/'eval'/'per_image.csv', index=False)
     (rd/'timings.json').write_text(json.dumps({'train_s2': {'seconds': 3.5, 'status': 'ran'}}))
     run = R.load_run(rd)
-    assert run['strategies'] == ['s2'] and run['configs']['s2'].n_train == 5
-    assert set(run['per_image'].strategy) == {'s2'} and len(run['per_image']) == 9
+    assert run.strategies == ['s2'] and run.configs['s2'].n_train == 5
+    assert set(run.per_image.strategy) == {'s2'} and len(run.per_image) == 9
     dt = R.data_table(run).set_index('item')['value']
     assert dt['test photos'] == '1' and dt['training photos used by s2'] == '1 (asked for 5)' and dt['demo data'] == 'yes'
     pv = R.provenance_table(run).set_index('item')['value']
@@ -164,7 +165,8 @@ def test_render_html_hides_code_drops_warnings_embeds_images(tmp_path):
                     nbformat.v4.new_output('stream', name='stderr', text='UserWarning: noisy'),
                     nbformat.v4.new_output('stream', name='stdout', text='printed value 123')])]
     nbformat.write(nb, tmp_path/'r.ipynb')
-    html = R.render_html(tmp_path/'r.ipynb', tmp_path/'out'/'report.html').read_text()
+    from srgan_nb.render import render_html
+    html = render_html(tmp_path/'r.ipynb', tmp_path/'out'/'report.html').read_text()
     assert 'data:image/png;base64' in html and 'My title' in html and 'printed value 123' in html
     assert 'very_secret_code' not in html and 'noisy' not in html
 
@@ -186,4 +188,5 @@ def test_data_flow_diagram_is_the_librarys(tmp_path):
     R.save_data_flow(tmp_path/'df.svg')
     shipped = Path(__file__).resolve().parents[1]/'docs'/'data_flow.svg'
     assert shipped.read_bytes() == (tmp_path/'df.svg').read_bytes(), 'docs/data_flow.svg is stale: run `make diagram`'
-    assert R.external_resources((tmp_path/'df.svg').read_text()) == []  # namespace URIs only, nothing to fetch
+    from srgan_nb.render import external_resources
+    assert external_resources((tmp_path/'df.svg').read_text()) == []  # namespace URIs only, nothing to fetch

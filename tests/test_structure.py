@@ -127,14 +127,14 @@ def test_every_config_field_says_what_it_affects_and_the_lists_derive_from_it():
     assert [f.name for f in fields(C.RunConfig) if not f.metadata.get('affects')] == []
     assert all(set(f.metadata['affects']) <= set(C.AFFECTS) for f in fields(C.RunConfig))
     # the lists as they were typed before (a recorded comparison): deriving them changed nothing
-    assert set(P.NON_RESULT_FIELDS) == {'resume', 'num_workers', 'log_every', 'device', 'keep_checkpoints', 'checkpoint_minutes'}
+    assert set(P.NON_RESULT_FIELDS) == {'resume', 'num_workers', 'log_every', 'device', 'keep_checkpoints', 'checkpoint_minutes', 'reports', 'progress'}
     assert set(P.DATA_FIELDS) == {'data_source', 'data_dir', 'quick', 'seed', 'hr_size', 'scale', 'patches_per_image', 'n_val', 'n_test',
                                   'face_aware', 'min_sharpness', 'exclude'}
     assert set(D.SAMPLING_KEYS) == set(P.DATA_FIELDS) - {'data_source', 'data_dir', 'quick'}
     assert P.STRATEGY_FIELDS == ('n_train', 'epochs', 'batch_size')
     assert {'seed', 'n_blocks', 'adversarial_weight', 'batch_size', 'init_generator', 'anchor_weight', 'ema_decay', 'icnr'} <= set(T.RESUME_KEYS)
     assert not {'epochs', 'device', 'val_photos', 'd_health_patches'} & set(T.RESUME_KEYS)
-    assert T.NEWER_KEYS == dict(init_generator='', anchor_weight=0.0, anchor_kind='lowpass', ema_decay=0.0, icnr=False)
+    assert T.NEWER_KEYS == dict(init_generator=None, anchor_weight=0.0, anchor_kind='lowpass', ema_decay=0.0, icnr=False)
     # run ids of existing runs stay as they were (values from main 22ba8ab, whose GAN recipe was the BatchNorm D, no anchor, no EMA)
     old = dict(d_norm='bn', anchor_weight=0.0, ema_decay=0.0)
     assert C.default_run_id(C.make_config(**old)) == 'auto-64a26c01'
@@ -147,3 +147,74 @@ def test_every_config_field_says_what_it_affects_and_the_lists_derive_from_it():
         text = (LIB/f'{mod}.py').read_text()
         assert "('n_train', 'epochs', 'batch_size')" not in text and "'keep_checkpoints', 'checkpoint_minutes')" not in text, mod
     assert 'yaml.safe_load' not in (LIB/'cli.py').read_text()   # the config remembers what the user set; nobody re-reads the YAML
+
+
+def longest_chain(graph: dict) -> list[str]:
+    "The longest chain of imports (a -> b -> c ...) in an acyclic import graph."
+    from functools import lru_cache
+    @lru_cache(None)
+    def chain(m): return (m,) + max((chain(n) for n in sorted(graph.get(m, ()))), key=len, default=())
+    return list(max((chain(m) for m in sorted(graph)), key=len, default=()))
+
+
+def test_longest_chain_finder():
+    assert longest_chain({'a': {'b', 'c'}, 'b': {'c'}, 'c': set(), 'd': set()}) == ['a', 'b', 'c']
+
+
+def test_import_layers_are_at_most_seven_deep():
+    "Counting imports inside functions too: a reader climbs at most seven floors from cli to the bottom."
+    c = longest_chain(import_graph())
+    assert len(c) <= 7, f"{len(c)} modules deep: {' -> '.join(c)}"
+    assert 'report' not in import_graph()['pipeline']   # the pipeline renders through srgan_nb.render, not the report's module
+
+
+# every file and folder name of a run, a strategy, an evaluation and the patch cache: typed in srgan_nb/layout.py only
+RUN_FILE_NAMES = ('config.json', 'split.csv', 'summary.json', 'examples.png', 'timings.json', 'report.html', 'history.csv',
+                  'd_health.csv', 'train_summary.json', 'generator_srresnet.pt', 'generator_srgan.pt', 'last.pt', 'pretrain.pt',
+                  'per_image.csv', 'summary.csv', 'table.csv', 'notes.json', 'hr.npy', 'lr.npy', 'manifest.csv', 'images.csv',
+                  'skipped.csv', 'checkpoints', 'stages', 'notebooks', 'eval', 'data', 'done', 'patches', 'evaluations', 'runs', 'cache')
+
+
+def _string_constants(path: Path) -> list[tuple[int, str]]:
+    "(line, text) of every string constant in a module, f-strings' literal parts included, docstrings excluded."
+    tree = ast.parse(path.read_text())
+    docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+            and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [(n.lineno, n.value) for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+OTHER_FOLDERS = {('config', 'data'): 'the shared data folder, ../shared/data', ('losses', 'checkpoints'): "torch hub's weight cache",
+                 ('metrics', 'checkpoints'): "torch hub's weight cache"}   # same words, not a run's folders
+
+
+def test_run_file_names_live_in_the_layout_module_only():
+    "No module but srgan_nb.layout types a run file's name, or joins a run folder's name onto a path (`x/'eval'`)."
+    files = {n for n in RUN_FILE_NAMES if '.' in n}
+    folders = set(RUN_FILE_NAMES) - files
+    found = []
+    for p in sorted(LIB.glob('*.py')):
+        if p.stem in ('layout', '_modidx'): continue
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in files: found.append(f"{p.name}:{n.lineno}: {n.value!r}")
+            if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
+                parts = [n.right] + ([v for v in n.right.values] if isinstance(n.right, ast.JoinedStr) else [])
+                for r in parts:
+                    if isinstance(r, ast.Constant) and r.value in folders and (p.stem, r.value) not in OTHER_FOLDERS:
+                        found.append(f"{p.name}:{n.lineno}: /{r.value!r}")
+    assert not found, "run file names outside srgan_nb/layout.py:\n" + '\n'.join(found)
+    layout = (LIB/'layout.py').read_text()
+    missing = [n for n in RUN_FILE_NAMES if not re.search(r"['}]" + re.escape(n) + "'", layout)]
+    assert not missing, f"names the layout module does not declare: {missing}"
+
+
+def test_no_module_writes_the_environment():
+    "The reports root and the progress display are passed, not put into os.environ (which moves them for the whole process)."
+    bad = []
+    for p in sorted(LIB.glob('*.py')):
+        for n in ast.walk(ast.parse(p.read_text())):
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else []
+            for t in targets:
+                if isinstance(t, ast.Subscript) and ast.unparse(t.value) == 'os.environ': bad.append(f"{p.name}:{n.lineno}")
+            if isinstance(n, ast.Call) and ast.unparse(n.func) in ('os.environ.update', 'os.environ.pop', 'os.putenv', 'os.unsetenv'):
+                bad.append(f"{p.name}:{n.lineno}")
+    assert not bad, f"os.environ written at {bad}"

@@ -205,7 +205,7 @@ def test_resume_refuses_other_settings_and_old_checkpoints(straight, tmp_path, b
     old = load_checkpoint(out/'checkpoints'/'last.pt')
     old['config'] = {k: v for k, v in old['config'].items() if k not in ('pixel_weight', 'pixel_criterion')} | dict(content_weight=0.0)
     T.save_checkpoint(old, out/'checkpoints'/'last.pt')
-    with pytest.raises(T.ResumeRefused, match=r"pixel_weight: '\(not recorded\)' -> 0.0"):
+    with pytest.raises(T.ResumeRefused, match=r"\(pixel_criterion: '\(not recorded\)' -> 'mse'\)"):   # content_weight is read as pixel_weight
         run(tiny_cfg(epochs=2), out, backbone)
     h = run(tiny_cfg(epochs=1, resume=False), out, backbone)  # the way out the message names
     assert len(h) == 2 and (out/'checkpoints'/'last.pt').read_bytes() != before
@@ -262,12 +262,13 @@ def test_train_wires_data_and_skips_finished(tmp_path, backbone, monkeypatch, ca
         asked.append((split, n_images))
         return TRAIN if split == 'train' else VAL
     monkeypatch.setattr(T, 'load_patches', fake_load)
+    monkeypatch.setattr(T, 'load_split_images', lambda cfg, split: asked.append(('photos', split)) or [])
     monkeypatch.setattr(T, 'build_backbone', lambda *a, **k: backbone)
     monkeypatch.setattr(T, 'build_models', lambda cfg: tiny_models())
     cfg = tiny_cfg(n_train=7)
     h = T.train(cfg)
     out = reports_tmp/'runs'/cfg.run_id/'s2'
-    assert asked == [('train', 7), ('val', None)] and (out/'train_summary.json').exists()
+    assert asked == [('train', 7), ('val', None)] + [('photos', 'val')] * bool(cfg.val_photos) and (out/'train_summary.json').exists()
     text = capsys.readouterr().out
     assert str(out) in text and 'val PSNR (Y): bicubic' in text and 'SRResNet' in text and 'SRGAN' in text
     monkeypatch.setattr(T, 'load_patches', lambda *a, **k: pytest.fail('a finished run must not reload data'))
