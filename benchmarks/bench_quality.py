@@ -36,7 +36,9 @@ from srgan_nb.layout import StrategyFiles
 from srgan_nb.metrics import MetricSuite
 from srgan_nb.evaluate import evaluate
 from srgan_nb.peers import KRASSERM_FILES, load_krasserm, peers_status
-from srgan_nb.pretrained import MODEL_NAMES, PHASES, finished_phases, model_path, shipped_models, write_model_cards
+from srgan_nb.pretrained import (DEFAULT_RULE, MODEL_NAMES, PHASES, choose_default, finished_phases, mark_default, model_path,
+                                 shipped_models, write_model_cards)
+from srgan_nb.metrics import REFERENCE_METHOD, whole_images
 
 METRICS = ['psnr', 'psnr_rgb', 'ssim', 'stlpips', 'niqe', 'chroma_err', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist', 'lpips']
 PAIRS = (('shipped_gan', 'shipped_psnr'), ('shipped_gan', 'krasserm-srgan'), ('shipped_psnr', 'krasserm-srresnet'))
@@ -175,22 +177,29 @@ def main(argv=None) -> int:
                 d = (t[f'shipped_{n}'] - t[f'fp32_{n}']).groupby(level='set')
                 print(f"fp16 weights - fp32 weights, {n}, Y-PSNR (dB): " + ', '.join(f"{k} mean {v.mean():+.4f} max |d| {v.abs().max():.4f}"
                                                                                    for k, v in d))
+    chosen = None
+    h = whole_images(df[df['set'] == 'heldout']) if 'set' in df else df.iloc[:0]
+    if len(h) and {'psnr', 'stlpips', 'chroma_err'} <= set(h.columns):   # the `upscale` default, by the stated rule
+        means = h[h.method.isin([f'shipped_{n}' for n in names])].groupby('method')[['psnr', 'stlpips', 'chroma_err']].mean()
+        chosen = choose_default(means.rename(index=lambda m: m.removeprefix('shipped_')), h[h.method == 'bicubic'].chroma_err.mean())
+        print(f"\n== the upscale default, by the rule ({DEFAULT_RULE}) ==\n{chosen[1]}")
     sp = None
     if not a.no_speed:
         sp = speed(names, all_images.get('heldout') or all_images.get('set14') or next(iter(all_images.values())), folder=a.weights)
         print('\n== speed: fp32, tiles of 256 LR px, best of 3 ==\n' + sp.to_string(index=False))
     if a.write_cards:
-        cols = ['set', 'method', 'n', 'psnr', 'Δpsnr vs bicubic', 'ssim', 'Δssim vs bicubic', 'face_dist', 'Δface_dist vs bicubic',
-                'haarpsi', 'lr_psnr']
+        cols = ['set', 'method', 'n', 'psnr', 'Δpsnr vs bicubic', 'psnr_rgb', 'ssim', 'stlpips', 'Δstlpips vs bicubic', 'niqe',
+                'Δniqe vs bicubic', 'chroma_err', 'Δchroma_err vs bicubic', 'face_dist', 'Δface_dist vs bicubic', 'haarpsi', 'lr_psnr']
         q = {}
         for n in names:
-            t = per[per.method.isin(['bicubic', f'shipped_{n}'])]
+            t = per[per.method.isin(['bicubic', f'shipped_{n}', REFERENCE_METHOD])]   # HR's own NIQE: what the SR should reach
             t = t[[c for c in cols if c in t.columns]]
             if sp is not None:
                 s1 = sp[(sp.model == n) & (sp.lr == '256x256')]
                 if len(s1): t = pd.concat([t, pd.DataFrame([dict(set='speed', method=f'shipped_{n}',
                                                                  n=f"{s1.s_per_mpx.iloc[0]} s per output Mpx (fp32, 2 cores)")])])
             q[n] = t.fillna('')
+        if chosen: print(f"wrote {mark_default(*chosen, a.weights)}: default {chosen[0]}")
         for p in write_model_cards(a.weights, quality=q, versus=pair[pair['pair'] == 'gan - psnr'].drop(columns='pair') if len(pair) else None): print(f"wrote {p}")
     return 0
 

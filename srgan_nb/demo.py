@@ -18,7 +18,7 @@ from .config import runs_dir
 from .layout import StrategyFiles
 from .data import ImageError, bicubic_upscale, load_image, make_lr
 from .infer import upscale_command
-from .pretrained import DEFAULT_ORDER, MODEL_NAMES, is_model_name, shipped_models
+from .pretrained import MODEL_NAMES, WeightsError, default_model, is_model_name, shipped_models
 
 # %% auto #0
 __all__ = ['MAX_UPLOAD_BYTES', 'PAGE_CSS', 'PAGE_JS', 'CSP', 'CHROMIUM_FLAGS', 'pixel_limit', 'check_upload', 'model_choices',
@@ -197,6 +197,11 @@ class DemoHandler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         if self.server.verbose: super().log_message(fmt, *args)
 
+def _default_or_none() -> str | None:
+    "The shipped default model (`pretrained.default_model`), or None when no model ships."
+    try: return default_model()
+    except WeightsError: return None
+
 class DemoServer(ThreadingHTTPServer):
     "The demo's web server: one page, one upscale at a time, the last 8 results kept for download."
     daemon_threads = True
@@ -205,7 +210,7 @@ class DemoServer(ThreadingHTTPServer):
         self.choices = model_choices(models)
         first = str(models[0]) if len(models) else None
         self.default = next((k for k, v in self.choices.items() if v == first), None) or \
-                       next((k for k in DEFAULT_ORDER if k in self.choices), None) or next(iter(self.choices))
+                       next((k for k in (_default_or_none(),) if k in self.choices), None) or next(iter(self.choices))
         self.device, self.precision, self.max_bytes, self.verbose = device, precision, max_bytes, verbose
         self.results, self.lock = OrderedDict(), threading.Lock()
         self.page = page_html(self.choices, self.default, max_bytes)

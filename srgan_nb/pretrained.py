@@ -16,10 +16,10 @@ from .layout import StrategyFiles
 from .model import Generator, atomic_save, load_generator, GENERATOR_FORMAT
 
 # %% auto #0
-__all__ = ['RECIPE', 'MODEL_NAMES', 'DEFAULT_ORDER', 'MODELS_JSON', 'TRAIN_LIST', 'WEIGHTS_LICENCE', 'PHASES', 'WeightsError',
-           'weights_dir', 'shipped_models', 'model_path', 'default_model', 'is_model_name', 'resolve_generator',
-           'load_pretrained', 'half_state', 'finished_phases', 'export_models', 'training_sha256', 'trained_on',
-           'markdown_table', 'model_card', 'write_model_cards']
+__all__ = ['RECIPE', 'MODEL_NAMES', 'DEFAULT_ORDER', 'MODELS_JSON', 'TRAIN_LIST', 'WEIGHTS_LICENCE', 'PHASES', 'DEFAULT_RULE',
+           'WeightsError', 'weights_dir', 'shipped_models', 'model_path', 'default_model', 'is_model_name',
+           'resolve_generator', 'load_pretrained', 'choose_default', 'mark_default', 'half_state', 'finished_phases',
+           'export_models', 'training_sha256', 'trained_on', 'markdown_table', 'model_card', 'write_model_cards']
 
 # %% ../nbs/12_pretrained.ipynb #f1821226
 RECIPE = 'faces-x4'
@@ -60,8 +60,10 @@ def model_path(name: str, folder=None) -> Path:
     return p
 
 def default_model(folder=None) -> str:
-    "The model used when none is named: `gan` where it ships, else `psnr`."
+    "The model used when none is named: the one models.json marks `default` (chosen by `DEFAULT_RULE`), else the first of `DEFAULT_ORDER` that ships."
     have = shipped_models(folder)
+    marked = [n for n, e in have.items() if e.get('default')]
+    if marked: return marked[0]
     for name in DEFAULT_ORDER:
         if name in have: return name
     raise WeightsError(f"no shipped model in this installation ({weights_dir(folder)}); pass a generator file written by training")
@@ -81,6 +83,37 @@ def resolve_generator(spec=None, folder=None) -> Path:
 def load_pretrained(name: str | None = None, device='cpu', folder=None) -> Generator:
     "The shipped model `name` (None: the default) as a generator in eval mode (fp16 weights in fp32 layers; weights_only loading)."
     return load_generator(model_path(name or default_model(folder), folder), device=device)
+
+# %% ../nbs/12_pretrained.ipynb
+DEFAULT_RULE = ("the lowest ST-LPIPS among the models within 1.5 dB of the best Y-PSNR whose chroma error is no worse than bicubic's, "
+                "on the held-out faces; when none qualifies, the highest Y-PSNR")
+
+def choose_default(means: pd.DataFrame, bicubic_chroma: float, margin_db: float = 1.5) -> tuple[str, str]:
+    "The default model by `DEFAULT_RULE` from `means` (index: model names; columns psnr, stlpips, chroma_err: held-out means), and why."
+    need = {'psnr', 'stlpips', 'chroma_err'} - set(means.columns)
+    if need or not len(means): raise ValueError(f"choose_default needs the held-out means of psnr, stlpips and chroma_err (missing: {sorted(need)})")
+    best = means.psnr.max()
+    near = means[means.psnr >= best - margin_db]
+    ok = near[near.chroma_err <= bicubic_chroma]
+    fmt = lambda n: f"{n}: Y-PSNR {means.psnr[n]:.2f} dB, ST-LPIPS {means.stlpips[n]:.4f}, chroma error {means.chroma_err[n]:.3f}"
+    facts = '; '.join(fmt(n) for n in means.index) + f"; bicubic chroma error {bicubic_chroma:.3f}"
+    if len(ok):
+        name = ok.stlpips.idxmin()
+        return name, f"{name}: the lowest ST-LPIPS of {', '.join(ok.index)} (within {margin_db} dB of the best Y-PSNR, colour no worse than bicubic) ({facts})"
+    name = means.psnr.idxmax()
+    return name, f"{name}: no model within {margin_db} dB of the best Y-PSNR keeps colour as well as bicubic, so the highest Y-PSNR ({facts})"
+
+# %% ../nbs/12_pretrained.ipynb
+def mark_default(name: str, reason: str, folder=None) -> Path:
+    "Mark shipped model `name` as the default in models.json (`default`, `default_reason`), unmarking the others."
+    models = shipped_models(folder)
+    if name not in models: raise WeightsError(f"no shipped model called {name!r} to make the default (shipped: {', '.join(models) or 'none'})")
+    for n, e in models.items():
+        e.pop('default', None); e.pop('default_reason', None)
+        if n == name: e.update(default=True, default_reason=reason, default_rule=DEFAULT_RULE)
+    p = weights_dir(folder)/MODELS_JSON
+    p.write_text(json.dumps(models, indent=2) + '\n')
+    return p
 
 # %% ../nbs/12_pretrained.ipynb #924ad350
 def half_state(sd: dict) -> dict:
@@ -210,6 +243,8 @@ def model_card(name: str, entry: dict, quality: pd.DataFrame | None = None, vers
              f"; {entry['steps']:,} steps of the last phase at batch {entry['batch_size']}, Adam, seed {entry['seed']} |",
              f"| training | {took}, precision {entry['precision']} |",
              f"| validation | Y-PSNR {entry['val_psnr']:.2f} dB on the run's 250 validation patches (bicubic {entry['val_psnr_bicubic']:.2f}) |",
+             f"| `upscale` default | " + (f"yes, by the rule ({DEFAULT_RULE}): {entry['default_reason']} |" if entry.get('default') else
+                                         f"no (the default is chosen by a rule: {DEFAULT_RULE}) |"),
              f"| licence | {WEIGHTS_LICENCE} |", '']
     if quality is not None and len(quality):
         lines += ['## Held-out quality (benchmarks/bench_quality.py)', '',

@@ -218,3 +218,19 @@ def test_no_module_writes_the_environment():
             if isinstance(n, ast.Call) and ast.unparse(n.func) in ('os.environ.update', 'os.environ.pop', 'os.putenv', 'os.unsetenv'):
                 bad.append(f"{p.name}:{n.lineno}")
     assert not bad, f"os.environ written at {bad}"
+
+
+def test_metric_keys_are_defined_once_in_the_registry():
+    "The metric vocabulary (names, labels, directions, digits, families) is a view of metrics.REGISTRY everywhere else, never a hand-written list."
+    from srgan_nb.metrics import REGISTRY
+    vocab = {'METRICS', 'METRIC_NAMES', 'METRIC_INFO', 'METRIC_LABELS', 'LOWER_IS_BETTER', 'HIGHER_IS_BETTER', 'DIGITS', 'METRIC_FAMILIES'}
+    bad = []
+    for p in sorted(LIB.glob('*.py')):
+        if p.stem in ('metrics', '_modidx'): continue
+        for n in ast.walk(ast.parse(p.read_text())):
+            if not isinstance(n, ast.Assign) or not any(isinstance(t, ast.Name) and t.id in vocab for t in n.targets): continue
+            keys = {c.value for c in ast.walk(n.value) if isinstance(c, ast.Constant) and c.value in REGISTRY}
+            if keys: bad.append(f"{p.name}:{n.lineno} lists {sorted(keys)}")
+    assert not bad, bad
+    src = (LIB/'metrics.py').read_text()
+    assert src.count('METRIC_NAMES =') == 1 and src.count('\nREGISTRY') == 1
