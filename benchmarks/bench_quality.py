@@ -18,6 +18,9 @@ tiling keeps memory bounded.
 
     .venv/bin/python benchmarks/bench_quality.py                  # ~5-10 minutes on 2 idle cores
     .venv/bin/python benchmarks/bench_quality.py --sets set5 set14 --write-cards
+    # the held-out set on 2 cores: two one-thread parts side by side, then tables, speed and cards from both
+    for i in 1 2; do .venv/bin/python benchmarks/bench_quality.py --threads 1 --no-speed --part $i/2 --out bq$i.csv & done; wait
+    .venv/bin/python benchmarks/bench_quality.py --from-csv bq1.csv bq2.csv --write-cards
 """
 from __future__ import annotations
 import argparse, resource, sys, time, warnings
@@ -125,16 +128,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--sets', nargs='+', default=['heldout', 'set5', 'set14'], choices=['heldout', 'set5', 'set14'])
     ap.add_argument('--limit', type=int, help='only the first N held-out photos (a quick look)')
+    ap.add_argument('--part', help="score only part I of N of every set's images (I/N, e.g. 1/2): run N one-thread processes side by "
+                                   "side on N cores, each with its own --out, then make the tables from all of them with --from-csv")
     ap.add_argument('--threads', type=int, default=None)
     ap.add_argument('--no-speed', action='store_true')
     ap.add_argument('--write-cards', action='store_true', help='put the tables into the model cards beside the weights')
     ap.add_argument('--out', help='also write the per-image metrics to this CSV')
-    ap.add_argument('--from-csv', help="the per-image metrics of an earlier --out: tables and cards without scoring again")
+    ap.add_argument('--from-csv', nargs='+', help="the per-image metrics of earlier --out runs (all parts): tables and cards without scoring again")
     ap.add_argument('--run-dir', help='the faces-x4 run the models came from: also score its fp32 generators, for the cost of fp16')
     ap.add_argument('--weights', help='a folder of shipped models other than the package\'s (models.json and weights)')
     ap.add_argument('--no-peers', action='store_true', help="leave out krasserm's SRResNet and SRGAN (the `peers` extra)")
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
+    if a.part and (a.write_cards or not a.out): raise SystemExit('--part scores a share of the images: give --out, and make tables and cards from all parts with --from-csv')
     names = [n for n in MODEL_NAMES if n in shipped_models(a.weights)]
     if not names: raise SystemExit('no shipped model in this installation')
     suite = MetricSuite(METRICS)          # leaves out what cannot be built here (LPIPS without its torchvision weights), with the reason
@@ -150,6 +156,10 @@ def main(argv=None) -> int:
     for s in ([] if a.from_csv else a.sets):
         images = sets[s]()
         if not images: print(f"{s}: not found (../shared/data), skipped"); continue
+        if a.part:
+            i, n = (int(v) for v in a.part.split('/'))
+            if not 1 <= i <= n: raise SystemExit(f"--part {a.part}: I must be in 1..N")
+            images = images[i - 1::n]
         all_images[s] = images
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -160,7 +170,9 @@ def main(argv=None) -> int:
         frames.append(df.assign(set=s))
         print(f"{s}: {len(images)} images scored in {time.perf_counter() - t0:.0f} s")
     if a.from_csv:
-        df = pd.read_csv(a.from_csv)
+        df = pd.concat([pd.read_csv(f) for f in a.from_csv], ignore_index=True)
+        dup = df.duplicated(['set', 'method', 'image_id'])
+        if dup.any(): raise SystemExit(f"{int(dup.sum())} rows scored twice across {a.from_csv}: give each part once")
         all_images = {s: sets[s]() for s in a.sets if s in set(df['set'])} if not a.no_speed else {}
     else: df = pd.concat(frames, ignore_index=True)
     if a.out: df.to_csv(a.out, index=False); print(f"per-image metrics: {a.out}")
