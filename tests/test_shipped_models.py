@@ -49,11 +49,20 @@ def test_gan_model_continues_the_psnr_model_and_beats_bicubic_on_set5(shared):
     models = P.shipped_models()
     if 'gan' not in models: pytest.skip('only the psnr model ships in this checkout')
     e = models['gan']
-    assert P.default_model() == 'gan'                                       # the default of `srgan-nb upscale` once it ships
     assert e['init_model'] == 'psnr' and e['init_sha256'] == models['psnr']['sha256']   # it trained on from the shipped psnr model
     assert e['train_photos'] == models['psnr']['train_photos'] and e['phase'] == 'gan'
     gain = _set5_gain(shared, 'gan')
     assert len(gain) == 5 and gain.mean() > 0, gain
+
+
+def test_the_default_model_is_chosen_by_the_stated_rule():
+    "bench_quality marked one shipped model the `upscale` default by pretrained.DEFAULT_RULE, with its numbers; its card says so."
+    models = P.shipped_models()
+    marked = [n for n, e in models.items() if e.get('default')]
+    assert len(marked) == 1 and P.default_model() == marked[0]
+    e = models[marked[0]]
+    assert e['default_rule'] == P.DEFAULT_RULE and e['default_reason'].startswith(f"{marked[0]}:") and 'ST-LPIPS' in e['default_reason']
+    assert 'yes, by the rule' in (P.weights_dir()/f"{P.RECIPE}-{marked[0]}.md").read_text()
 
 
 def test_upscale_with_no_model_and_no_output_uses_the_shipped_default(tmp_path):
