@@ -84,7 +84,7 @@ def load_pretrained(name: str | None = None, device='cpu', folder=None) -> Gener
     "The shipped model `name` (None: the default) as a generator in eval mode (fp16 weights in fp32 layers; weights_only loading)."
     return load_generator(model_path(name or default_model(folder), folder), device=device)
 
-# %% ../nbs/12_pretrained.ipynb
+# %% ../nbs/12_pretrained.ipynb #659e75b6
 DEFAULT_RULE = ("the lowest ST-LPIPS among the models within 1.5 dB of the best Y-PSNR whose chroma error is no worse than bicubic's, "
                 "on the held-out faces; when none qualifies, the highest Y-PSNR")
 
@@ -103,7 +103,7 @@ def choose_default(means: pd.DataFrame, bicubic_chroma: float, margin_db: float 
     name = means.psnr.idxmax()
     return name, f"{name}: no model within {margin_db} dB of the best Y-PSNR keeps colour as well as bicubic, so the highest Y-PSNR ({facts})"
 
-# %% ../nbs/12_pretrained.ipynb
+# %% ../nbs/12_pretrained.ipynb #f1602464
 def mark_default(name: str, reason: str, folder=None) -> Path:
     "Mark shipped model `name` as the default in models.json (`default`, `default_reason`), unmarking the others."
     models = shipped_models(folder)
@@ -222,8 +222,9 @@ def markdown_table(df: pd.DataFrame) -> str:
 def model_card(name: str, entry: dict, quality: pd.DataFrame | None = None, versus: pd.DataFrame | None = None) -> str:
     "The markdown model card of shipped model `name` from its models.json `entry`, bench_quality's table and its gan - psnr table."
     what = {'psnr': 'SRResNet trained on the pixel MSE only: the highest PSNR/SSIM, smooth textures',
-            'gan': 'the `psnr` network trained on by the SRGAN objective (perceptual + adversarial features, no pixel loss); '
-                   'what that gains and costs against `psnr` is measured below'}[name]
+            'gan': 'the `psnr` network trained on by the GAN phase of the default recipe (perceptual + 1e-4 adversarial against a '
+                   'spectrally normalised discriminator, an L1 anchor on Cb and Cr that keeps colour, an average of the weights; no pixel '
+                   'loss on the luma); what that gains and costs against `psnr` is measured below'}[name]
     hours, init = entry['train_seconds'] / 3600, entry.get('init_model')
     phases = ("pixel-MSE phase" if name == 'psnr' else
               f"the GAN phase (default recipe) alone, started from the shipped `{init}` model (sha256 `{entry['init_sha256'][:16]}...`, "
