@@ -109,7 +109,7 @@ def mark_default(name: str, reason: str, folder=None) -> Path:
     models = shipped_models(folder)
     if name not in models: raise WeightsError(f"no shipped model called {name!r} to make the default (shipped: {', '.join(models) or 'none'})")
     for n, e in models.items():
-        e.pop('default', None); e.pop('default_reason', None)
+        for k in ('default', 'default_reason', 'default_rule'): e.pop(k, None)
         if n == name: e.update(default=True, default_reason=reason, default_rule=DEFAULT_RULE)
     p = weights_dir(folder)/MODELS_JSON
     p.write_text(json.dumps(models, indent=2) + '\n')

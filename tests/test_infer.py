@@ -288,7 +288,8 @@ def test_shipped_gan_gray_through_cli(tmp_path, face_lr, mode, written):
     with Image.open(tmp_path/'sr.png') as out: assert out.mode == written and out.size == (160, 160); a = np.asarray(out)
     assert is_gray(a)
     raw = Upscaler('gan', precision='fp32', gray=False)(np.dstack([gray8] * 3))
-    assert np.ptp(raw.astype(int), axis=2).max() > 3               # the gan model alone tints this gray face
+    assert np.ptp(raw.astype(int), axis=2).max() > 0   # the gan model alone does not keep the channels equal (by up to 2 levels
+                                                        # since the chroma anchor; the gan shipped before it tinted by up to 62)
     np.testing.assert_array_equal(a if a.ndim == 2 else a[..., 2], luma(raw))
 
 
@@ -304,12 +305,12 @@ def test_shipped_gan_colour_unchanged_through_cli(tmp_path, face_lr):
 
 
 def test_set14_gray_photo_stays_gray(shared):
-    "Set14's grayscale img_003 (x4 LR) through the shipped gan model: raw output tinted, kept output gray, Y-PSNR equal to rounding."
+    "Set14's grayscale img_003 (x4 LR) through the shipped gan model: raw output's channels differ, kept output gray, Y-PSNR equal to rounding."
     from srgan_nb.metrics import psnr
     p = shared/'Set14'/'img_003.png'
     if not p.exists(): pytest.skip(f'{p} absent')
     hr = load_image(p); lr = make_lr(hr, 4)
     up = Upscaler('gan', precision='fp32')
     kept = up(lr); up.gray = False; raw = up(lr)
-    assert is_gray(lr) and is_gray(kept) and np.ptp(raw.astype(int), axis=2).max() > 10
+    assert is_gray(lr) and is_gray(kept) and np.ptp(raw.astype(int), axis=2).max() > 0   # raw: channels differ (2 levels today)
     assert abs(psnr(kept, hr) - psnr(raw, hr)) < 0.05

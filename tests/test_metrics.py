@@ -243,6 +243,8 @@ def test_evaluate_run(reports_tmp):
     folder.mkdir(parents=True)
     g = _save_gen(folder/'generator_srgan.pt', 0)
     _save_gen(folder/'generator_srresnet.pt', 1)
+    from srgan_nb.data import prepare
+    prepare(cfg)   # the data stage (evaluation's loaders only read it)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         df = E.evaluate_run(cfg, 's2', metrics=['psnr', 'ssim', 'vif'], progress=False)
@@ -332,6 +334,8 @@ def test_evaluate_run_id_leaves_the_run_unchanged(reports_tmp):
     folder = run_path(cfg)/'s2'
     folder.mkdir(parents=True)
     _save_gen(folder/'generator_srgan.pt', 0)
+    from srgan_nb.data import prepare
+    prepare(cfg)
     E.evaluate_run(cfg, 's2', metrics=['psnr'], progress=False, patches=False)  # what the pipeline's evaluate stage writes
     snap = lambda: {str(p.relative_to(run_path(cfg))): hashlib.sha256(p.read_bytes()).hexdigest()
                     for p in sorted(run_path(cfg).rglob('*')) if p.is_file()}
