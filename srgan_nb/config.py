@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .layout import ReportsFiles
+from .layout import ReportsFiles, RunFiles
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'NOT_BEFORE', 'DataSource', 'BackboneName', 'Precision',
@@ -22,8 +22,8 @@ __all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'NOT_BEFORE', '
            'get_strategy', 'setting', 'RunConfig', 'choice_fields', 'allowed_values', 'fields_affecting',
            'newer_defaults', 'parse_overrides', 'make_config', 'config_dict', 'save_config', 'load_config',
            'upgrade_config_dict', 'older_spelling', 'upgrade_records', 'repo_root', 'package_dir', 'reports_dir',
-           'reports_files', 'cache_dir', 'runs_dir', 'default_run_id', 'run_path', 'shared_data', 'seed_everything',
-           'pick_device', 'cpu_supports_bf16', 'pick_precision', 'autocast_dtype', 'autocast']
+           'reports_files', 'cache_dir', 'runs_dir', 'default_run_id', 'run_path', 'run_files', 'shared_data',
+           'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision', 'autocast_dtype', 'autocast']
 
 # %% ../nbs/00_config.ipynb #1ca401bd
 @dataclass(frozen=True)
@@ -410,6 +410,10 @@ def run_path(cfg: RunConfig, create: bool = True) -> Path:
     p = reports_files(cfg).run(cfg.run_id).root
     if create: p.mkdir(parents=True, exist_ok=True)
     return p
+
+def run_files(cfg: RunConfig, create: bool = True) -> RunFiles:
+    "The files of `cfg`'s run (`srgan_nb.layout.RunFiles` of `run_path`)."
+    return RunFiles(run_path(cfg, create))
 
 # %% ../nbs/00_config.ipynb #867f7194
 def shared_data(sub: str | None = None) -> Path | None:

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .config import RunConfig, package_dir, reports_files, run_path, fields_affecting
-from .layout import CacheFiles, RunFiles
+from .config import RunConfig, package_dir, reports_files, run_files, run_path, fields_affecting
+from .layout import CacheFiles
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'KAGGLE_HANDLE', 'KAGGLE_HOST', 'SAMPLE_FACES', 'SAMPLE_NATURAL', 'HELDOUT_FILE', 'HELDOUT_N',
@@ -443,12 +443,12 @@ def _load_cache_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
 # %% ../nbs/01_data.ipynb #06364e90
 def data_dir_of(cfg: RunConfig) -> Path:
     "The run's data folder (`RunFiles.data`), created."
-    p = RunFiles(run_path(cfg)).data; p.mkdir(parents=True, exist_ok=True)
+    p = run_files(cfg).data; p.mkdir(parents=True, exist_ok=True)
     return p
 
 def read_data_summary(cfg: RunConfig) -> dict | None:
     "The run's data summary, or None when the run is not prepared."
-    p = RunFiles(run_path(cfg, create=False)).data_summary
+    p = run_files(cfg, create=False).data_summary
     return json.loads(p.read_text()) if p.exists() else None
 
 # %% ../nbs/01_data.ipynb #0099603d
@@ -497,7 +497,7 @@ def prepare(cfg: RunConfig, n_train: int | None = None) -> dict:
     fresh = not reused or prev.get('cache_key') != key
     if fresh: _warn_data(skipped, s['shortage'] if len(images) else {}, where)
     if not len(images): raise RuntimeError(f"no usable image in {where}: {len(skipped)} files skipped (see the warnings)")
-    data_dir_of(cfg); out = RunFiles(run_path(cfg))
+    data_dir_of(cfg); out = run_files(cfg)
     _atomic_write(out.split, lambda p: images[['image_id', 'path', 'split', 'order']].to_csv(p, index=False))
     if fresh or not out.examples.exists(): _save_examples(folder, manifest, cfg.scale, out.examples)
     _atomic_write(out.data_summary, lambda p: p.write_text(json.dumps(s, indent=2, default=str)))
@@ -522,7 +522,7 @@ def _cache_folder(cfg: RunConfig, n_train: int) -> Path:
     why = ('has no prepared data' if s is None else
            f"was prepared for {s.get('n_train_requested', 0)} training photos, not {n_train}" if s.get('n_train_requested', 0) < n_train else
            f"has lost its patch cache {s['cache_folder']}" if not CacheFiles(Path(s['cache_folder'])).complete() else None)
-    if why: raise DataNotPrepared(f"run {cfg.run_id} ({RunFiles(run_path(cfg, create=False)).root}) {why}: prepare it first with "
+    if why: raise DataNotPrepared(f"run {cfg.run_id} ({run_path(cfg, create=False)}) {why}: prepare it first with "
                                   f"`srgan-nb prepare` and the same settings (or `srgan-nb run`), or `srgan_nb.data.prepare(cfg)`")
     return Path(s['cache_folder'])
 
@@ -542,7 +542,7 @@ def load_patches(cfg: RunConfig, split: str, n_images: int | None = None) -> Pat
 def load_split_images(cfg: RunConfig, split: str) -> list[tuple[str, np.ndarray]]:
     "`(image_id, whole HR uint8 RGB image)` for every photo of `split` (train: the first cfg.n_train), for evaluation."
     _cache_folder(cfg, cfg.n_train)
-    df = pd.read_csv(RunFiles(run_path(cfg)).split, keep_default_na=False)
+    df = pd.read_csv(run_files(cfg).split, keep_default_na=False)
     df = df[df.split == split].sort_values('order')
     if split == 'train': df = df[df.order < cfg.n_train]
     return [(r.image_id, load_image(r.path)) for r in df.itertuples()]

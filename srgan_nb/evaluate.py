@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .config import RunConfig, run_path, runs_dir, reports_files, shared_data
-from .layout import GENERATOR_FILES, EvalFiles, RunFiles, StrategyFiles
+from .config import RunConfig, run_files, run_path, runs_dir, reports_files, shared_data
+from .layout import GENERATOR_FILES, EvalFiles, StrategyFiles
 from .data import make_lr, bicubic_upscale, load_image, list_images, ImageError, load_split_images, load_patches
 from .model import Generator, load_generator
 from .infer import Upscaler, write_image
@@ -194,7 +194,7 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
                  progress: bool = True, reference: bool = True, precision: str = 'fp32') -> pd.DataFrame:
     "Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split; write <strategy>/eval/*.csv (the pipeline's evaluate stage)."
     strategy = strategy or cfg.strategy
-    run = RunFiles(run_path(cfg)); files = run.strategy(strategy)
+    run = run_files(cfg); files = run.strategy(strategy)
     gens = run_generators(files.root, device)
     if not gens: raise FileNotFoundError(f"No trained generator in {files.root} (expected {', '.join(GENERATOR_FILES.values())}); train first")
     for name in GENERATOR_FILES:
@@ -266,7 +266,7 @@ def evaluate_command(cfg: RunConfig, checkpoint=None, data_dir=None, out=None, m
     strategy, note = None, None  # an explicit checkpoint need not belong to any strategy of this run
     if not gens and not named:
         strategy = cfg.strategy
-        gens = run_generators(RunFiles(run_path(cfg, create=False)).strategy(cfg.strategy).root, device)
+        gens = run_generators(run_files(cfg, create=False).strategy(cfg.strategy).root, device)
         if not gens: note = f"no checkpoint given and no trained generator in the run {cfg.run_id}: scoring bicubic only"
     if data_dir is not None:
         data_dir = Path(data_dir)
@@ -279,7 +279,7 @@ def evaluate_command(cfg: RunConfig, checkpoint=None, data_dir=None, out=None, m
         source = str(data_dir)
     else:
         images, source = load_split_images(cfg, 'test'), f"the test split of run {cfg.run_id}"
-        split = pd.read_csv(RunFiles(run_path(cfg)).split, keep_default_na=False)
+        split = pd.read_csv(run_files(cfg).split, keep_default_na=False)
         paths = dict(zip(split.image_id, split.path))
     suite = MetricSuite(metrics, device=device)
     df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, backbone=suite,

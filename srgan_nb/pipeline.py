@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import (RunConfig, fields_affecting, make_config, config_dict, save_config, load_config, run_path, runs_dir,
-                             repo_root, reports_dir, STRATEGIES, get_strategy, older_spelling)
+from .config import (RunConfig, fields_affecting, make_config, config_dict, save_config, load_config, run_files, run_path,
+                             runs_dir, repo_root, reports_dir, STRATEGIES, get_strategy, older_spelling)
 from .layout import ReportsFiles, RunFiles
 from .render import render_html
 from .metrics import METRIC_NAMES
@@ -232,7 +232,7 @@ def pipeline_plan(cfg: RunConfig, strategies=('s1', 's2'), overrides: dict | Non
     if own and (len(strategies) > 1 or cfg.strategy != own[0]):
         raise ValueError(f"strategy {own[0]} has its own data settings ({get_strategy(own[0]).settings}): run it alone, "
                          f"in a run of its own (--strategies {own[0]})")
-    run = RunFiles(run_path(cfg)); rd = run.root
+    run = run_files(cfg); rd = run.root
     scfgs = {s: strategy_config(cfg, s, overrides) for s in strategies}
     n_train = max(c.n_train for c in scfgs.values())
     base = {k: v for k, v in config_for_hash(cfg).items() if k not in STRATEGY_FIELDS + ('strategy',)}
@@ -264,7 +264,7 @@ def run_pipeline(cfg: RunConfig, strategies=('s1', 's2'), force: bool = False, o
                  quiet: bool = False, log_output: bool = False) -> Path:
     "Run prepare_data, train and evaluate per strategy, and the report; return the path of report.html (`quiet`: print nothing)."
     nbs = pipeline_notebooks()
-    run = RunFiles(run_path(cfg)); rd = run.root
+    run = run_files(cfg); rd = run.root
     plan = pipeline_plan(cfg, strategies, overrides, force)
     save_config(cfg, run.config)
     for s in {p.strategy for p in plan if p.strategy}:

@@ -15,10 +15,10 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .config import (RunConfig, fields_affecting, newer_defaults, upgrade_config_dict, upgrade_records, config_dict, save_config, run_path, seed_everything, pick_device,
+from .config import (RunConfig, fields_affecting, newer_defaults, upgrade_config_dict, upgrade_records, config_dict, save_config, run_files, run_path, seed_everything, pick_device,
                              pick_precision, autocast)
 from .data import augment_pair, bicubic_upscale, load_patches, file_sha256, load_split_images, make_lr
-from .layout import RunFiles, StrategyFiles
+from .layout import StrategyFiles
 from .model import build_models, atomic_save, load_checkpoint, unwrap, cpu_state, save_generator, load_generator
 from .losses import build_backbone, PerceptualLoss, pixel_loss, discriminator_loss, generator_objective
 from .infer import upscale_batch
@@ -789,7 +789,7 @@ def _final_line(hist: pd.DataFrame) -> str:
 
 def train(cfg: RunConfig, out_dir=None) -> pd.DataFrame:
     "Train `cfg.strategy` on the run's patches (see `fit`); returns the history and prints where it wrote."
-    out_dir = Path(out_dir) if out_dir else RunFiles(run_path(cfg)).strategy(cfg.strategy).root
+    out_dir = Path(out_dir) if out_dir else run_files(cfg).strategy(cfg.strategy).root
     rank, world, _ = setup_distributed(cfg.device)
     if cfg.resume and is_finished(out_dir, cfg):
         hist = read_history(StrategyFiles(out_dir).history)
