@@ -16,7 +16,7 @@ RUN_ID ?=
 DEVICE ?= auto
 EXTRA ?=
 
-.PHONY: setup report test nbtest pytest export readme check-readme bench docs diagram demo-screenshot clean-venv
+.PHONY: setup report test nbtest pytest export readme check-readme bench gpu-check docs diagram demo-screenshot clean-venv
 
 setup: $(STAMP)
 
@@ -67,6 +67,10 @@ docs: setup
 		$(PY) -c "from nbdev.serve import proc_nbs; print('processed into', proc_nbs(n_workers=2, force=True))"; \
 		exit 1; \
 	fi
+
+# the CUDA path on a real GPU in a few minutes (benchmarks/gpu_check.py; --device cpu checks the script)
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py $(if $(DEVICE:auto=),--device $(DEVICE),)
 
 bench: setup
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done

@@ -23,7 +23,8 @@ __all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'NOT_BEFORE', '
            'newer_defaults', 'parse_overrides', 'make_config', 'config_dict', 'save_config', 'load_config',
            'upgrade_config_dict', 'older_spelling', 'upgrade_records', 'repo_root', 'package_dir', 'reports_dir',
            'reports_files', 'cache_dir', 'runs_dir', 'default_run_id', 'run_path', 'run_files', 'shared_data',
-           'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision', 'autocast_dtype', 'autocast']
+           'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision', 'autocast_dtype', 'autocast',
+           'gpu_numerics']
 
 # %% ../nbs/00_config.ipynb #1ca401bd
 @dataclass(frozen=True)
@@ -424,28 +425,33 @@ def shared_data(sub: str | None = None) -> Path | None:
     return p.resolve() if p.exists() else None
 
 # %% ../nbs/00_config.ipynb #1a840b35
+os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')  # deterministic cuBLAS reads it when cuBLAS starts: so before any GPU work, at import
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    "Seed python, numpy and torch; with `deterministic`, ask torch for deterministic kernels."
+    "Seed python, numpy and torch; with `deterministic`, ask torch for deterministic kernels (see `gpu_numerics` for the GPU's)."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+    if deterministic: torch.use_deterministic_algorithms(True, warn_only=True)
 
 # %% ../nbs/00_config.ipynb #78b04f2c
-def pick_device(pref: str = 'auto') -> torch.device:
-    "The device to use: `auto` takes cuda, then mps, then cpu; an unavailable explicit choice is an error."
-    pref = (pref or 'auto').lower()
-    if pref == 'auto':
-        if torch.cuda.is_available(): return torch.device('cuda')
-        if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
-        return torch.device('cpu')
-    dev = torch.device(pref)
-    if dev.type == 'cuda' and not torch.cuda.is_available(): raise RuntimeError(f"device {pref!r} asked for, but CUDA is not available")
-    if dev.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
-        raise RuntimeError(f"device {pref!r} asked for, but MPS is not available")
+def pick_device(pref='auto') -> torch.device:
+    """The device to use, resolved once: `auto` takes the current CUDA GPU, else the CPU; `cuda` becomes `cuda:N` (the current
+    GPU), and an index beyond the GPUs present, or a device that is not there, is an error. Apple's `mps` only when asked for
+    (it has never been tested here: said once)."""
+    pref = str(pref or 'auto').lower()
+    if pref == 'auto': pref = 'cuda' if torch.cuda.is_available() else 'cpu'
+    try: dev = torch.device(pref)
+    except RuntimeError: raise ValueError(f"unknown device {pref!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available(): raise RuntimeError(f"device {pref!r} asked for, but CUDA is not available")
+        n, i = torch.cuda.device_count(), torch.cuda.current_device() if dev.index is None else dev.index
+        if not 0 <= i < n: raise RuntimeError(f"device {pref!r} asked for, but this machine has {n} GPU(s): cuda:0 .. cuda:{n - 1}")
+        return torch.device('cuda', i)
+    if dev.type == 'mps':
+        if not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+            raise RuntimeError(f"device {pref!r} asked for, but MPS is not available")
+        warnings.warn("Apple MPS: not tested by srgan-nb (no Mac here); results and speed unverified")
+    elif dev.type != 'cpu': raise ValueError(f"device {pref!r}: srgan-nb runs on cpu, cuda or mps")
     return dev
 
 # %% ../nbs/00_config.ipynb #b7a20067
@@ -460,12 +466,14 @@ def cpu_supports_bf16() -> bool:
     except OSError: return False
 
 def pick_precision(pref: str, device) -> str:
-    "Resolve `auto` to the fastest sensible precision for `device`: bf16 on CUDA with bf16 or capable CPUs, else fp32."
+    """Resolve `auto` to the fastest sensible precision for `device`: on a GPU bf16 where it is native (compute capability
+    8.0 and up: A100, H100, RTX 30xx and later), else fp16 with a gradient scaler (V100, T4, ...: their bf16 is emulated
+    and slow); on a CPU bf16 where it has bf16 instructions, else fp32."""
     device = torch.device(device)
     if pref != 'auto':
         if pref == 'fp16' and device.type == 'cpu': raise ValueError("fp16 autocast is not supported on the CPU; use bf16 or fp32")
         return pref
-    if device.type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+    if device.type == 'cuda': return 'bf16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'fp16'
     if device.type == 'cpu' and cpu_supports_bf16(): return 'bf16'
     return 'fp32'
 
@@ -479,3 +487,19 @@ def autocast(device, precision: str):
     dtype = autocast_dtype(precision)
     if dtype is None: return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+# %% ../nbs/00_config.ipynb #9cf874ef
+def gpu_numerics(device, precision: str, deterministic: bool = False) -> dict:
+    """Set a GPU's numerics for a run and return them for its records ({} on a CPU): TF32 only in a mixed-precision run
+    (fp32 means fp32, so fp32 scores do not depend on the card); cuDNN's autotuner on for speed unless `deterministic`,
+    which asks for deterministic kernels instead (`seed_everything` and CUBLAS_WORKSPACE_CONFIG do the rest)."""
+    device = torch.device(device)
+    if device.type != 'cuda': return {}
+    tf32, det = precision != 'fp32', bool(deterministic)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = not det
+    torch.backends.cudnn.deterministic = det
+    return dict(gpu=torch.cuda.get_device_name(device), capability='.'.join(map(str, torch.cuda.get_device_capability(device))),
+                tf32=tf32, cudnn_benchmark=not det, cudnn_deterministic=det,
+                cublas_workspace_config=os.environ.get('CUBLAS_WORKSPACE_CONFIG'), torch=torch.__version__)

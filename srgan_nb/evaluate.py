@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .config import RunConfig, run_files, run_path, runs_dir, reports_files, shared_data
+from .config import RunConfig, run_files, run_path, runs_dir, reports_files, shared_data, pick_device
 from .layout import GENERATOR_FILES, EvalFiles, StrategyFiles
 from .data import make_lr, bicubic_upscale, load_image, list_images, ImageError, load_split_images, load_patches
 from .model import Generator, load_generator
@@ -190,10 +190,10 @@ def wants_shipped(cfg: RunConfig, demo: bool = False) -> bool:
     "Whether a run's evaluation adds the shipped models: `reference_models` True, or None (auto) in quick and demo runs."
     return cfg.reference_models if cfg.reference_models is not None else bool(cfg.quick or demo)
 
-def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = True, metrics=None, device='cpu',
+def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = True, metrics=None, device=None,
                  progress: bool = True, reference: bool = True, precision: str = 'fp32') -> pd.DataFrame:
-    "Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split; write <strategy>/eval/*.csv (the pipeline's evaluate stage)."
-    strategy = strategy or cfg.strategy
+    "Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split on `device` (None: the run's); write <strategy>/eval/*.csv (the pipeline's evaluate stage)."
+    strategy, device = strategy or cfg.strategy, pick_device(cfg.device if device is None else device)
     run = run_files(cfg); files = run.strategy(strategy)
     gens = run_generators(files.root, device)
     if not gens: raise FileNotFoundError(f"No trained generator in {files.root} (expected {', '.join(GENERATOR_FILES.values())}); train first")
@@ -252,10 +252,12 @@ def evaluation_out(cfg: RunConfig, data_dir=None, ckpts=(), out=None) -> Path:
                          f"evaluate into reports/evaluations/ (the default) or another --out")
     return path
 
-def evaluate_command(cfg: RunConfig, checkpoint=None, data_dir=None, out=None, metrics=None, device='cpu',
+def evaluate_command(cfg: RunConfig, checkpoint=None, data_dir=None, out=None, metrics=None, device=None,
                      progress: bool = True, precision: str = 'fp32') -> Evaluation:
-    """`srgan-nb evaluate`: bicubic and the checkpoint(s) (default: the run's generators) on a folder or the run's test split.
-    A checkpoint can be a shipped model's name ('psnr', 'gan'): it skips the photos it was trained on, with a note."""
+    """`srgan-nb evaluate`: bicubic and the checkpoint(s) (default: the run's generators) on a folder or the run's test split,
+    on `device` (None: the config's, `--device`). A checkpoint can be a shipped model's name ('psnr', 'gan'): it skips the
+    photos it was trained on, with a note."""
+    device = pick_device(cfg.device if device is None else device)
     ckpts = [] if checkpoint is None else ([checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint))
     for c in ckpts:
         if not is_model_name(c) and not Path(c).is_file(): raise FileNotFoundError(f"checkpoint {c} not found")

@@ -133,7 +133,7 @@ class ShuffledTail(nn.Module):
         with torch.no_grad():
             self.act.weight.copy_(slopes.repeat_interleave(r * r) if slopes.numel() == C else slopes.expand(C * r * r))
             W = tail.weight.detach()
-            W2 = torch.zeros(O * r * r, C * r * r, K, K, dtype=W.dtype)
+            W2 = torch.zeros(O * r * r, C * r * r, K, K, dtype=W.dtype, device=W.device)  # beside the weights: a generator on a GPU stays there
             for a in range(r):
                 for b in range(r):
                     for ky in range(k):

@@ -38,11 +38,12 @@ def lowpass(x: torch.Tensor, factor: int = 4) -> torch.Tensor:
     "The mean of every `factor` x `factor` cell (a box filter on a grid `factor` times coarser), in float32."
     return F.avg_pool2d(x.float(), factor)
 
-CBCR = torch.tensor([[-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0   # BT.601 as MATLAB's rgb2ycbcr, for RGB in [0, 1]
+CBCR = ((-37.797 / 255, -74.203 / 255, 112.0 / 255), (112.0 / 255, -93.786 / 255, -18.214 / 255))   # BT.601 as MATLAB's rgb2ycbcr, for RGB in [0, 1]
 
 def chroma(x: torch.Tensor) -> torch.Tensor:
     "Cb and Cr (BT.601, offsets dropped) of an (N, 3, H, W) RGB batch in [0, 1], as (N, 2, H, W): what `metrics.chroma_error` compares."
-    return torch.einsum('ck,nkhw->nchw', CBCR.to(x.device, torch.float32), x.float())
+    r, g, b = x.float().unbind(1)   # plain numbers times tensors: no colour matrix to copy to the device at every step
+    return torch.stack([kr * r + kg * g + kb * b for kr, kg, kb in CBCR], 1)
 
 def anchor_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = 'lowpass', factor: int = 4) -> torch.Tensor:
     "L1 between SR and HR (`l1`), between their `factor` x `factor` box low-passes (`lowpass`: colour and tone, not detail), or between their Cb and Cr at full resolution (`chroma`: colour only; luma, where the detail is, stays free)."

@@ -17,7 +17,7 @@ from skimage.metrics import structural_similarity
 from scipy import ndimage
 from scipy.special import gamma as gamma_fn
 
-from .config import package_dir, shared_data
+from .config import package_dir, shared_data, pick_device
 from .data import make_lr, bicubic_upscale, load_image, list_images
 
 # %% auto #0
@@ -500,7 +500,7 @@ class MetricSuite:
         metrics = list(METRIC_NAMES if metrics is None else ([metrics] if isinstance(metrics, str) else metrics))
         unknown = [m for m in metrics if m not in REGISTRY]
         if unknown: raise ValueError(f"Unknown metric(s) {unknown}; choose from {METRIC_NAMES}")
-        opts = dict(device=device, backbone=backbone, lpips_net=lpips_net)
+        opts = dict(device=pick_device(device), backbone=backbone, lpips_net=lpips_net)   # 'auto' resolved here, not passed on raw
         self.notes, self.fns = {}, {}
         for k in list(metrics):
             spec = REGISTRY[k]

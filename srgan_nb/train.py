@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #7ddea4fb
 from __future__ import annotations
-import contextlib, copy, ctypes, json, math, os, random, sys, time, warnings
+import contextlib, copy, ctypes, datetime, json, math, os, random, sys, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,27 +16,27 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from .config import (RunConfig, fields_affecting, newer_defaults, upgrade_config_dict, upgrade_records, config_dict, save_config, run_files, run_path, seed_everything, pick_device,
-                             pick_precision, autocast)
+                             pick_precision, autocast, gpu_numerics)
 from .data import augment_pair, bicubic_upscale, load_patches, file_sha256, load_split_images, make_lr
 from .layout import StrategyFiles
 from .model import build_models, atomic_save, load_checkpoint, unwrap, cpu_state, save_generator, load_generator
 from .losses import build_backbone, PerceptualLoss, pixel_loss, discriminator_loss, generator_objective
-from .infer import upscale_batch
+from .infer import upscale_batch, upscale_image, prepare_generator
 from .metrics import psnr, niqe_sr, chroma_error, STLPIPS, stlpips_status, ImageTooSmall
 from .pretrained import resolve_generator
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'D_HEALTH_COLUMNS', 'RESUME_KEYS', 'NEWER_KEYS', 'VAL_PHOTO_METRICS', 'PHOTO_CURVES',
-           'TrainingDiverged', 'history_frame', 'read_history', 'in_notebook', 'show_progress', 'progress_bar',
-           'rng_state', 'set_rng_state', 'patch_tensors', 'image_count', 'shard_indices', 'make_scaler', 'batch_psnr',
-           'bicubic_psnr', 'LossTracker', 'dist_info', 'setup_distributed', 'SRGAN', 'build_srgan', 'pretrain_step',
-           'discriminator_step', 'generator_step', 'srgan_step', 'ema_update', 'ema_reset', 'd_health_mode',
-           'frozen_buffers', 'd_pairwise_accuracy', 'd_health_record', 'health_steps', 'd_health_warning',
-           'hr_feature_cache', 'ResumeRefused', 'config_mismatch', 'save_checkpoint', 'Progress', 'checkpoint_state',
-           'restore', 'slim_checkpoint', 'resume_checkpoint', 'init_generator', 'keep_freed_memory', 'training_device',
-           'training_data', 'validation_photos', 'photo_scores', 'validate_photos', 'validate', 'run_epoch',
-           'end_epoch', 'write_summary', 'fit', 'read_train_summary', 'is_finished', 'train', 'plot_history',
-           'plot_photo_history', 'plot_d_health', 'sr_figure']
+__all__ = ['HISTORY_COLUMNS', 'DIST_TIMEOUT_MINUTES', 'D_HEALTH_COLUMNS', 'RESUME_KEYS', 'NEWER_KEYS', 'VAL_PHOTO_METRICS',
+           'PHOTO_CURVES', 'TrainingDiverged', 'history_frame', 'read_history', 'in_notebook', 'show_progress',
+           'progress_bar', 'rng_state', 'set_rng_state', 'patch_tensors', 'image_count', 'shard_indices', 'make_scaler',
+           'batch_psnr', 'bicubic_psnr', 'LossTracker', 'dist_info', 'setup_distributed', 'teardown_distributed',
+           'SRGAN', 'build_srgan', 'pretrain_step', 'discriminator_step', 'generator_step', 'srgan_step', 'ema_update',
+           'ema_reset', 'd_health_mode', 'frozen_buffers', 'd_pairwise_accuracy', 'd_health_record', 'health_steps',
+           'd_health_warning', 'hr_feature_cache', 'ResumeRefused', 'config_mismatch', 'save_checkpoint', 'Progress',
+           'on_cpu', 'checkpoint_state', 'restore', 'slim_checkpoint', 'resume_checkpoint', 'init_generator',
+           'keep_freed_memory', 'training_device', 'training_data', 'validation_photos', 'photo_scores',
+           'validate_photos', 'validate', 'run_epoch', 'end_epoch', 'write_summary', 'fit', 'read_train_summary',
+           'is_finished', 'train', 'plot_history', 'plot_photo_history', 'plot_d_health', 'sr_figure']
 
 # %% ../nbs/04_train.ipynb #25466e98
 class TrainingDiverged(RuntimeError):
@@ -206,15 +206,25 @@ def dist_info() -> tuple[int, int, int]:
         return dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', dist.get_rank()))
     return 0, 1, 0
 
+DIST_TIMEOUT_MINUTES = 120   # how long a rank waits for the others: rank 0 prepares the data (minutes for thousands of photos) before the first barrier
+
 def setup_distributed(device: str = 'auto') -> tuple[int, int, int]:
-    "Initialise the process group from torchrun's env vars when WORLD_SIZE > 1; return `dist_info()`."
+    "Initialise the process group from torchrun's env vars when WORLD_SIZE > 1 (NCCL bound to this rank's GPU, else gloo); return `dist_info()`."
     world = int(os.environ.get('WORLD_SIZE', '1'))
     if world > 1 and dist.is_available() and not dist.is_initialized():
         local = int(os.environ.get('LOCAL_RANK', '0'))
         cuda = torch.cuda.is_available() and str(device).startswith(('auto', 'cuda'))
-        if cuda: torch.cuda.set_device(local)
-        dist.init_process_group('nccl' if cuda else 'gloo')
+        kw = dict(timeout=datetime.timedelta(minutes=DIST_TIMEOUT_MINUTES))
+        if cuda:
+            n = torch.cuda.device_count()
+            if local >= n: raise RuntimeError(f"LOCAL_RANK is {local}, but this machine has {n} GPU(s): start torchrun with --nproc_per_node {n} or fewer")
+            torch.cuda.set_device(local); kw['device_id'] = torch.device('cuda', local)
+        dist.init_process_group('nccl' if cuda else 'gloo', **kw)
     return dist_info()
+
+def teardown_distributed() -> None:
+    "Destroy the process group, if there is one (at the end of a torchrun training)."
+    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
 def _barrier():
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1: dist.barrier()
@@ -250,7 +260,7 @@ def _adam(params, lr: float, cfg: RunConfig, device: torch.device):
 def build_srgan(cfg: RunConfig, generator: nn.Module | None = None, discriminator: nn.Module | None = None,
                 backbone: nn.Module | None = None, device=None) -> SRGAN:
     "The `SRGAN` of `cfg`: models built from the config unless passed (ICNR when `cfg.icnr` and no `init_generator`), the perceptual backbone frozen, all on `device`."
-    device = pick_device(cfg.device) if device is None else torch.device(device)
+    device = pick_device(cfg.device if device is None else device)   # resolved once: cuda -> cuda:N, checked against the GPUs present
     precision = pick_precision(cfg.precision, device)
     if generator is None or discriminator is None:
         g0, d0 = build_models(cfg)
@@ -326,14 +336,19 @@ def srgan_step(s: SRGAN, lr: torch.Tensor, hr: torch.Tensor, hr_features: torch.
     return out
 
 # %% ../nbs/04_train.ipynb #1315bfa5
+def _weights(m: nn.Module) -> list[torch.Tensor]:
+    "Parameters then buffers of `m`, in a fixed order."
+    return [p for _, p in m.named_parameters()] + [b for _, b in m.named_buffers()]
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> nn.Module:
-    "Move every floating-point weight and buffer of `ema` the fraction 1 - `decay` towards `model`'s (others are copied)."
-    src = unwrap(model).state_dict()
-    for k, v in ema.state_dict().items():
-        w = src[k].to(v.device)
-        if v.is_floating_point(): v.lerp_(w.to(v.dtype), 1.0 - float(decay))
-        else: v.copy_(w)
+    "Move every floating-point weight and buffer of `ema` the fraction 1 - `decay` towards `model`'s (others are copied): one foreach lerp, no state dict."
+    dst, src = _weights(ema), _weights(unwrap(model))
+    if len(dst) != len(src): raise ValueError(f"the average has {len(dst)} tensors, the model {len(src)}")
+    fl = [(d, s) for d, s in zip(dst, src) if d.is_floating_point()]
+    if fl: torch._foreach_lerp_([d for d, _ in fl], [s.detach() for _, s in fl], 1.0 - float(decay))
+    for d, s in zip(dst, src):
+        if not d.is_floating_point(): d.copy_(s)
     return ema
 
 def ema_reset(s: SRGAN) -> nn.Module:
@@ -461,11 +476,18 @@ class Progress:
     phase_time: dict = field(default_factory=lambda: dict(pretrain=[0.0, 0], gan=[0.0, 0]))
     partial: dict | None = None  # the unfinished epoch of a checkpoint inside an epoch: its steps, loss sums, D accuracies, seconds
 
+def on_cpu(obj):
+    "`obj` (nested dicts, lists and tensors: an optimiser's state) with every tensor copied to the CPU."
+    if isinstance(obj, torch.Tensor): return obj.detach().to('cpu', copy=True)
+    if isinstance(obj, dict): return {k: on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return type(obj)(on_cpu(v) for v in obj)
+    return obj
+
 def checkpoint_state(s: SRGAN, cfg: RunConfig, prog: Progress, val_psnr_bicubic: float) -> dict:
-    "Everything a resume needs, as plain data and tensors."
-    return dict(version=2, epoch=prog.epoch, config=config_dict(cfg), generator=cpu_state(s.generator),
-                discriminator=cpu_state(s.discriminator), opt_pretrain=s.opt_pretrain.state_dict(), opt_g=s.opt_g.state_dict(),
-                opt_d=s.opt_d.state_dict(), scaler_g=s.scaler_g.state_dict(), scaler_d=s.scaler_d.state_dict(),
+    "Everything a resume needs, as plain data and CPU tensors (a GPU run's checkpoint loads anywhere), with the precision it ran in."
+    return dict(version=2, epoch=prog.epoch, config=config_dict(cfg), precision=s.precision, generator=cpu_state(s.generator),
+                discriminator=cpu_state(s.discriminator), opt_pretrain=on_cpu(s.opt_pretrain.state_dict()), opt_g=on_cpu(s.opt_g.state_dict()),
+                opt_d=on_cpu(s.opt_d.state_dict()), scaler_g=s.scaler_g.state_dict(), scaler_d=s.scaler_d.state_dict(),
                 history=prog.history, d_health=prog.d_health, train_seconds=prog.train_seconds, images_seen=prog.images_seen,
                 phase_time=prog.phase_time, partial=prog.partial, val_psnr_bicubic=val_psnr_bicubic, rng=rng_state(),
                 **(dict(generator_ema=cpu_state(s.ema)) if s.ema is not None else {}))
@@ -477,7 +499,9 @@ def restore(s: SRGAN, ckpt: dict) -> Progress:
     if not ckpt.get('slim'):
         unwrap(s.discriminator).load_state_dict(ckpt['discriminator'])
         s.opt_pretrain.load_state_dict(ckpt['opt_pretrain']); s.opt_g.load_state_dict(ckpt['opt_g']); s.opt_d.load_state_dict(ckpt['opt_d'])
-        s.scaler_g.load_state_dict(ckpt['scaler_g']); s.scaler_d.load_state_dict(ckpt['scaler_d'])
+        for scaler, key in ((s.scaler_g, 'scaler_g'), (s.scaler_d, 'scaler_d')):
+            if scaler.is_enabled() and ckpt.get(key): scaler.load_state_dict(ckpt[key])
+            # else: a bf16 or fp32 checkpoint (its scalers were off and hold nothing) resumed in fp16 starts a fresh scale
         set_rng_state(ckpt['rng'])
     return Progress(ckpt['epoch'], list(ckpt['history']), list(ckpt.get('d_health', [])), ckpt['train_seconds'],
                     ckpt['images_seen'], {k: list(v) for k, v in ckpt['phase_time'].items()}, ckpt.get('partial'))
@@ -550,13 +574,13 @@ def training_data(cfg: RunConfig, train_set, val_set, device) -> SimpleNamespace
 
 VAL_PHOTO_METRICS = {'stlpips': None, 'niqe': niqe_sr, 'chroma_err': chroma_error}   # per epoch on whole validation photos
 
-def validation_photos(photos, scale: int = 4) -> SimpleNamespace | None:
+def validation_photos(photos, scale: int = 4, device='cpu') -> SimpleNamespace | None:
     "Whole validation photos (uint8 RGB arrays or (id, array) pairs) cropped to a multiple of `scale`, their LR, ST-LPIPS when available, and the bicubic and HR reference scores."
     s = int(scale)
     hrs = [hr[:hr.shape[0] // s * s, :hr.shape[1] // s * s] for hr in (p[1] if isinstance(p, tuple) else p for p in photos or [])]
     if not hrs: return None
     ok, why = stlpips_status()
-    fns = dict(VAL_PHOTO_METRICS, stlpips=STLPIPS() if ok else None)
+    fns = dict(VAL_PHOTO_METRICS, stlpips=STLPIPS(device) if ok else None)   # on the training device: a GPU does not wait for the CPU
     ph = SimpleNamespace(hr=hrs, lr=[make_lr(hr, s) for hr in hrs], fns=fns, scale=s, note='' if ok else why)
     ph.ref = {f'val_{k}_bicubic': v for k, v in photo_scores(ph, [bicubic_upscale(lr, s) for lr in ph.lr]).items()}
     ph.ref['val_niqe_hr'] = photo_scores(ph, ph.hr, only=('niqe',))['niqe']
@@ -577,9 +601,8 @@ def photo_scores(ph: SimpleNamespace, srs, only=None) -> dict:
 def validate_photos(s: SRGAN, ph: SimpleNamespace | None, generator: nn.Module | None = None) -> dict:
     "ST-LPIPS, NIQE and chroma error of the generator (or `generator`) on the whole validation photos, as history columns, with the references."
     if ph is None: return {}
-    g = s.generator if generator is None else generator
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
-    srs = [upscale_batch(g, t(lr), s.device, s.precision)[0].permute(1, 2, 0).numpy() for lr in ph.lr]
+    g = prepare_generator(unwrap(s.generator if generator is None else generator), s.device, s.precision)
+    srs = [upscale_image(g, lr, device=s.device, precision=s.precision, gray=False) for lr in ph.lr]   # tiled: any photo fits the GPU
     return {**{f'val_{k}': v for k, v in photo_scores(ph, srs).items()}, **ph.ref}
 
 def validate(s: SRGAN, data: SimpleNamespace, scale: int, generator: nn.Module | None = None) -> float:
@@ -690,7 +713,7 @@ def end_epoch(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, row: dict
     history_frame(prog.history).to_csv(files.history, index=False)
     pd.DataFrame(prog.d_health, columns=D_HEALTH_COLUMNS).to_csv(files.d_health, index=False)
 
-def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data, gen_meta: dict, world: int = 1) -> dict:
+def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data, gen_meta: dict, world: int = 1, numerics: dict | None = None) -> dict:
     "Rank 0 at the end: the final generator (the EMA when on), history and train_summary.json (speed, settings, validation PSNRs); warn about D's health."
     hist, files = history_frame(prog.history), StrategyFiles(Path(out_dir))
     last, pre = hist.iloc[-1], hist[hist.phase == 'pretrain']
@@ -709,6 +732,7 @@ def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data,
                    epochs=cfg.epochs, batch_size=cfg.batch_size, val_psnr_bicubic=data.val_psnr_bicubic,
                    val_psnr_srresnet=float(pre.val_psnr.iloc[-1]) if len(pre) else float('nan'),
                    val_psnr_srgan=float(last.val_psnr), d_health_warning=warn, d_health_mode=d_health_mode(s), srgan_weights='ema' if ema else 'last step',
+                   gpu_numerics=numerics or {},
                    config=config_dict(cfg), out_dir=str(out_dir))
     if not cfg.keep_checkpoints:  # training is over: keep what evaluation, the report and a rerun need (from memory, no reread)
         save_checkpoint(slim_checkpoint(checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)), files.last_checkpoint)
@@ -728,14 +752,17 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
     if device.type == 'cpu': keep_freed_memory()
     seed_everything(cfg.seed, cfg.deterministic)
     data = training_data(cfg, train_set, val_set, device)
-    if main: data.photos = validation_photos(val_photos, cfg.scale)   # whole photos: ST-LPIPS, NIQE, chroma error per epoch
+    if main: data.photos = validation_photos(val_photos, cfg.scale, device)   # whole photos: ST-LPIPS, NIQE, chroma error per epoch
     s = build_srgan(cfg, generator, discriminator, backbone, device)
+    numerics = gpu_numerics(s.device, s.precision, cfg.deterministic)   # TF32, cuDNN autotuning and determinism: into train_summary.json
     init = init_generator(s, cfg)  # before a resume, which then overwrites it
     total = int(cfg.pretrain_epochs) + int(cfg.epochs)
     ckpt = resume_checkpoint(cfg, files.last_checkpoint, total, rank)
     if ckpt is not None:
         prog = restore(s, ckpt)
         if world > 1: prog.partial = None  # its steps were counted for one process: redo that epoch
+        if main and ckpt.get('precision', s.precision) != s.precision:
+            print(f"resuming a {ckpt['precision']} checkpoint in {s.precision} (precision auto resolves per machine; the weights carry over)")
         if main: print(f"resuming {out_dir} after epoch {prog.epoch} of {total}"
                        + (f", at step {prog.partial['step']} of epoch {prog.partial['epoch']}" if prog.partial else ''))
     else:
@@ -759,7 +786,7 @@ def fit(cfg: RunConfig, train_set, val_set, out_dir, generator: nn.Module | None
         prog.epoch = row['epoch']
         if main: end_epoch(s, cfg, out_dir, prog, row, data, gen_meta)
         _barrier()
-    if main: write_summary(s, cfg, out_dir, prog, data, gen_meta, world)
+    if main: write_summary(s, cfg, out_dir, prog, data, gen_meta, world, numerics)
     _barrier()
     return history_frame(prog.history)
 
@@ -797,12 +824,15 @@ def train(cfg: RunConfig, out_dir=None) -> pd.DataFrame:
             print(f"{out_dir} is already trained (train_summary.json: finished); loaded its history")
             print(_final_line(hist))
         return hist
-    if rank != 0: _barrier()  # rank 0 reads the data first (a run without prepared data stops there, naming the command)
-    train_set = load_patches(cfg, 'train', n_images=cfg.n_train)
-    val_set = load_patches(cfg, 'val')
-    photos = load_split_images(cfg, 'val')[:int(cfg.val_photos)] if rank == 0 and cfg.val_photos else None
-    if rank == 0: _barrier()
-    hist = fit(cfg, train_set, val_set, out_dir, val_photos=photos)
+    try:
+        if rank != 0: _barrier()  # rank 0 reads the data first (a run without prepared data stops there, naming the command)
+        train_set = load_patches(cfg, 'train', n_images=cfg.n_train)
+        val_set = load_patches(cfg, 'val')
+        photos = load_split_images(cfg, 'val')[:int(cfg.val_photos)] if rank == 0 and cfg.val_photos else None
+        if rank == 0: _barrier()
+        hist = fit(cfg, train_set, val_set, out_dir, val_photos=photos)
+    finally:
+        if world > 1: teardown_distributed()
     if rank == 0:
         s, f = read_train_summary(out_dir) or {}, StrategyFiles(out_dir)
         print(f"wrote {out_dir}: " + ', '.join(str(p.relative_to(out_dir)) for p in (f.history, f.d_health, *f.generators.values(), f.checkpoints, f.train_summary)))
