@@ -7,7 +7,13 @@ Every row calls the real code: `train.build_srgan` + `train.srgan_step` (GAN pha
 - "straightforward fp32": precision fp32, NCHW, torch's default (for-loop) Adam, HR features recomputed every step,
   the discriminator called once for HR and once for SR (`SeparateCalls`; `fit` sends both through its dense head in
   one call), and glibc's default malloc (`fit` sets `train.keep_freed_memory`): what a plain SRGAN loop does; the
-  speed ratio of the two is the gain of the project's settings.
+  speed ratio of the two is the gain of the project's settings;
+- "fit, SN on the weights (before)" (GAN phase, spectral-norm D): the default config with torch's spectral-norm
+  parametrization dividing D's weights by sigma at every call, as the project did before `model.SNConv2d` /
+  `model.SNLinear` divide the layers' outputs instead (same values): the ratio is that change's gain.
+Beside images/s it prints each step's FLOPs (torch.utils.flop_counter), their share of the conv peak, and the memory
+traffic of the step's Adam updates with the time it takes at the measured copy bandwidth: how far a step is from
+what the machine allows.
 Each variant is timed in every round (interleaved; the 2-core machine is shared), beside the conv peak measured in
 the same round (a 64 -> 64 3x3 conv forward, 96x96, in the variant's precision and layout). Patches are real faces
 from ../shared/data/faces-utk when present (else scikit-image's sample photos). At the end it projects the wall time
@@ -28,7 +34,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from srgan_nb import losses as L, train as T
+from srgan_nb import losses as L, model as M, train as T
 from srgan_nb.config import RunConfig, STRATEGIES, make_config, autocast, config_dict, cpu_supports_bf16, pick_device, pick_precision, shared_data
 from srgan_nb.data import extract_patches, list_images
 from srgan_nb.testing import toy_patches
@@ -70,11 +76,44 @@ class SeparateCalls(nn.Module):
     def forward(self, *xs): return tuple(self.module(x) for x in xs) if len(xs) > 1 else self.module(xs[0])
 
 
+def weight_spectral_norm(D: nn.Module) -> nn.Module:
+    "D's spectrally normalised layers dividing their weights by sigma at every call, as torch's parametrization alone does (the project before SNConv2d/SNLinear)."
+    for m in D.modules():
+        if isinstance(m, M.SNConv2d): m.forward = nn.Conv2d.forward.__get__(m)
+        elif isinstance(m, M.SNLinear): m.forward = nn.Linear.forward.__get__(m)
+    return D
+
+
+def step_flops(v) -> float:
+    "FLOPs of one training step of variant `v` (torch.utils.flop_counter: convolutions and matrix products, forward and backward)."
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc: v.step()
+    return float(fc.get_total_flops())
+
+
+def memory_bandwidth(dev, mb: int = 256) -> float:
+    "GB/s of a large tensor copy (read + write), the bound of a memory-bound update."
+    x = torch.empty(mb * 2**20 // 4, device=dev); y = torch.empty_like(x)
+    y.copy_(x); sync(dev); best = float('inf')
+    for _ in range(3):
+        t = time.perf_counter(); y.copy_(x); sync(dev); best = min(best, time.perf_counter() - t)
+    return 2 * x.numel() * 4 / best / 1e9
+
+
+def adam_bytes(v) -> int:
+    "Memory traffic of one step's Adam updates: per fp32 parameter it reads weight, gradient and two moments and writes three (28 bytes)."
+    n = sum(p.numel() for p in v.s.generator.parameters())
+    if v.phase == 'gan': n += sum(p.numel() for p in v.s.discriminator.parameters())
+    return 28 * n
+
+
 class Variant:
     "One configuration of the real training step on a fixed batch."
-    def __init__(self, cfg: RunConfig, backbone, data, dev, batch: int, phase: str, straightforward: bool = False):
+    def __init__(self, cfg: RunConfig, backbone, data, dev, batch: int, phase: str, straightforward: bool = False,
+                 weight_sn: bool = False):
         torch.manual_seed(0)
         self.s = T.build_srgan(cfg, backbone=backbone, device=dev)
+        if weight_sn or straightforward: weight_spectral_norm(self.s.discriminator)
         self.phase, self.cfg, self.straightforward = phase, cfg, straightforward
         if straightforward:  # torch's default Adam (a Python loop over parameters on the CPU), as plain SRGAN code has it
             self.s.opt_g = torch.optim.Adam(self.s.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
@@ -121,13 +160,17 @@ def main(argv=None):
         fit_cfg = RunConfig(**(config_dict(default) | dict(batch_size=b)))
         plain = RunConfig(**(config_dict(default) | dict(batch_size=b, precision='fp32', channels_last=False)))
         for phase in ('gan', 'pretrain'):
-            for name, cfg, sf in ((f'fit (default config)', fit_cfg, False), ('straightforward fp32', plain, True)):
-                v = Variant(cfg, backbone, data, dev, b, phase, straightforward=sf)
+            kinds = [('fit (default config)', fit_cfg, False, False), ('straightforward fp32', plain, True, False)]
+            if phase == 'gan' and fit_cfg.d_norm == 'sn': kinds.insert(1, ('fit, SN on the weights (before)', fit_cfg, False, True))
+            for name, cfg, sf, wsn in kinds:
+                v = Variant(cfg, backbone, data, dev, b, phase, straightforward=sf, weight_sn=wsn)
                 for _ in range(3): v.step()  # warm-up: oneDNN builds its kernels in the first steps
                 sync(dev)
                 variants[(phase, b, name)] = v
-    times = {k: [] for k in variants}; peaks = {k: [] for k in variants}
+    flops = {k: step_flops(v) for k, v in variants.items()}
+    times = {k: [] for k in variants}; peaks = {k: [] for k in variants}; bws = []
     for r in range(a.reps):
+        bws.append(memory_bandwidth(dev))
         for k, v in variants.items():
             peaks[k].append(conv_peak(dev, v.s.precision, v.cfg.channels_last, batch=max(k[1], 4)))
             sync(dev); t = time.perf_counter()
@@ -139,15 +182,22 @@ def main(argv=None):
         i = int(np.argmin(ts))
         rows.append(dict(phase=phase, batch=b, variant=name, precision=variants[(phase, b, name)].s.precision,
                          step_s=round(ts[i], 4), median_s=round(float(np.median(ts)), 4), images_per_s=round(b / ts[i], 2),
-                         conv_peak_gflops=round(peaks[(phase, b, name)][i], 1)))
+                         conv_peak_gflops=round(peaks[(phase, b, name)][i], 1), step_gflop=round(flops[(phase, b, name)] / 1e9, 2),
+                         peak_share=round(flops[(phase, b, name)] / ts[i] / 1e9 / peaks[(phase, b, name)][i], 3),
+                         adam_mb=round(adam_bytes(variants[(phase, b, name)]) / 1e6, 1),
+                         adam_floor_ms=round(adam_bytes(variants[(phase, b, name)]) / (max(bws) * 1e9) * 1e3, 1)))
     df = pd.DataFrame(rows)
+    print(f'memory bandwidth (copy, best of the rounds): {max(bws):.1f} GB/s; peak_share: the step\'s FLOPs / its time / the conv peak '
+          f'of the same round; adam_floor_ms: its Adam updates\' bytes at that bandwidth (a step cannot be faster than that part)')
     print('\n== training step throughput (best of the interleaved rounds; a generator step = one D update + one G update) ==')
     print(df.to_string(index=False))
     ips = {(r.phase, r.batch, r.variant): r.images_per_s for r in df.itertuples()}
     for phase in ('gan', 'pretrain'):
         for b in a.batches:
             f, s = ips[(phase, b, 'fit (default config)')], ips[(phase, b, 'straightforward fp32')]
-            print(f'{phase:8s} batch {b:>3}: fit {f:6.2f} img/s vs straightforward fp32 {s:6.2f} img/s -> x{f / s:.2f}')
+            w = ips.get((phase, b, 'fit, SN on the weights (before)'))
+            print(f'{phase:8s} batch {b:>3}: fit {f:6.2f} img/s vs straightforward fp32 {s:6.2f} img/s -> x{f / s:.2f}'
+                  + (f'; vs SN on the weights {w:6.2f} img/s -> x{f / w:.2f}' if w else ''))
     print('\n== projected wall time in full (training only: pretraining + GAN epochs; validation and evaluation not counted) ==')
     for name in STRATEGIES:
         c = make_config(name)  # the strategy's own settings (faces-x4: 5 patches per photo, 6 pretraining epochs)
