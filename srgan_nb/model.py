@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from .config import allowed_values
 
 # %% auto #0
-__all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'icnr_', 'UpsampleBlock', 'bicubic', 'Generator', 'spectral_sigma', 'SNConv2d',
-           'SNLinear', 'Discriminator', 'count_parameters', 'build_models', 'parameter_table', 'layer_shapes',
-           'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state', 'save_generator', 'load_generator']
+__all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'icnr_', 'UpsampleBlock', 'bicubic', 'Generator', 'spectral_uv', 'spectral_sigma',
+           'SNConv2d', 'SNLinear', 'Discriminator', 'count_parameters', 'build_models', 'parameter_table',
+           'layer_shapes', 'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state', 'save_generator', 'load_generator']
 
 # %% ../nbs/02_model.ipynb #82934f5a
 class ResidualBlock(nn.Module):
@@ -79,15 +79,35 @@ class Generator(nn.Module):
         return out + (bicubic(x, self.scale) if self.bicubic_skip else 0.5)
 
 # %% ../nbs/02_model.ipynb #4e6a56a5
-def spectral_sigma(layer: nn.Module) -> torch.Tensor:
-    """sigma, the largest singular value of `layer`'s weight as torch's `parametrizations.spectral_norm` estimates it,
-    with the same power-iteration step on its `_u` and `_v` in training mode (one per call, as one per forward there)."""
+def _matrix(w: torch.Tensor) -> tuple[torch.Tensor, tuple | None]:
+    """`w` as the (out, in) matrix spectral norm works on, without a copy: a channels_last conv weight as (O, kh*kw*I), a
+    view, with the shape (I, kh, kw) that reorders vectors between that order and torch's flatten(1) order; else flatten(1)."""
+    if w.dim() == 4 and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last):
+        return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1), tuple(w.shape[1:])
+    return w.flatten(1), None
+
+def _to_view(v, shape): return v if shape is None else v.view(shape).permute(1, 2, 0).reshape(-1)    # flatten(1) order -> view order
+def _from_view(v, shape): return v if shape is None else v.view(shape[1], shape[2], shape[0]).permute(2, 0, 1).reshape(-1)
+
+@torch.no_grad()
+def spectral_uv(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The weight matrix of a layer under torch's `spectral_norm` (a view, see `_matrix`) and the u, v it estimates
+    sigma = u^T W v with, after the power-iteration step torch's parametrization takes in training mode (one per call,
+    as one per forward there; `_u` and `_v` updated in place, in torch's order)."""
     p = layer.parametrizations.weight
-    sn, w = p[0], p.original
-    w_mat = sn._reshape_weight_to_matrix(w)
-    if sn.training: sn._power_method(w_mat, sn.n_power_iterations)
-    u, v = sn._u.clone(memory_format=torch.contiguous_format), sn._v.clone(memory_format=torch.contiguous_format)
-    return torch.vdot(u, torch.mv(w_mat, v))
+    sn, (w_mat, shape) = p[0], _matrix(p.original)
+    u, v = sn._u, _to_view(sn._v, shape)
+    if sn.training:
+        for _ in range(sn.n_power_iterations):   # as torch's _SpectralNorm._power_method
+            u = F.normalize(torch.mv(w_mat, v), dim=0, eps=sn.eps, out=sn._u)
+            v = F.normalize(torch.mv(w_mat.H, u), dim=0, eps=sn.eps)
+            sn._v.copy_(_from_view(v, shape))
+    return w_mat, u.clone(), v.clone()
+
+def spectral_sigma(layer: nn.Module) -> torch.Tensor:
+    "sigma, the largest singular value of `layer`'s weight as torch's `parametrizations.spectral_norm` estimates it (`spectral_uv`), differentiable in the weight."
+    w_mat, u, v = spectral_uv(layer)
+    return torch.vdot(u, torch.mv(_matrix(layer.parametrizations.weight.original)[0], v))
 
 class SNConv2d(nn.Conv2d):
     "A Conv2d under `spectral_norm` that divides its output by sigma instead of its weight: conv(x, W) / sigma + b = conv(x, W / sigma) + b."
@@ -96,10 +116,32 @@ class SNConv2d(nn.Conv2d):
         y = self._conv_forward(x, w, None) / spectral_sigma(self)
         return y if b is None else y + b.view(1, -1, 1, 1).to(y.dtype)
 
+class _SNLinearFunction(torch.autograd.Function):
+    """x W^T / sigma with sigma = u^T W v (u, v fixed): W is read once forward (x and v in one product) and its gradient
+    (g / sigma)^T x + dL/dsigma u v^T is written once, as one product of stacked rows."""
+    @staticmethod
+    def forward(ctx, x, w, u, v):
+        out = torch.cat([x, v[None].to(x.dtype)]) @ w.t()
+        y_raw, sigma = out[:-1], torch.dot(u, out[-1])
+        ctx.save_for_backward(x, w, u, v, y_raw, sigma)
+        return y_raw / sigma
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, u, v, y_raw, sigma = ctx.saved_tensors
+        gs = g / sigma
+        grad_x = gs @ w if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            dsigma = -(g * y_raw).sum() / sigma ** 2
+            grad_w = torch.cat([gs, (dsigma * u)[None]]).t() @ torch.cat([x, v[None]])
+        return grad_x, grad_w, None, None
+
 class SNLinear(nn.Linear):
-    "A Linear under `spectral_norm` that divides its output by sigma instead of its weight (the 18.9 M-weight dense layer of D is not rescaled at every call)."
+    "A Linear under `spectral_norm` that divides its output by sigma instead of its weight (`_SNLinearFunction`: the 18.9 M-weight dense layer of D is read and written as few times as it can be)."
     def forward(self, x):
-        y = F.linear(x, self.parametrizations.weight.original) / spectral_sigma(self)
+        w_mat, u, v = spectral_uv(self)
+        y = _SNLinearFunction.apply(x, self.parametrizations.weight.original, u, v)
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
 def _sn(m: nn.Module, on: bool) -> nn.Module:
@@ -136,11 +178,18 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Logits (B,) of images `x` in [0, 1]. With `more` batches (D(hr, sr)): each batch through the conv layers on its own
-        (its own BatchNorm statistics, as separate calls), all through the dense head in one call; a tuple of logits."""
+        (its own BatchNorm statistics, as separate calls; with spectral norm, which has no batch statistics, in one call
+        that takes one power-iteration step per batch, as separate calls do), all through the dense head in one call; a tuple of logits."""
         xs = (x, *more)
         for t in xs:
             if t.shape[-1] < 16 or t.shape[-2] < 16: raise ValueError(f"Discriminator needs images of at least 16x16, got {tuple(t.shape)}")
-        h = torch.cat([self.pool(self.features((t - 0.5) / 0.5)) for t in xs])  # [0, 1] -> [-1, 1]
+        if self.norm == 'sn' and more:
+            if self.training:
+                for m in self.features.modules():
+                    if isinstance(m, SNConv2d):
+                        for _ in more: spectral_uv(m)   # the steps of the calls saved; the layer's own forward takes the last
+            h = self.pool(self.features((torch.cat(xs) - 0.5) / 0.5))
+        else: h = torch.cat([self.pool(self.features((t - 0.5) / 0.5)) for t in xs])  # [0, 1] -> [-1, 1]
         with torch.autocast(h.device.type, enabled=False):  # the dense head in fp32: no low-precision copy of its 18.9 M weights per call
             logits = self.classifier(h.float()).squeeze(1)
         return logits.split([len(t) for t in xs]) if more else logits

@@ -66,3 +66,11 @@ def test_batch_one_steps_train_as_before():
     for a, b in zip(*runs):
         for k in ('d_loss', 'd_loss_real', 'd_loss_fake', 'g_loss', 'adversarial_loss', 'perceptual_loss', 'anchor_loss'):
             torch.testing.assert_close(a[k], b[k], rtol=5e-3, atol=1e-6, msg=k)
+
+
+def test_fused_dense_layer_gradient():
+    "The dense layer's own backward (one product for W's gradient, sigma's rank-one term inside it) against finite differences."
+    torch.manual_seed(0)
+    x, w = torch.randn(3, 7, dtype=torch.float64, requires_grad=True), torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    u, v = torch.nn.functional.normalize(torch.randn(5, dtype=torch.float64), dim=0), torch.nn.functional.normalize(torch.randn(7, dtype=torch.float64), dim=0)
+    assert torch.autograd.gradcheck(M._SNLinearFunction.apply, (x, w, u, v))
