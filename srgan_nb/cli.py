@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #f24e17f0
 from __future__ import annotations
-import argparse, os, sys
+import argparse, contextlib, os, sys, warnings
 from pathlib import Path
 
 from .config import RunConfig, allowed_values, make_config, parse_overrides, run_path, STRATEGIES, QUICK_CAPS
@@ -58,8 +58,10 @@ def cmd_train(args) -> int:
     cfg = config_from_args(args)
     from srgan_nb.data import prepare
     from srgan_nb.train import train
-    if os.environ.get('RANK', '0') == '0': prepare(cfg)   # under torchrun the first process prepares; the others wait in train
-    hist = train(cfg)
+    from srgan_nb.layout import run_lock
+    with run_lock(run_path(cfg), 'srgan-nb train') if os.environ.get('RANK', '0') == '0' else contextlib.nullcontext():  # one writer per run
+        if os.environ.get('RANK', '0') == '0': prepare(cfg)   # under torchrun the first process prepares; the others wait in train
+        hist = train(cfg)
     print(hist.to_string(index=False))
     return 0
 
@@ -110,7 +112,7 @@ def cmd_upscale(args) -> int:
     "Upscale image files or folders with a shipped model (default gan) or a trained generator."
     from srgan_nb.infer import upscale_command
     upscale_command(args.inputs, args.out, args.model, tile=args.tile, overlap=args.overlap,
-                    compare=args.compare, device=args.device or 'auto', precision=args.precision, fmt=args.fmt)
+                    compare=args.compare, device=args.device or 'auto', precision=args.precision, fmt=args.fmt, overwrite=args.overwrite)
     return 0
 
 # %% ../nbs/10_cli.ipynb #95c005e7
@@ -177,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="LR pixels of context around each tile (default: the generator's receptive radius, so tiles join exactly)")
     sp.add_argument('--format', dest='fmt', default='png', choices=['png', 'jpg'], help='image format of outputs written into a folder')
     sp.add_argument('--compare', action='store_true', help='also write a side-by-side bicubic | SR image')
+    sp.add_argument('--overwrite', action='store_true', help='redo outputs that are already there (by default an output complete and newer than its input is kept, so a rerun after a stop resumes)')
     sp.add_argument('--device', default='auto', help='auto, cpu, cuda, mps')
     sp.add_argument('--precision', default='auto', choices=allowed_values('precision'), help='inference precision')
     sp.set_defaults(func=cmd_upscale)
@@ -199,8 +202,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not getattr(args, 'func', None):
         p.print_help(); return 2
+    show = warnings.formatwarning   # warnings as one line each, without the source line that raised them
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"srgan-nb {args.command}: warning: {msg}\n"
     try:
         return args.func(args) or 0
     except (ValueError, FileNotFoundError, RuntimeError, KeyError, OSError) as e:
-        print(f"srgan-nb {args.command}: error: {e}", file=sys.stderr)
+        text = e.args[0] if isinstance(e, KeyError) and e.args else e   # a KeyError's str() would quote its message
+        print(f"srgan-nb {args.command}: error: {text}", file=sys.stderr)
         return 1
+    finally: warnings.formatwarning = show

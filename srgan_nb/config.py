@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .layout import ReportsFiles, RunFiles
+from .layout import ReportsFiles, RunFiles, atomic_write
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'NOT_BEFORE', 'DataSource', 'BackboneName', 'Precision',
@@ -296,7 +296,14 @@ def make_config(strategy: str = 's2', overrides: dict | None = None, yaml_path: 
     vals = {}
     if yaml_path:
         import yaml
-        with open(yaml_path) as f: vals.update(yaml.safe_load(f) or {})
+        try:
+            with open(yaml_path) as f: loaded = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:   # where and what, in one line
+            m = getattr(e, 'problem_mark', None)
+            where = f", line {m.line + 1}, column {m.column + 1}" if m else ''
+            raise ValueError(f"{yaml_path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+        if not isinstance(loaded, dict): raise ValueError(f"{yaml_path}: expected key: value lines, got a {type(loaded).__name__}")
+        vals.update(loaded)
     vals.update(overrides or {})
     vals.update({k: v for k, v in kwargs.items()})
     user_set = frozenset(k for k in vals if k != 'strategy')   # what the user set, before presets and the strategy fill in the rest
@@ -317,9 +324,7 @@ def config_dict(cfg: RunConfig) -> dict:
 
 def save_config(cfg: RunConfig, path) -> Path:
     "Write the config as JSON."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config_dict(cfg), indent=2, sort_keys=True))
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(config_dict(cfg), indent=2, sort_keys=True)))
 
 def load_config(path) -> RunConfig:
     "Read a config written by `save_config`, today's or an older run's (`upgrade_config_dict`); fields no longer known are dropped."

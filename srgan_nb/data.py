@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .config import RunConfig, package_dir, reports_files, run_files, run_path, fields_affecting
-from .layout import CacheFiles
+from .layout import CacheFiles, atomic_write
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'KAGGLE_HANDLE', 'KAGGLE_HOST', 'SAMPLE_FACES', 'SAMPLE_NATURAL', 'HELDOUT_FILE', 'HELDOUT_N',
@@ -53,6 +53,8 @@ def load_image(path, min_size: int = 0) -> np.ndarray:
     "Read `path` as an HxWx3 uint8 RGB array, EXIF-rotated; raise `ImageError` for a bad file or one smaller than `min_size`."
     try:
         with Image.open(path) as img:
+            if getattr(img, 'n_frames', 1) > 1:   # an animation or a multi-page TIFF: say which frame, not silently
+                warnings.warn(f"{path} has {img.n_frames} frames: using the first")
             img.load()
             img = ImageOps.exif_transpose(img)
             arr = np.asarray(_to_rgb8(img), dtype=np.uint8)
@@ -393,23 +395,26 @@ def _write_cache(folder: Path, photos: dict, skipped: list, blurry: list) -> Non
     tmpdir = folder.with_name(folder.name + f'.tmp{os.getpid()}')
     shutil.rmtree(tmpdir, ignore_errors=True); tmpdir.mkdir(parents=True)
     tmp, dest = CacheFiles(tmpdir), CacheFiles(folder)
-    rows, imgs, hrs, lrs = [], [], [], []
-    for split in ('train', 'val', 'test'):
-        for order, r in enumerate(photos.get(split, [])):
-            imgs.append(dict(image_id=r['image_id'], path=r['path'], split=split, order=order, sha1=r['sha1'], height=r['height'],
-                             width=r['width'], sharpness=round(r['sharpness'], 3), face_fallback=r['face_fallback']))
-            for (x0, y0) in r['boxes']:
-                rows.append(dict(patch=len(rows), image_id=r['image_id'], path=r['path'], split=split, order=order,
-                                 x0=int(x0), y0=int(y0), size=int(r['hr'].shape[1]), sha1=r['sha1']))
-            hrs.append(r['hr']); lrs.append(r['lr'])
-    np.save(tmp.hr, np.concatenate(hrs) if hrs else np.zeros((0, 1, 1, 3), np.uint8))
-    np.save(tmp.lr, np.concatenate(lrs) if lrs else np.zeros((0, 1, 1, 3), np.uint8))
-    pd.DataFrame(rows, columns=['patch', 'image_id', 'path', 'split', 'order', 'x0', 'y0', 'size', 'sha1']).to_csv(tmp.manifest, index=False)
-    pd.DataFrame(imgs, columns=['image_id', 'path', 'split', 'order', 'sha1', 'height', 'width', 'sharpness',
-                                'face_fallback']).to_csv(tmp.images, index=False)
-    pd.DataFrame([dict(path=r['path'], kind=r['kind'], reason=r['reason']) for r in skipped + blurry],
-                 columns=['path', 'kind', 'reason']).to_csv(tmp.skipped, index=False)
-    tmp.done.write_text('ok')
+    try:   # a failure (a full disk) removes the unfinished folder
+        rows, imgs, hrs, lrs = [], [], [], []
+        for split in ('train', 'val', 'test'):
+            for order, r in enumerate(photos.get(split, [])):
+                imgs.append(dict(image_id=r['image_id'], path=r['path'], split=split, order=order, sha1=r['sha1'], height=r['height'],
+                                 width=r['width'], sharpness=round(r['sharpness'], 3), face_fallback=r['face_fallback']))
+                for (x0, y0) in r['boxes']:
+                    rows.append(dict(patch=len(rows), image_id=r['image_id'], path=r['path'], split=split, order=order,
+                                     x0=int(x0), y0=int(y0), size=int(r['hr'].shape[1]), sha1=r['sha1']))
+                hrs.append(r['hr']); lrs.append(r['lr'])
+        np.save(tmp.hr, np.concatenate(hrs) if hrs else np.zeros((0, 1, 1, 3), np.uint8))
+        np.save(tmp.lr, np.concatenate(lrs) if lrs else np.zeros((0, 1, 1, 3), np.uint8))
+        pd.DataFrame(rows, columns=['patch', 'image_id', 'path', 'split', 'order', 'x0', 'y0', 'size', 'sha1']).to_csv(tmp.manifest, index=False)
+        pd.DataFrame(imgs, columns=['image_id', 'path', 'split', 'order', 'sha1', 'height', 'width', 'sharpness',
+                                    'face_fallback']).to_csv(tmp.images, index=False)
+        pd.DataFrame([dict(path=r['path'], kind=r['kind'], reason=r['reason']) for r in skipped + blurry],
+                     columns=['path', 'kind', 'reason']).to_csv(tmp.skipped, index=False)
+        tmp.done.write_text('ok')
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True); raise
     if not dest.complete(): shutil.rmtree(folder, ignore_errors=True)
     try: os.replace(tmpdir, folder)
     except OSError:  # another process (e.g. a second DDP rank) finished the same cache first
@@ -477,11 +482,6 @@ def _warn_data(skipped: pd.DataFrame, shortage: dict, where: str) -> None:
     for split, (asked, got) in shortage.items():
         warnings.warn(f"{split}: asked for {asked} photos, only {got} usable in {where}; using all of them")
 
-def _atomic_write(path: Path, write) -> None:
-    "Call `write(tmp)` then rename tmp to `path`, so a reader never sees half a file."
-    tmp = path.with_name(f'{path.name}.tmp{os.getpid()}')
-    write(tmp); os.replace(tmp, path)
-
 # %% ../nbs/01_data.ipynb #263a7ceb
 def prepare(cfg: RunConfig, n_train: int | None = None) -> dict:
     "Split the photos, fill the patch cache and write the run's data folder; returns the data summary (idempotent)."
@@ -498,9 +498,9 @@ def prepare(cfg: RunConfig, n_train: int | None = None) -> dict:
     if fresh: _warn_data(skipped, s['shortage'] if len(images) else {}, where)
     if not len(images): raise RuntimeError(f"no usable image in {where}: {len(skipped)} files skipped (see the warnings)")
     data_dir_of(cfg); out = run_files(cfg)
-    _atomic_write(out.split, lambda p: images[['image_id', 'path', 'split', 'order']].to_csv(p, index=False))
+    atomic_write(out.split, lambda p: images[['image_id', 'path', 'split', 'order']].to_csv(p, index=False))
     if fresh or not out.examples.exists(): _save_examples(folder, manifest, cfg.scale, out.examples)
-    _atomic_write(out.data_summary, lambda p: p.write_text(json.dumps(s, indent=2, default=str)))
+    atomic_write(out.data_summary, lambda p: p.write_text(json.dumps(s, indent=2, default=str)))
     return s
 
 # %% ../nbs/01_data.ipynb #0bb2b2ee

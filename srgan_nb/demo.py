@@ -21,9 +21,9 @@ from .infer import upscale_command
 from .pretrained import MODEL_NAMES, WeightsError, default_model, is_model_name, shipped_models
 
 # %% auto #0
-__all__ = ['MAX_UPLOAD_BYTES', 'PAGE_CSS', 'PAGE_JS', 'CSP', 'CHROMIUM_FLAGS', 'pixel_limit', 'check_upload', 'model_choices',
-           'upscale_upload', 'page_html', 'DemoHandler', 'DemoServer', 'start', 'serve', 'find_chromium', 'Chromium',
-           'sample_face', 'demo_screenshot']
+__all__ = ['MAX_UPLOAD_BYTES', 'DRAIN_CAP', 'PAGE_CSS', 'PAGE_JS', 'CSP', 'CHROMIUM_FLAGS', 'pixel_limit', 'plain',
+           'upload_length', 'check_upload', 'model_choices', 'upscale_upload', 'page_html', 'DemoHandler', 'DemoServer',
+           'start', 'serve', 'find_chromium', 'Chromium', 'sample_face', 'demo_screenshot']
 
 # %% ../nbs/15_demo.ipynb #99ced0bd
 def pixel_limit() -> int:
@@ -32,6 +32,31 @@ def pixel_limit() -> int:
 
 MAX_UPLOAD_BYTES = 512 * 2**20   # the page refuses larger files before they are read
 
+def plain(e) -> str:
+    "An error's message without Python object reprs (PIL names the BytesIO it could not identify): what a user can read."
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", 'the uploaded file', str(e))
+
+DRAIN_CAP = 64 * 2**20   # at most this much of a refused upload is read (and dropped) before the answer
+
+def _drain(rfile, sock, n: int, cap: int = DRAIN_CAP, timeout: float = 10.0) -> int:
+    "Read and drop up to min(`n`, `cap`) bytes of a refused body, 1 MB at a time, giving up after `timeout` s of silence; the bytes read."
+    sock.settimeout(timeout); left, got = min(n, cap), 0
+    try:
+        while left > 0 and (chunk := rfile.read(min(left, 1 << 20))): left -= len(chunk); got += len(chunk)
+    except OSError: pass
+    return got
+
+def upload_length(headers, max_bytes: int) -> tuple[int, tuple | None]:
+    "The body length a request declares, or (0, (status, reason)): 411 without Content-Length, 400 when it is no number or negative, 413 above `max_bytes`."
+    raw = headers.get('Content-Length')
+    if headers.get('Transfer-Encoding'): return 0, (411, 'send the file with a Content-Length, not in chunks')
+    if raw is None: return 0, (411, 'a Content-Length header is required')
+    try: n = int(raw.strip())
+    except ValueError: return 0, (400, 'Content-Length is not a number')
+    if n < 0: return 0, (400, 'Content-Length is negative')
+    if n > max_bytes: return 0, (413, f"the file is {n / 2**20:.1f} MB: this page takes files up to {max_bytes / 2**20:.1f} MB")
+    return n, None
+
 def check_upload(data: bytes) -> tuple[int, int]:
     "(width, height) of an uploaded image file, from its header; an ImageError when it is no image or above `pixel_limit()`."
     try:
@@ -39,7 +64,7 @@ def check_upload(data: bytes) -> tuple[int, int]:
     except Image.DecompressionBombError as e:
         raise ImageError(f"too large: {e} `srgan-nb upscale` and this page read at most {pixel_limit():,} pixels.") from None
     except Exception as e:
-        raise ImageError(f"not a readable image ({type(e).__name__}: {e})") from None
+        raise ImageError(f"not a readable image ({type(e).__name__}: {plain(e)})") from None
 
 # %% ../nbs/15_demo.ipynb #0e4cb7ad
 def model_choices(extra=(), runs=None) -> dict:
@@ -172,11 +197,13 @@ class DemoHandler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if url.path != '/upscale': return self._json(404, dict(error=f'no such page: {url.path}'))
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
-        n = int(self.headers.get('Content-Length') or 0)
-        if n > self.server.max_bytes:
-            while n > 0 and (chunk := self.rfile.read(min(n, 1 << 20))): n -= len(chunk)   # read and dropped, so the browser sees the answer
-            return self._json(413, dict(error=f"the file is {int(self.headers['Content-Length']) / 2**20:.1f} MB: this page takes files up to {self.server.max_bytes / 2**20:.1f} MB"))
+        n, why = upload_length(self.headers, self.server.max_bytes)
+        if why:   # never hold more than the limit, whatever the headers say; then close the connection
+            self.close_connection = True
+            if why[0] == 413: _drain(self.rfile, self.connection, int(self.headers['Content-Length']))   # so a browser still reads the answer
+            return self._json(why[0], dict(error=why[1]))
         data = self.rfile.read(n)
+        if len(data) < n: return self._json(400, dict(error=f"the upload ended after {len(data):,} of {n:,} bytes"))
         key = q.get('model') or self.server.default
         if key not in self.server.choices: return self._json(400, dict(error=f"unknown model {key!r}; choose one of {list(self.server.choices)}"))
         try:
@@ -189,7 +216,7 @@ class DemoHandler(BaseHTTPRequestHandler):
                 self.server.results[rid] = (r['filename'], r['png'])
                 while len(self.server.results) > 8: self.server.results.popitem(last=False)
         except (ValueError, FileNotFoundError, OSError, RuntimeError) as e:
-            return self._json(400, dict(error=str(e)))
+            return self._json(400, dict(error=plain(e)))
         lr, sr = r['lr'].shape, r['sr'].shape
         summary = f"{lr[1]}x{lr[0]} -> {sr[1]}x{sr[0]} px with {key} in {time.perf_counter() - t0:.1f} s; the slider compares it with bicubic."
         self._json(200, dict(html=frag, download=f'result/{rid}', filename=r['filename'], summary=summary))

@@ -16,7 +16,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .config import RunConfig, run_files, run_path, runs_dir, reports_files, shared_data, pick_device
-from .layout import GENERATOR_FILES, EvalFiles, StrategyFiles
+from .layout import GENERATOR_FILES, EvalFiles, StrategyFiles, atomic_write
 from .data import make_lr, bicubic_upscale, load_image, list_images, ImageError, load_split_images, load_patches
 from .model import Generator, load_generator
 from .infer import Upscaler, write_image
@@ -144,14 +144,14 @@ def write_eval(df: pd.DataFrame, out, seed: int = 0) -> dict:
     "Write per_image.csv, summary.csv (numbers), table.csv (report strings) and notes.json into folder `out` (or beside a .csv path)."
     files = EvalFiles.at(out)
     files.root.mkdir(parents=True, exist_ok=True)
-    df.to_csv(files.per_image, index=False)
+    atomic_write(files.per_image, lambda t: df.to_csv(t, index=False))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', stats.StatsWarning)
         img = whole_images(df)
         base = 'bicubic' if 'bicubic' in set(df.method) else None
-        stats.numeric_table(df, baseline=base, seed=seed).to_csv(files.summary, index=False)
-        stats.summary_table(img, baseline=base, seed=seed).to_csv(files.table)
-    files.notes.write_text(json.dumps(df.attrs.get('notes', {}), indent=2))
+        atomic_write(files.summary, lambda t: stats.numeric_table(df, baseline=base, seed=seed).to_csv(t, index=False))
+        atomic_write(files.table, lambda t: stats.summary_table(img, baseline=base, seed=seed).to_csv(t))
+    atomic_write(files.notes, lambda t: t.write_text(json.dumps(df.attrs.get('notes', {}), indent=2)))
     return dict(per_image=files.per_image, summary=files.summary, table=files.table, notes=files.notes)
 
 # %% ../nbs/06b_evaluate.ipynb #62a9a0ec

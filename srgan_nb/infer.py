@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm.auto import tqdm
 
 from .config import pick_device, pick_precision, autocast
+from .layout import atomic_write
 from .data import IMAGE_EXTS, load_image, bicubic_upscale
 from .model import load_generator, unwrap
 from .pretrained import resolve_generator
@@ -25,21 +26,19 @@ from .pretrained import resolve_generator
 __all__ = ['WRITE_EXTS', 'GRAY_MODES', 'write_image', 'is_gray', 'luma', 'keep_gray', 'output_mode', 'receptive_radius',
            'probe_radius', 'tile_spans', 'fold_batchnorm', 'ShuffledTail', 'shuffle_tail', 'prepare_generator',
            'upscale_tensor', 'upscale_image', 'upscale_batch', 'load_for_inference', 'Upscaler', 'compare_image',
-           'collect_inputs', 'plan_outputs', 'upscale_command']
+           'collect_inputs', 'plan_outputs', 'is_done', 'upscale_command']
 
 # %% ../nbs/09_infer.ipynb #9405c745
 WRITE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')  # the readable formats (data.IMAGE_EXTS) PIL also writes
 
 def write_image(img: np.ndarray, path, quality: int = 95) -> Path:
-    "Save an HxWx3 (RGB) or HxW (gray, mode L) uint8 image; the format follows the extension (PNG, JPEG at `quality`, ...)."
+    "Save an HxWx3 (RGB) or HxW (gray, mode L) uint8 image, whole (`layout.atomic_write`); the format follows the extension (PNG, JPEG at `quality`, ...)."
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in WRITE_EXTS: raise ValueError(f"Unsupported output extension {ext!r} for {path}; use one of {', '.join(WRITE_EXTS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     im = Image.fromarray(np.ascontiguousarray(img))
-    if ext in ('.jpg', '.jpeg'): im.save(path, quality=quality, subsampling=0)
-    else: im.save(path)
-    return path
+    kw = dict(quality=quality, subsampling=0) if ext in ('.jpg', '.jpeg') else {}
+    return atomic_write(path, lambda tmp: im.save(tmp, **kw))   # whole or not at all: a kill leaves no truncated image
 
 # %% ../nbs/09_infer.ipynb #6aa41f87
 def is_gray(img, axis: int = -1) -> bool:
@@ -336,10 +335,19 @@ def plan_outputs(inputs, out=None, scale: int = 4, ext: str = '.png') -> list[tu
         raise ValueError(f"{len(items)} input images need an output folder, not the file name {out}")
     return [(src, out if single else (out/rel).with_name(rel.stem + '_sr' + ext)) for src, rel in items]
 
+def is_done(src: Path, dst: Path) -> bool:
+    "True when `dst` exists, is newer than `src` and reads as a whole image (an output a killed run left is never half-written, but check)."
+    try:
+        if dst.stat().st_mtime < src.stat().st_mtime: return False
+        with Image.open(dst) as im: im.load()
+        return True
+    except Exception: return False
+
 def upscale_command(inputs, out=None, model=None, tile: int | None = 256, overlap: int | None = None, compare: bool = False,
-                    device='auto', precision: str = 'auto', fmt: str = 'png', progress: bool = True) -> pd.DataFrame:
+                    device='auto', precision: str = 'auto', fmt: str = 'png', progress: bool = True, overwrite: bool = False) -> pd.DataFrame:
     """Upscale image files and folders with `model` (a shipped model's name, None: the default, or a generator file) into
-    `out` (see `plan_outputs`; default: beside the inputs), gray ones as L when they were (`output_mode`); one row per image."""
+    `out` (see `plan_outputs`; default: beside the inputs), gray ones as L when they were (`output_mode`); one row per image.
+    An output that is complete and newer than its input is kept (a rerun after a kill resumes) unless `overwrite`."""
     ext = '.' + fmt.lower().lstrip('.')
     if ext not in WRITE_EXTS: raise ValueError(f"Unsupported output format {fmt!r}")
     collect_inputs(inputs)  # a missing input fails before the model loads
@@ -348,6 +356,8 @@ def upscale_command(inputs, out=None, model=None, tile: int | None = 256, overla
     rows = []
     for src, dst in tqdm(pairs, desc='upscale', disable=not progress or len(pairs) < 2):
         if dst.resolve() == src.resolve(): raise ValueError(f"refusing to overwrite the input {src}")
+        if not overwrite and is_done(src, dst) and (not compare or is_done(src, dst.with_name(dst.stem + '_compare' + dst.suffix))):
+            rows.append(dict(input=str(src), output=str(dst), error=None, skipped=True)); continue
         t0 = time.perf_counter()
         try:
             lr = load_image(src)
@@ -366,8 +376,11 @@ def upscale_command(inputs, out=None, model=None, tile: int | None = 256, overla
             row['compare'] = str(write_image(cmp, dst.with_name(dst.stem + '_compare' + dst.suffix)))
         rows.append(row)
     df = pd.DataFrame(rows)
-    n_ok = int(df['output'].notna().sum())
+    if 'skipped' not in df: df['skipped'] = False
+    df['skipped'] = df['skipped'].fillna(False).astype(bool)
+    n_ok, n_kept = int(df['output'].notna().sum()), int(df['skipped'].sum())
     where = out if out is not None else ('beside the input: ' + str(pairs[0][1]) if len(pairs) == 1 else 'beside the inputs')
-    if progress: print(f"upscaled {n_ok} of {len(pairs)} images into {where} ({up.describe_model()}; {up.device.type}, {up.precision})")
+    kept = f"; {n_kept} kept from an earlier run (complete and newer than their input; --overwrite redoes them)" if n_kept else ''
+    if progress: print(f"upscaled {n_ok - n_kept} of {len(pairs)} images into {where} ({up.describe_model()}; {up.device.type}, {up.precision}){kept}")
     if n_ok == 0: raise ValueError(f"none of the {len(pairs)} inputs could be read")
     return df

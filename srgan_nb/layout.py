@@ -4,11 +4,13 @@
 
 # %% ../nbs/00b_layout.ipynb #8472ce3d
 from __future__ import annotations
+import contextlib, errno, os, time
 from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['GENERATOR_FILES', 'EvalFiles', 'StrategyFiles', 'RunFiles', 'CacheFiles', 'ReportsFiles']
+__all__ = ['GENERATOR_FILES', 'EvalFiles', 'StrategyFiles', 'RunFiles', 'CacheFiles', 'ReportsFiles', 'DiskFull', 'atomic_output',
+           'atomic_write', 'RunLocked', 'run_lock']
 
 # %% ../nbs/00b_layout.ipynb #b9b9a82a
 GENERATOR_FILES = {'srresnet': 'generator_srresnet.pt', 'srgan': 'generator_srgan.pt'}   # phase -> file: the MSE phase, the GAN phase
@@ -144,3 +146,47 @@ class ReportsFiles:
     def patches(self, key: str) -> CacheFiles: return CacheFiles(self.cache/'patches'/key)
     @property
     def evaluations(self) -> Path: return self.root/'evaluations'
+
+# %% ../nbs/00b_layout.ipynb #8b799ae5
+class DiskFull(OSError):
+    "No space left while writing a file: names the file and what it needed."
+
+@contextlib.contextmanager
+def atomic_output(path):
+    "Yield a temporary path beside `path`; when the block ends without an error, rename it to `path`; else remove it."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        if e.errno == errno.ENOSPC and not isinstance(e, DiskFull):
+            raise DiskFull(errno.ENOSPC, f"no space left on the device while writing {path}; free some space (df -h {path.parent}) and run again") from None
+        raise
+    finally:
+        if tmp.exists(): tmp.unlink()
+
+def atomic_write(path, write) -> Path:
+    "Call `write(tmp)` (which writes the file `tmp`) and rename tmp to `path` (see `atomic_output`); returns `path`."
+    with atomic_output(path) as tmp: write(tmp)
+    return Path(path)
+
+# %% ../nbs/00b_layout.ipynb #a24d007d
+class RunLocked(RuntimeError):
+    "Another process is writing into this run."
+
+@contextlib.contextmanager
+def run_lock(run_dir, what: str = 'srgan-nb'):
+    "Hold the run folder's lock for the block, or raise `RunLocked` naming the holder's PID (no lock where the OS has no flock)."
+    try: import fcntl
+    except ImportError: yield None; return     # Windows: no flock; one process per run is then the user's to keep
+    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir/'.lock', os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors='replace').strip() or 'another process'
+            raise RunLocked(f"the run {run_dir.name} is in use by {holder}: wait for it to finish (or stop it), or use another --run-id") from None
+        os.ftruncate(fd, 0); os.pwrite(fd, f"process {os.getpid()} ({what}, since {time.strftime('%H:%M:%S')})".encode(), 0)
+        yield run_dir/'.lock'
+    finally: os.close(fd)   # closing the descriptor releases the lock

@@ -5,23 +5,26 @@
 # %% ../nbs/03_losses.ipynb #6ba847bc
 from __future__ import annotations
 import math, warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import allowed_values
+from .config import RunConfig, allowed_values
 
 # %% auto #0
 __all__ = ['ANCHOR_KINDS', 'CBCR', 'GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_FEATURE_SCALE',
-           'EFFNET_LITE0_STAGES', 'EFFNET_MEAN', 'EFFNET_STD', 'EFFNET_FEATURE_SCALE', 'pixel_loss', 'lowpass',
-           'chroma', 'anchor_loss', 'adversarial_loss', 'discriminator_loss', 'generator_adversarial_loss', 'Backbone',
-           'vgg19_weights_path', 'build_vgg19', 'Conv2dSame', 'MBConv', 'EfficientNetLite0',
+           'EFFNET_LITE0_STAGES', 'EFFNET_MEAN', 'EFFNET_STD', 'EFFNET_FEATURE_SCALE', 'LOSS_TERMS', 'pixel_loss',
+           'lowpass', 'chroma', 'anchor_loss', 'adversarial_loss', 'discriminator_loss', 'generator_adversarial_loss',
+           'Backbone', 'vgg19_weights_path', 'build_vgg19', 'Conv2dSame', 'MBConv', 'EfficientNetLite0',
            'effnet_lite0_weights_path', 'load_effnet_lite0', 'effnet_preprocess', 'effnet_classify', 'fold_bn',
            'fuse_effnet', 'EffNetFeatures', 'build_effnet_lite0', 'build_backbone', 'PerceptualLoss',
-           'feature_scale_for', 'bicubic_pairs', 'loss_weights', 'anchor_settings', 'pixel_criterion',
-           'generator_objective']
+           'feature_scale_for', 'bicubic_pairs', 'LossTerm', 'LossInputs', 'register_loss', 'loss_terms', 'setting',
+           'term_weight', 'objective_settings', 'loss_weights', 'objective', 'generator_objective',
+           'discriminator_objective']
 
 # %% ../nbs/03_losses.ipynb #0b5116de
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, criterion: str = 'mse') -> torch.Tensor:
@@ -342,43 +345,111 @@ def bicubic_pairs(images, n_patches: int = 8, size: int = 96, scale: int = 4, se
     return t(srs), t(hrs)
 
 # %% ../nbs/03_losses.ipynb #1c62573d
-_WEIGHT_KEYS = {'pixel_loss': 'pixel_weight', 'perceptual_loss': 'perceptual_weight', 'adversarial_loss': 'adversarial_weight'}
+@dataclass(frozen=True)
+class LossTerm:
+    """One term of the generator's or the discriminator's objective, declared once: its history column (and key in a
+    step's parts), the config field of its weight (None: weight 1), the settings it reads, its label on the epoch line,
+    its formula for the report (settings -> text) and its function (a `LossInputs`, settings -> 0-dim tensor)."""
+    column: str
+    objective: str                       # 'generator' or 'discriminator'
+    weight: str | None
+    label: str
+    formula: Callable
+    fn: Callable
+    settings: tuple = ()                 # the config fields `fn` and `formula` read besides the weight
+    optional: bool = False               # a weights dict without its weight leaves the term off (else a KeyError)
+    digits: int = 4
 
-def loss_weights(cfg_or_weights) -> dict:
-    "The three loss weights from a `RunConfig` (or any object with *_weight attributes) or a dict."
-    out = {}
-    for part, attr in _WEIGHT_KEYS.items():
-        short = attr.replace('_weight', '')
-        if isinstance(cfg_or_weights, dict): v = cfg_or_weights.get(attr, cfg_or_weights.get(short, cfg_or_weights.get(part)))
-        else: v = getattr(cfg_or_weights, attr, None)
-        if v is None: raise KeyError(f"loss weight {attr!r} missing from {cfg_or_weights!r}")
-        out[part] = float(v)
-    return out
+@dataclass
+class LossInputs:
+    "What the terms of a step are computed from: SR and HR, D's logits on them, the perceptual loss and cached HR features."
+    sr: torch.Tensor
+    hr: torch.Tensor | None = None
+    d_fake: torch.Tensor | None = None
+    d_real: torch.Tensor | None = None
+    perceptual: nn.Module | None = None
+    hr_features: torch.Tensor | None = None
 
-def anchor_settings(cfg_or_weights) -> dict:
-    "The colour anchor of a `RunConfig` or a dict: weight (0, off, when absent), kind and low-pass factor (the run's scale)."
-    get = cfg_or_weights.get if isinstance(cfg_or_weights, dict) else (lambda k, d=None: getattr(cfg_or_weights, k, d))
-    return dict(weight=float(get('anchor_weight', 0.0) or 0.0), kind=get('anchor_kind', 'lowpass') or 'lowpass', factor=int(get('scale', 4) or 4))
+LOSS_TERMS: dict[str, LossTerm] = {}   # the registry, in the order the objectives sum their terms
 
-def pixel_criterion(cfg_or_weights) -> str:
-    "The pixel loss's criterion (mse or l1) of a `RunConfig` or a dict (default mse)."
-    if isinstance(cfg_or_weights, dict): return cfg_or_weights.get('pixel_criterion', 'mse')
-    return getattr(cfg_or_weights, 'pixel_criterion', 'mse')
+def register_loss(term: LossTerm) -> LossTerm:
+    "Add `term` to `LOSS_TERMS` (its column must be new)."
+    if term.column in LOSS_TERMS: raise ValueError(f"loss term {term.column!r} is already registered")
+    if term.objective not in ('generator', 'discriminator'): raise ValueError(f"objective must be generator or discriminator, got {term.objective!r}")
+    LOSS_TERMS[term.column] = term
+    return term
+
+def loss_terms(objective: str) -> list[LossTerm]:
+    "The registered terms of the generator's or the discriminator's objective, in order."
+    return [t for t in LOSS_TERMS.values() if t.objective == objective]
 
 # %% ../nbs/03_losses.ipynb #1f63ef1b
-def generator_objective(sr: torch.Tensor, hr: torch.Tensor, d_fake_logits: torch.Tensor | None, perceptual: nn.Module | None,
-                        cfg_or_weights, hr_features: torch.Tensor | None = None, d_real_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    "pixel_weight * pixel loss + perceptual_weight * feature MSE + adversarial_weight * BCE(D(sr), real) + anchor_weight * anchor: (total, unweighted parts)."
-    w = loss_weights(cfg_or_weights)
-    zero = sr.new_zeros((), dtype=torch.float32)
-    parts = {'pixel_loss': pixel_loss(sr, hr, pixel_criterion(cfg_or_weights)) if w['pixel_loss'] else zero}
-    parts['perceptual_loss'] = (perceptual(sr, hr, hr_features=hr_features)
-                                if w['perceptual_loss'] and perceptual is not None else zero)
-    kind = cfg_or_weights.get('gan_loss', 'bce') if isinstance(cfg_or_weights, dict) else getattr(cfg_or_weights, 'gan_loss', 'bce')
-    parts['adversarial_loss'] = (generator_adversarial_loss(d_fake_logits, d_real_logits, kind)
-                                 if w['adversarial_loss'] and d_fake_logits is not None else zero)
-    a = anchor_settings(cfg_or_weights)
-    parts['anchor_loss'] = anchor_loss(sr, hr, a['kind'], a['factor']) if a['weight'] else zero
-    total = sum(w[k] * parts[k] for k in w) + a['weight'] * parts['anchor_loss']
+def setting(cfg_or_weights, key: str):
+    """A setting of a `RunConfig` or a dict; a dict may name a weight by its term (`pixel`, `pixel_loss`), and a choice
+    it leaves out takes RunConfig's default (declared there, once)."""
+    if not isinstance(cfg_or_weights, dict): return getattr(cfg_or_weights, key)
+    for k in (key, key.removesuffix('_weight'), key.replace('_weight', '_loss')):
+        if k in cfg_or_weights: return cfg_or_weights[k]
+    if key.endswith('_weight'): raise KeyError(f"loss weight {key!r} missing from {cfg_or_weights!r}")
+    return RunConfig.__dataclass_fields__[key].default
+
+def term_weight(term: LossTerm, cfg_or_weights) -> float:
+    "The weight of `term` in a config or weights dict (1 for a term without a weight field; 0 for an optional one a dict leaves out)."
+    if term.weight is None: return 1.0
+    try: return float(setting(cfg_or_weights, term.weight) or 0.0)
+    except KeyError:
+        if term.optional: return 0.0
+        raise
+
+def objective_settings(cfg) -> dict:
+    "Every weight and setting the registered terms read, from a RunConfig: what a training run carries."
+    keys = [k for t in LOSS_TERMS.values() for k in (t.weight, *t.settings) if k]
+    return {k: setting(cfg, k) for k in dict.fromkeys(keys)}
+
+def loss_weights(cfg_or_weights) -> dict:
+    "The weight of every generator term, by column."
+    return {t.column: term_weight(t, cfg_or_weights) for t in loss_terms('generator')}
+
+def objective(name: str, x: LossInputs, cfg_or_weights) -> tuple[torch.Tensor, dict]:
+    "The weighted sum of the registered terms of objective `name` (terms of weight 0 are skipped and reported as 0): (total, unweighted parts, detached)."
+    zero = x.sr.new_zeros((), dtype=torch.float32)
+    total, parts = zero, {}
+    for t in loss_terms(name):
+        w = term_weight(t, cfg_or_weights)
+        parts[t.column] = t.fn(x, cfg_or_weights) if w else zero
+        total = total + w * parts[t.column]
     return total, {k: v.detach() for k, v in parts.items()}
 
+def generator_objective(sr: torch.Tensor, hr: torch.Tensor, d_fake_logits: torch.Tensor | None, perceptual: nn.Module | None,
+                        cfg_or_weights, hr_features: torch.Tensor | None = None, d_real_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    "The generator's objective (`objective('generator')`: every registered generator term times its weight): (total, unweighted parts)."
+    return objective('generator', LossInputs(sr, hr, d_fake_logits, d_real_logits, perceptual, hr_features), cfg_or_weights)
+
+def discriminator_objective(d_real_logits: torch.Tensor, d_fake_logits: torch.Tensor, cfg_or_weights) -> tuple[torch.Tensor, dict]:
+    "The discriminator's objective (`objective('discriminator')`): (total, unweighted parts)."
+    return objective('discriminator', LossInputs(d_fake_logits, None, d_fake_logits, d_real_logits), cfg_or_weights)
+
+# %% ../nbs/03_losses.ipynb #4b3f0fd6
+_ADV = {'bce': 'BCE(D(SR), real)', 'ragan': '½[BCE(D(HR) - mean D(SR), fake) + BCE(D(SR) - mean D(HR), real)]'}
+_ANCHOR = {'chroma': 'L1(CbCr(SR), CbCr(HR))', 'lowpass': 'L1(box_{s}(SR), box_{s}(HR))', 'l1': 'L1(SR, HR)'}   # CbCr: BT.601's colour; box_s: s x s cell means
+_zero = lambda x: x.sr.new_zeros((), dtype=torch.float32)
+
+register_loss(LossTerm('pixel_loss', 'generator', 'pixel_weight', 'pixel',
+    lambda c: f"{setting(c, 'pixel_criterion').upper()}(SR, HR)",
+    lambda x, c: pixel_loss(x.sr, x.hr, setting(c, 'pixel_criterion')), settings=('pixel_criterion',)))
+register_loss(LossTerm('perceptual_loss', 'generator', 'perceptual_weight', 'perceptual',
+    lambda c: 'MSE(φ(SR), φ(HR))',
+    lambda x, c: x.perceptual(x.sr, x.hr, hr_features=x.hr_features) if x.perceptual is not None else _zero(x)))
+register_loss(LossTerm('adversarial_loss', 'generator', 'adversarial_weight', 'adversarial',
+    lambda c: _ADV[setting(c, 'gan_loss')],
+    lambda x, c: generator_adversarial_loss(x.d_fake, x.d_real, setting(c, 'gan_loss')) if x.d_fake is not None else _zero(x),
+    settings=('gan_loss',)))
+register_loss(LossTerm('anchor_loss', 'generator', 'anchor_weight', 'anchor',
+    lambda c: _ANCHOR[setting(c, 'anchor_kind')].format(s=setting(c, 'scale')),
+    lambda x, c: anchor_loss(x.sr, x.hr, setting(c, 'anchor_kind'), int(setting(c, 'scale'))), settings=('anchor_kind', 'scale'), optional=True))
+register_loss(LossTerm('d_loss_fake', 'discriminator', None, 'd_fake',
+    lambda c: 'BCE(D(SR), fake)' if setting(c, 'gan_loss') == 'bce' else 'BCE(D(SR) - mean D(HR), fake)',
+    lambda x, c: discriminator_loss(x.d_real, x.d_fake, setting(c, 'gan_loss'))[2], settings=('gan_loss',), digits=3))
+register_loss(LossTerm('d_loss_real', 'discriminator', None, 'd_real',
+    lambda c: 'BCE(D(HR), real)' if setting(c, 'gan_loss') == 'bce' else 'BCE(D(HR) - mean D(SR), real)',
+    lambda x, c: discriminator_loss(x.d_real, x.d_fake, setting(c, 'gan_loss'))[1], settings=('gan_loss',), digits=3))

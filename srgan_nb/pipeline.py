@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pipeline.ipynb #09a8dbcd
 from __future__ import annotations
-import dataclasses, hashlib, json, os, shutil, sys, threading, time, warnings
+import dataclasses, hashlib, json, os, re, shutil, sys, threading, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import pandas as pd
 
 from .config import (RunConfig, fields_affecting, make_config, config_dict, save_config, load_config, run_files, run_path,
                              runs_dir, repo_root, reports_dir, STRATEGIES, get_strategy, older_spelling)
-from .layout import ReportsFiles, RunFiles
+from .layout import ReportsFiles, RunFiles, atomic_write, run_lock
 from .render import render_html
 from .metrics import METRIC_NAMES
 
@@ -121,10 +121,8 @@ def stage_done(run_dir, key: str, phash: str, outputs=()) -> bool:
 
 def write_marker(run_dir, key: str, phash: str, **info) -> Path:
     "Record that stage run `key` finished."
-    p = marker_path(run_dir, key); p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(dict(stage=key, hash=phash, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'), **info),
-                            indent=2, default=str))
-    return p
+    text = json.dumps(dict(stage=key, hash=phash, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'), **info), indent=2, default=str)
+    return atomic_write(marker_path(run_dir, key), lambda t: t.write_text(text))
 
 # %% ../nbs/08_pipeline.ipynb #4526ee5a
 class StageFailed(RuntimeError):
@@ -153,17 +151,32 @@ def execute_stage(notebook, output, parameters: dict, stage: str, cwd=None, log_
     "Run `notebook` with papermill into `output` (`echo`: show its printed lines here); return the seconds it took, or raise `StageFailed`."
     import papermill as pm
     output = Path(output); output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.stem}.tmp{os.getpid()}{output.suffix}")   # the executed notebook appears whole, or not at all
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel_name(),
+        pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name=kernel_name(),
                             progress_bar=False, log_output=log_output, cwd=str(cwd or Path(notebook).parent),
                             stdout_file=sys.stdout if echo else None,
                             extra_arguments=['--IPKernelApp.log_level=CRITICAL'])   # no kernel-transport chatter on the console
+        os.replace(tmp, output)
     except pm.PapermillExecutionError as e:
-        raise StageFailed(stage, e.ename, _short(e.evalue), output) from None
+        os.replace(tmp, output)   # complete, with the error in it: kept for reading
+        raise StageFailed(stage, e.ename, _short(_plain_disk_full(e.evalue, e.ename, stage, tmp)), output) from None
     except Exception as e:
-        raise StageFailed(stage, type(e).__name__, _short(e), output if output.exists() else None) from e
+        raise StageFailed(stage, type(e).__name__, _short(_plain_disk_full(e, type(e).__name__, stage, tmp)), output if output.exists() else None) from e
+    finally: tmp.unlink(missing_ok=True)
     return time.perf_counter() - t0
+
+def _plain_disk_full(err, name: str, stage: str, path) -> str:
+    "An error text that says so plainly when the disk is full: which stage, where, and what to do."
+    text, where = str(err), Path(path).parent
+    free = shutil.disk_usage(where).free if where.exists() else 0
+    short_write = re.search(r'\d+ requested and \d+ written', text)   # numpy's words for a write the disk cut short
+    if 'No space left on device' in text or 'ENOSPC' in text or name == 'DiskFull' or short_write or free < 8 * 2**20:
+        return (f"the disk is full ({free / 2**20:.0f} MB free on the drive of {where}) in stage {stage}: {text}. Free some space "
+                f"(a full run needs a few hundred MB; `srgan-nb runs --remove ID` deletes old runs) and run the same command again: "
+                f"finished stages are kept")
+    return text
 
 # %% ../nbs/08_pipeline.ipynb #ea2e935c
 _TIMINGS_LOCK = threading.Lock()
@@ -187,8 +200,7 @@ def record_timing(run_dir, key: str, seconds: float, status: str, part: str | No
                 parts = [q | (dict(status='killed') if q['status'] == 'running' else {}) for q in parts] + [cur]
         t[key] = dict(seconds=round(sum(q['seconds'] for q in parts), 2) if parts else None, status=status, at=_now(),
                       parts=parts)
-        tmp = p.with_name(f'{p.name}.tmp{os.getpid()}')
-        tmp.write_text(json.dumps(t, indent=2)); os.replace(tmp, p)
+        atomic_write(p, lambda tmp: tmp.write_text(json.dumps(t, indent=2)))   # a failed write leaves no temporary file
     return p
 
 class StageClock:
@@ -207,7 +219,10 @@ class StageClock:
         return self
     def __exit__(self, exc_type, exc, tb):
         self._stop.set(); self._thread.join()
-        record_timing(self.run_dir, self.key, self.seconds, 'ran' if exc_type is None else 'failed', self.part)
+        try: record_timing(self.run_dir, self.key, self.seconds, 'ran' if exc_type is None else 'failed', self.part)
+        except OSError as e:
+            if exc_type is None: raise
+            warnings.warn(f"could not record the stage's failure in timings.json ({e})")   # the stage's own error is the one to show
         return False
 
 # %% ../nbs/08_pipeline.ipynb #0352e3d3
@@ -265,13 +280,14 @@ def run_pipeline(cfg: RunConfig, strategies=('s1', 's2'), force: bool = False, o
     "Run prepare_data, train and evaluate per strategy, and the report; return the path of report.html (`quiet`: print nothing)."
     nbs = pipeline_notebooks()
     run = run_files(cfg); rd = run.root
-    plan = pipeline_plan(cfg, strategies, overrides, force)
-    save_config(cfg, run.config)
-    for s in {p.strategy for p in plan if p.strategy}:
-        save_config(strategy_config(cfg, s, overrides), run.strategy(s).config)
-    _say(f"run {cfg.run_id}: {rd}", quiet)
-    with StageClock(rd, 'total'):
-        _run_plan(plan, rd, nbs, force, quiet, log_output)
+    with run_lock(rd, 'srgan-nb run'):   # one writer per run: a second run of this id refuses before it writes anything, naming this process
+        plan = pipeline_plan(cfg, strategies, overrides, force)
+        save_config(cfg, run.config)
+        for s in {p.strategy for p in plan if p.strategy}:
+            save_config(strategy_config(cfg, s, overrides), run.strategy(s).config)
+        _say(f"run {cfg.run_id}: {rd}", quiet)
+        with StageClock(rd, 'total'):
+            _run_plan(plan, rd, nbs, force, quiet, log_output)
     _say(f"report: {run.report}", quiet)
     return run.report
 

@@ -12,7 +12,7 @@ import torch
 
 from .config import package_dir, load_config, pick_precision
 from .data import file_sha256, read_photo_list, write_photo_list
-from .layout import StrategyFiles
+from .layout import StrategyFiles, atomic_write
 from .model import Generator, atomic_save, load_generator, GENERATOR_FORMAT
 
 # %% auto #0
@@ -111,9 +111,7 @@ def mark_default(name: str, reason: str, folder=None) -> Path:
     for n, e in models.items():
         for k in ('default', 'default_reason', 'default_rule'): e.pop(k, None)
         if n == name: e.update(default=True, default_reason=reason, default_rule=DEFAULT_RULE)
-    p = weights_dir(folder)/MODELS_JSON
-    p.write_text(json.dumps(models, indent=2) + '\n')
-    return p
+    return atomic_write(weights_dir(folder)/MODELS_JSON, lambda t: t.write_text(json.dumps(models, indent=2) + '\n'))
 
 # %% ../nbs/12_pretrained.ipynb #924ad350
 def half_state(sd: dict) -> dict:
@@ -196,7 +194,7 @@ def export_models(run_dir, out=None, names=None, machine: str | None = None) -> 
         lst = pd.concat([read_photo_list(out/TRAIN_LIST), lst]).drop_duplicates('sha256', ignore_index=True)
     runs = ', '.join(sorted({str(e['run_id']) for e in models.values()}))
     write_photo_list(lst, out/TRAIN_LIST, header=f"the {len(lst)} photos that trained the shipped {RECIPE} models (runs {runs})")
-    (out/MODELS_JSON).write_text(json.dumps({k: models[k] for k in MODEL_NAMES if k in models}, indent=2) + '\n')
+    atomic_write(out/MODELS_JSON, lambda t: t.write_text(json.dumps({k: models[k] for k in MODEL_NAMES if k in models}, indent=2) + '\n'))
     return pd.DataFrame(models).T
 
 # %% ../nbs/12_pretrained.ipynb #ccfd6705
@@ -262,6 +260,6 @@ def write_model_cards(folder=None, quality: dict | None = None, versus: pd.DataF
     out = []
     for name, e in shipped_models(folder).items():
         p = weights_dir(folder)/f"{RECIPE}-{name}.md"
-        p.write_text(model_card(name, e, (quality or {}).get(name), versus if name == 'gan' else None))
+        atomic_write(p, lambda t: t.write_text(model_card(name, e, (quality or {}).get(name), versus if name == 'gan' else None)))
         out.append(p)
     return out

@@ -8,6 +8,8 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+from .layout import atomic_write
+
 # %% auto #0
 __all__ = ['external_resources', 'self_contained', 'render_html']
 
@@ -51,6 +53,4 @@ def render_html(notebook, html_path, title: str | None = None) -> Path:
     body = self_contained(body)
     left = external_resources(body)
     if left: raise RuntimeError(f"the report would load {len(left)} resource(s) from the network: {left[:3]}")
-    html_path = Path(html_path); html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(body, encoding='utf-8')
-    return html_path
+    return atomic_write(html_path, lambda tmp: tmp.write_text(body, encoding='utf-8'))

@@ -20,6 +20,7 @@ from .data import make_lr, bicubic_upscale, load_split_images
 from .model import build_models, count_parameters
 from .infer import Upscaler
 from .train import read_history
+from .losses import loss_terms, term_weight
 from .layout import RunFiles
 from .metrics import REGISTRY, REFERENCE_METHOD, FaceIdentity, whole_images
 from . import stats
@@ -184,10 +185,8 @@ def _fmt_w(w: float) -> str: return f"{w:g}"
 def methodology_markdown(cfg: RunConfig, backbone: str | None = None) -> str:
     "The generator objective with the weights `cfg` used, the discriminator's loss and the degradation, as markdown."
     bb = backbone or cfg.backbone
-    adv = ("BCE(D(SR), real) = -log D(G(LR))" if cfg.gan_loss == 'bce' else
-           "the relativistic average form: ½[BCE(D(HR) - mean D(SR), fake) + BCE(D(SR) - mean D(HR), real)]")
-    terms = [f"{_fmt_w(cfg.perceptual_weight)} · MSE(φ(SR), φ(HR))", f"{_fmt_w(cfg.adversarial_weight)} · {adv}"]
-    if cfg.pixel_weight: terms.insert(0, f"{_fmt_w(cfg.pixel_weight)} · {cfg.pixel_criterion.upper()}(SR, HR)")
+    terms = [f"{_fmt_w(term_weight(t, cfg))} · {t.formula(cfg)}" for t in loss_terms('generator') if term_weight(t, cfg)]   # from the registry: what training sums
+    d_terms = [t.formula(cfg) for t in loss_terms('discriminator')]
     d_norm = 'batch norm (the paper\'s)' if cfg.d_norm == 'bn' else 'spectral normalisation'
     return ("## Methodology\n\n"
             f"**Degradation.** From each training photo, {cfg.patches_per_image} HR patches of {cfg.hr_size}x{cfg.hr_size} are cut at "
@@ -201,11 +200,12 @@ def methodology_markdown(cfg: RunConfig, backbone: str | None = None) -> str:
             f"**Phase 1, SRResNet.** {cfg.pretrain_epochs} epochs minimising the pixel loss "
             f"{cfg.pixel_criterion.upper()}(SR, HR) with Adam (learning rate {_fmt_w(cfg.lr_pretrain or cfg.lr_g)}).\n\n"
             f"**Phase 2, SRGAN.** Each step first updates the discriminator on "
-            + ("BCE(D(HR), real) + BCE(D(SR), fake)" if cfg.gan_loss == 'bce' else 'the relativistic average loss')
-            + f", then the generator on\n\nL_G = " + " + ".join(terms) + "\n\n"
+            + "L_D = " + " + ".join(d_terms) + f", then the generator on\n\nL_G = " + " + ".join(terms) + "\n\n"
             f"where φ is the frozen {bb} feature extractor (VGG54 in the paper; EfficientNet-Lite0 when VGG19's ImageNet weights are not "
             f"available offline). Adam with learning rates {_fmt_w(cfg.lr_g)} (generator) and {_fmt_w(cfg.lr_d)} (discriminator), "
-            f"betas ({cfg.beta1}, {cfg.beta2})" + (f"; recipe preset '{cfg.gan}'" if cfg.gan else '') + ".")
+            f"betas ({cfg.beta1}, {cfg.beta2})" + (f"; recipe preset '{cfg.gan}'" if cfg.gan else '') + "."
+            + (f" The SRGAN written and evaluated is an exponential moving average of the generator's weights over the GAN steps "
+               f"(EMA, decay {_fmt_w(cfg.ema_decay)}), not its last step." if cfg.ema_decay else " The SRGAN is the generator after its last step."))
 
 def strategies_table() -> pd.DataFrame:
     "The training strategies of the course report."

@@ -18,9 +18,10 @@ import torch.nn as nn
 from .config import (RunConfig, fields_affecting, newer_defaults, upgrade_config_dict, upgrade_records, config_dict, save_config, run_files, run_path, seed_everything, pick_device,
                              pick_precision, autocast, gpu_numerics)
 from .data import augment_pair, bicubic_upscale, load_patches, file_sha256, load_split_images, make_lr
-from .layout import StrategyFiles
+from .layout import StrategyFiles, atomic_write
 from .model import build_models, atomic_save, load_checkpoint, unwrap, cpu_state, save_generator, load_generator
-from .losses import build_backbone, PerceptualLoss, pixel_loss, discriminator_loss, generator_objective
+from .losses import (build_backbone, PerceptualLoss, pixel_loss, discriminator_objective, generator_objective, objective_settings,
+                             LOSS_TERMS, loss_terms, term_weight)
 from .infer import upscale_batch, upscale_image, prepare_generator
 from .metrics import psnr, niqe_sr, chroma_error, STLPIPS, stlpips_status, ImageTooSmall
 from .pretrained import resolve_generator
@@ -47,10 +48,10 @@ class TrainingDiverged(RuntimeError):
                          f"{part} is {value}. Lower the learning rate, use precision='fp32', or check the data.")
 
 # %% ../nbs/04_train.ipynb #ce8cae16
-HISTORY_COLUMNS = ['epoch', 'phase', 'g_loss', 'd_loss_fake', 'd_loss_real', 'pixel_loss', 'perceptual_loss',
-                   'adversarial_loss', 'anchor_loss', 'd_real_mean', 'd_fake_mean', 'd_pair_acc', 'd_pair_acc_min',
+HISTORY_COLUMNS = (['epoch', 'phase', 'g_loss'] + [t.column for t in loss_terms('discriminator')]   # the terms: from the registry
+                   + [t.column for t in loss_terms('generator')] + ['d_real_mean', 'd_fake_mean', 'd_pair_acc', 'd_pair_acc_min',
                    'd_pair_acc_eval', 'd_health_mode', 'val_psnr', 'val_psnr_bicubic', 'val_stlpips', 'val_niqe', 'val_chroma_err',
-                   'val_stlpips_bicubic', 'val_niqe_bicubic', 'val_chroma_err_bicubic', 'val_niqe_hr', 'seconds']
+                   'val_stlpips_bicubic', 'val_niqe_bicubic', 'val_chroma_err_bicubic', 'val_niqe_hr', 'seconds'])
 
 def history_frame(rows) -> pd.DataFrame:
     "History rows (dicts) as a frame with exactly `HISTORY_COLUMNS`, in order (missing columns NaN; older runs' D accuracy marked eval mode)."
@@ -241,7 +242,7 @@ class SRGAN:
     opt_d: torch.optim.Optimizer
     scaler_g: torch.amp.GradScaler
     scaler_d: torch.amp.GradScaler
-    weights: dict            # pixel_weight, perceptual_weight, adversarial_weight, pixel_criterion, gan_loss, anchor_weight, anchor_kind, scale
+    weights: dict            # the loss terms' weights and settings (`losses.objective_settings`)
     device: torch.device
     precision: str = 'fp32'
     channels_last: bool = False
@@ -270,9 +271,7 @@ def build_srgan(cfg: RunConfig, generator: nn.Module | None = None, discriminato
     G, D = generator.to(device, memory_format=mf).train(), discriminator.to(device, memory_format=mf).train()
     if backbone is None and cfg.perceptual_weight: backbone = build_backbone(cfg.backbone, cfg.vgg_weights)
     perceptual = PerceptualLoss(backbone.eval().requires_grad_(False)).to(device) if backbone is not None else None
-    weights = dict(pixel_weight=cfg.pixel_weight, perceptual_weight=cfg.perceptual_weight,
-                   adversarial_weight=cfg.adversarial_weight, pixel_criterion=cfg.pixel_criterion, gan_loss=cfg.gan_loss,
-                   anchor_weight=cfg.anchor_weight, anchor_kind=cfg.anchor_kind, scale=cfg.scale)
+    weights = objective_settings(cfg)   # every loss term's weight and settings, as the registry declares them
     return SRGAN(G, D, perceptual, _adam(G.parameters(), cfg.lr_pretrain or cfg.lr_g, cfg, device),
                  _adam(G.parameters(), cfg.lr_g, cfg, device), _adam(D.parameters(), cfg.lr_d, cfg, device),
                  make_scaler(device, precision), make_scaler(device, precision), weights, device, precision, cfg.channels_last,
@@ -296,11 +295,11 @@ def discriminator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor) -> dict:
     with s.autocast():
         if s.joint_batch: d_real, d_fake = s.discriminator(torch.cat([hr, sr.detach()])).chunk(2)
         else: d_real, d_fake = s.discriminator(hr, sr.detach())  # separate BatchNorm batches, one call of the dense head
-        d_loss, d_loss_real, d_loss_fake = discriminator_loss(d_real.float(), d_fake.float(), s.weights.get('gan_loss', 'bce'))
+        d_loss, parts = discriminator_objective(d_real.float(), d_fake.float(), s.weights)
     s.scaler_d.scale(d_loss).backward()
     s.scaler_d.step(s.opt_d); s.scaler_d.update()
     with torch.no_grad():
-        return dict(d_loss=d_loss.detach(), d_loss_real=d_loss_real.detach(), d_loss_fake=d_loss_fake.detach(),
+        return dict(d_loss=d_loss.detach(), **parts,
                     d_real_mean=torch.sigmoid(d_real.float()).mean(), d_fake_mean=torch.sigmoid(d_fake.float()).mean())
 
 def generator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor, hr_features: torch.Tensor | None = None) -> dict:
@@ -316,7 +315,7 @@ def generator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor, hr_features: to
                 d_real = d_real.detach().float()
             elif s.weights['adversarial_weight']:
                 d_fake = D(sr)
-                if s.weights.get('gan_loss', 'bce') == 'ragan':
+                if s.weights['gan_loss'] == 'ragan':
                     with torch.no_grad(): d_real = D(hr).float()  # the relativistic loss compares with HR (detached, as ESRGAN)
             g_loss, parts = generator_objective(sr.float(), hr, None if d_fake is None else d_fake.float(), s.perceptual,
                                                 s.weights, hr_features=hr_features, d_real_logits=d_real)
@@ -613,8 +612,7 @@ def validate(s: SRGAN, data: SimpleNamespace, scale: int, generator: nn.Module |
 
 # %% ../nbs/04_train.ipynb #e97257f8
 _PRETRAIN_PARTS = ['pixel_loss', 'g_loss']
-_GAN_PARTS = ['pixel_loss', 'perceptual_loss', 'adversarial_loss', 'anchor_loss', 'd_loss_real', 'd_loss_fake',
-              'g_loss', 'd_loss', 'd_real_mean', 'd_fake_mean']
+_GAN_PARTS = list(LOSS_TERMS) + ['g_loss', 'd_loss', 'd_real_mean', 'd_fake_mean']   # every registered term, and the totals
 
 def _batch(data, b, cfg, device, aug_gen):
     "LR and HR of indices `b` as float [0, 1] tensors on `device` (augmented, channels_last as configured)."
@@ -676,9 +674,8 @@ def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Pr
     prog.train_seconds += seconds; prog.images_seen += n_img
     prog.phase_time[phase][0] += seconds; prog.phase_time[phase][1] += n_img
     nan = float('nan')
-    return dict(epoch=epoch, phase=phase, g_loss=m['g_loss'], d_loss_fake=m.get('d_loss_fake', nan), d_loss_real=m.get('d_loss_real', nan),
-                pixel_loss=m['pixel_loss'], perceptual_loss=m.get('perceptual_loss', nan), adversarial_loss=m.get('adversarial_loss', nan),
-                anchor_loss=m.get('anchor_loss', nan), d_real_mean=m.get('d_real_mean', nan), d_fake_mean=m.get('d_fake_mean', nan),
+    return dict(epoch=epoch, phase=phase, g_loss=m['g_loss'], **{c: m.get(c, nan) for c in LOSS_TERMS},
+                d_real_mean=m.get('d_real_mean', nan), d_fake_mean=m.get('d_fake_mean', nan),
                 d_pair_acc=float(np.mean(accs)) if accs else nan, d_pair_acc_min=float(np.min(accs)) if accs else nan,
                 d_pair_acc_eval=float(np.mean(accs_eval)) if accs_eval else nan, d_health_mode=d_health_mode(s) if accs else nan,
                 val_psnr=validate(s, data, cfg.scale, s.ema if phase == 'gan' else None) if main else nan,  # the EMA when on: the model written
@@ -686,13 +683,13 @@ def run_epoch(s: SRGAN, data: SimpleNamespace, cfg: RunConfig, ep: int, prog: Pr
                 seconds=seconds)
 
 # %% ../nbs/04_train.ipynb #9c09bf24
-def _fmt(row: dict) -> str:
-    "One plain-text line per epoch."
-    s = f"epoch {row['epoch']:>3} {row['phase']:<8} g_loss {row['g_loss']:.4f} pixel {row['pixel_loss']:.4f}"
+def _fmt(row: dict, cfg: RunConfig) -> str:
+    "One plain-text line per epoch: the loss terms the phase trains with (from the registry), D's health, validation scores."
+    s = f"epoch {row['epoch']:>3} {row['phase']:<8} g_loss {row['g_loss']:.4f}"
+    terms = [LOSS_TERMS['pixel_loss']] if row['phase'] == 'pretrain' else [t for t in LOSS_TERMS.values() if term_weight(t, cfg)]
+    s += ''.join(f" {t.label} {row[t.column]:.{t.digits}f}" for t in terms)
     if row['phase'] == 'gan':
-        s += (f" perceptual {row['perceptual_loss']:.4f} adversarial {row['adversarial_loss']:.4f}"
-              f" d_real {row['d_loss_real']:.3f} d_fake {row['d_loss_fake']:.3f} D(hr) {row['d_real_mean']:.2f} D(sr) {row['d_fake_mean']:.2f}")
-        if row.get('anchor_loss') and not math.isnan(row['anchor_loss']): s += f" anchor {row['anchor_loss']:.4f}"
+        s += f" D(hr) {row['d_real_mean']:.2f} D(sr) {row['d_fake_mean']:.2f}"
         if not math.isnan(row['d_pair_acc']):
             s += f" D pair acc {row['d_pair_acc']:.2f} (min {row['d_pair_acc_min']:.2f}, {row.get('d_health_mode')}"
             s += f"; eval {row['d_pair_acc_eval']:.2f})" if row.get('d_health_mode') != 'eval' else ')'
@@ -703,15 +700,15 @@ def _fmt(row: dict) -> str:
 
 def end_epoch(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, row: dict, data, gen_meta: dict) -> None:
     "Rank 0 after an epoch: print its line, checkpoint, write the SRResNet at the end of pretraining, the history and D-health files."
-    print(_fmt(row), flush=True)
+    print(_fmt(row, cfg), flush=True)
     files = StrategyFiles(Path(out_dir))
     st = checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)
     save_checkpoint(st, files.last_checkpoint)
     if prog.epoch == cfg.pretrain_epochs:
         if cfg.keep_checkpoints: save_checkpoint(st, files.pretrain_checkpoint)
         save_generator(s.generator, files.generator('srresnet'), dict(gen_meta, pretrain_epochs=cfg.pretrain_epochs, val_psnr=row['val_psnr']))
-    history_frame(prog.history).to_csv(files.history, index=False)
-    pd.DataFrame(prog.d_health, columns=D_HEALTH_COLUMNS).to_csv(files.d_health, index=False)
+    atomic_write(files.history, lambda t: history_frame(prog.history).to_csv(t, index=False))
+    atomic_write(files.d_health, lambda t: pd.DataFrame(prog.d_health, columns=D_HEALTH_COLUMNS).to_csv(t, index=False))
 
 def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data, gen_meta: dict, world: int = 1, numerics: dict | None = None) -> dict:
     "Rank 0 at the end: the final generator (the EMA when on), history and train_summary.json (speed, settings, validation PSNRs); warn about D's health."
@@ -721,7 +718,7 @@ def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data,
     save_generator(s.ema if ema else s.generator, files.generator('srgan'),
                    dict(gen_meta, pretrain_epochs=cfg.pretrain_epochs, epochs=cfg.epochs, val_psnr=float(last.val_psnr),
                         weights='ema' if ema else 'last step', ema_decay=float(cfg.ema_decay) if ema else 0.0))
-    hist.to_csv(files.history, index=False)
+    atomic_write(files.history, lambda t: hist.to_csv(t, index=False))
     rate = lambda k: prog.phase_time[k][1] / prog.phase_time[k][0] if prog.phase_time[k][0] > 0 else float('nan')
     warn = d_health_warning(hist)
     summary = dict(finished=True, backbone=gen_meta['backbone'], precision=s.precision, device=str(s.device), world_size=world,
@@ -736,7 +733,7 @@ def write_summary(s: SRGAN, cfg: RunConfig, out_dir: Path, prog: Progress, data,
                    config=config_dict(cfg), out_dir=str(out_dir))
     if not cfg.keep_checkpoints:  # training is over: keep what evaluation, the report and a rerun need (from memory, no reread)
         save_checkpoint(slim_checkpoint(checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)), files.last_checkpoint)
-    files.train_summary.write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write(files.train_summary, lambda t: t.write_text(json.dumps(summary, indent=2, default=str)))
     if warn: warnings.warn(f"{out_dir}: {warn}")
     return summary
 

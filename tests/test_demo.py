@@ -121,3 +121,35 @@ def test_demo_page_upscales_an_uploaded_face_in_chromium(tmp_path, reports_tmp):
             SCREENS.mkdir(parents=True, exist_ok=True); b.screenshot(SCREENS/'demo_result.png')
     finally:
         srv.shutdown(); srv.server_close()
+
+
+def _raw(srv, headers: str, body: bytes = b'', timeout: float = 20) -> tuple[int, str]:
+    "A hand-made POST on a raw loopback socket: (status, reason text), or (0, '') when the server answered nothing."
+    import socket
+    host, port = srv.server_address[:2]
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(f"POST /upscale HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode() + body)
+        s.shutdown(socket.SHUT_WR)
+        data = b''
+        while (chunk := s.recv(65536)): data += chunk
+    if not data: return 0, ''
+    head, _, rest = data.partition(b'\r\n\r\n')
+    return int(head.split()[1]), json.loads(rest or b'{}').get('error', '')
+
+
+@pytest.mark.parametrize('headers,code,says', [
+    ('', 411, 'Content-Length header is required'),
+    ('Content-Length: -1\r\n', 400, 'negative'),
+    ('Content-Length: abc\r\n', 400, 'not a number'),
+    ('Content-Length: 99999999999\r\n', 413, 'MB'),
+    ('Transfer-Encoding: chunked\r\n', 411, 'not in chunks'),
+])
+def test_bad_content_length_gets_a_short_answer(server, headers, code, says):
+    "Whatever the headers say, the server reads at most its limit and answers with a reason, never a traceback or silence."
+    got, reason = _raw(server, headers, b'x' * 5000)
+    assert (got, says in reason) == (code, True), (got, reason)
+
+
+def test_error_messages_show_no_python_reprs(server, tiny):
+    code, j = _post(server, str(tiny), 'junk.png', b'not an image at all' * 10)
+    assert code == 400 and 'not a readable image' in j['error'] and 'object at 0x' not in j['error'], j

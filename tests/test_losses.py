@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from srgan_nb import losses as L
-from srgan_nb.config import RunConfig
+from srgan_nb.config import RunConfig, make_config
 from srgan_nb.model import Generator, Discriminator
 
 
@@ -61,7 +61,7 @@ def test_pixel_and_adversarial_values():
 
 def test_loss_weights():
     # the default: perceptual + 1e-4 adversarial (the paper's 1e-3 is the gan=paper preset), no pixel term in the GAN phase
-    assert L.loss_weights(RunConfig()) == dict(pixel_loss=0.0, perceptual_loss=1.0, adversarial_loss=1e-4)
+    assert L.loss_weights(RunConfig()) == dict(pixel_loss=0.0, perceptual_loss=1.0, adversarial_loss=1e-4, anchor_loss=1.0)
     from srgan_nb.config import make_config
     assert L.loss_weights(make_config('s2', gan='paper'))['adversarial_loss'] == 1e-3
     assert L.loss_weights(RunConfig(pixel_weight=1.0))['pixel_loss'] == 1.0
@@ -70,7 +70,7 @@ def test_loss_weights():
     assert L.loss_weights(dict(pixel=2, perceptual=0, adversarial=1))['pixel_loss'] == 2.0
     assert L.loss_weights(dict(pixel_weight=0, perceptual_weight=1, adversarial_weight=0))['perceptual_loss'] == 1.0
     with pytest.raises(KeyError, match='adversarial_weight'): L.loss_weights(dict(pixel=1, perceptual=1))
-    assert L.pixel_criterion(RunConfig(pixel_criterion='l1')) == 'l1' and L.pixel_criterion(dict()) == 'mse'
+    assert L.setting(RunConfig(pixel_criterion='l1'), 'pixel_criterion') == 'l1' and L.setting(dict(), 'pixel_criterion') == 'mse'  # RunConfig's default
 
 
 # ---------------------------------------------------------------- EfficientNet-Lite0
@@ -312,7 +312,7 @@ def test_anchor_in_the_generator_objective():
     _, p3 = L.generator_objective(sr, hr, None, None, RunConfig(pixel_weight=1.0, anchor_weight=0.0))  # weight 0: off
     _, p4 = L.generator_objective(sr, hr, None, None, dict(pixel=1, perceptual=0, adversarial=0))      # weight dicts without it (older runs): off
     assert float(p3['anchor_loss']) == 0 == float(p4['anchor_loss'])
-    assert L.anchor_settings(RunConfig(scale=8, hr_size=96)) == dict(weight=1.0, kind='chroma', factor=8)   # today's default: the chroma anchor
+    assert {k: L.objective_settings(RunConfig(scale=8, hr_size=96))[k] for k in ('anchor_weight', 'anchor_kind', 'scale')} == dict(anchor_weight=1.0, anchor_kind='chroma', scale=8)   # today's default: the chroma anchor
 
 
 # ---------------------------------------------------------------- kinds: the config's declaration
@@ -333,3 +333,42 @@ def test_config_does_not_import_losses():
     import subprocess, sys
     code = "import sys, srgan_nb.config; assert 'srgan_nb.losses' not in sys.modules; import srgan_nb.losses"
     subprocess.run([sys.executable, '-c', code], check=True)
+
+
+# ---------------------------------------------------------------- the loss-term registry
+def test_the_registry_drives_objective_history_log_and_report():
+    "Each term is declared once (LOSS_TERMS): the objectives sum it, the history has its column, the epoch line its label, the report its formula and weight."
+    from srgan_nb import train as T
+    from srgan_nb.report import methodology_markdown
+    g_cols, d_cols = [t.column for t in L.loss_terms('generator')], [t.column for t in L.loss_terms('discriminator')]
+    assert g_cols == ['pixel_loss', 'perceptual_loss', 'adversarial_loss', 'anchor_loss'] and d_cols == ['d_loss_fake', 'd_loss_real']
+    assert T.HISTORY_COLUMNS[:3 + len(d_cols) + len(g_cols)] == ['epoch', 'phase', 'g_loss'] + d_cols + g_cols   # the seed's g_loss, D on fake, D on real first
+    assert T._GAN_PARTS[:len(L.LOSS_TERMS)] == list(L.LOSS_TERMS)
+    for cfg in (make_config('s2'), make_config('s2', gan='paper'), make_config('s2', gan_loss='ragan', pixel_weight=0.01, pixel_criterion='l1', anchor_kind='lowpass')):
+        m = methodology_markdown(cfg, 'effnet_lite0')
+        for t in L.loss_terms('generator'):   # every active term with its weight, no inactive one
+            w = L.term_weight(t, cfg)
+            assert (f"{w:g} · {t.formula(cfg)}" in m) == (w != 0), (t.column, cfg.gan)
+        assert 'L_D = ' + ' + '.join(t.formula(cfg) for t in L.loss_terms('discriminator')) in m
+        assert (f'EMA, decay {cfg.ema_decay:g}' in m) == bool(cfg.ema_decay)
+        assert ('spectral normalisation' if cfg.d_norm == 'sn' else "batch norm (the paper's)") in m
+    default, paper = methodology_markdown(make_config('s2')), methodology_markdown(make_config('s2', gan='paper'))
+    assert 'L_G = 1 · MSE(φ(SR), φ(HR)) + 0.0001 · BCE(D(SR), real) + 1 · L1(CbCr(SR), CbCr(HR))' in default
+    assert 'L_G = 1 · MSE(φ(SR), φ(HR)) + 0.001 · BCE(D(SR), real)\n' in paper and 'EMA' not in paper
+    row = dict(epoch=3, phase='gan', g_loss=0.5, pixel_loss=0.0, perceptual_loss=0.25, adversarial_loss=0.7, anchor_loss=0.01,
+               d_loss_fake=0.69, d_loss_real=0.7, d_real_mean=0.5, d_fake_mean=0.5, d_pair_acc=float('nan'), val_psnr=float('nan'), seconds=1.0)
+    line = T._fmt(row, make_config('s2'))
+    assert 'perceptual 0.2500 adversarial 0.7000 anchor 0.0100 d_fake 0.690 d_real 0.700' in line and 'pixel' not in line   # weight 0: not trained on, not shown
+
+
+def test_a_registered_term_joins_the_objective():
+    "A new term is one register_loss call: the generator's objective sums it with its weight and reports it as a part."
+    term = L.LossTerm('tv_test', 'generator', None, 'tv', lambda c: 'TV(SR)',
+                      lambda x, c: (x.sr[..., 1:, :] - x.sr[..., :-1, :]).abs().mean())
+    L.register_loss(term)
+    try:
+        sr, hr = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+        total, parts = L.generator_objective(sr, hr, None, None, dict(pixel=1, perceptual=0, adversarial=0))
+        torch.testing.assert_close(total, L.pixel_loss(sr, hr) + parts['tv_test'])
+        with pytest.raises(ValueError, match='already registered'): L.register_loss(term)
+    finally: L.LOSS_TERMS.pop('tv_test')

@@ -224,11 +224,11 @@ def test_nan_guard_names_epoch_step_and_part(tmp_path, backbone, monkeypatch):
 
 
 def test_nan_guard_gan_phase(tmp_path, backbone, monkeypatch):
-    real = T.discriminator_loss
-    def inf_real(r, f, kind='bce'):
-        loss, lr_, lf = real(r, f, kind)
-        return loss, lr_ + float('inf'), lf
-    monkeypatch.setattr(T, 'discriminator_loss', inf_real)
+    real = T.discriminator_objective
+    def inf_real(r, f, settings):
+        loss, parts = real(r, f, settings)
+        return loss, dict(parts, d_loss_real=parts['d_loss_real'] + float('inf'))
+    monkeypatch.setattr(T, 'discriminator_objective', inf_real)
     with pytest.raises(T.TrainingDiverged, match=r'epoch 2 \(gan\), step 1: d_loss_real is inf'):
         run(tiny_cfg(log_every=50), tmp_path/'inf', backbone)  # caught at the end of the epoch
 
