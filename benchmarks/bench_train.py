@@ -76,14 +76,6 @@ class SeparateCalls(nn.Module):
     def forward(self, *xs): return tuple(self.module(x) for x in xs) if len(xs) > 1 else self.module(xs[0])
 
 
-def weight_spectral_norm(D: nn.Module) -> nn.Module:
-    "D's spectrally normalised layers dividing their weights by sigma at every call, as torch's parametrization alone does (the project before SNConv2d/SNLinear)."
-    for m in D.modules():
-        if isinstance(m, M.SNConv2d): m.forward = nn.Conv2d.forward.__get__(m)
-        elif isinstance(m, M.SNLinear): m.forward = nn.Linear.forward.__get__(m)
-    return D
-
-
 def step_flops(v) -> float:
     "FLOPs of one training step of variant `v` (torch.utils.flop_counter: convolutions and matrix products, forward and backward)."
     from torch.utils.flop_counter import FlopCounterMode
@@ -113,7 +105,7 @@ class Variant:
                  weight_sn: bool = False):
         torch.manual_seed(0)
         self.s = T.build_srgan(cfg, backbone=backbone, device=dev)
-        if weight_sn or straightforward: weight_spectral_norm(self.s.discriminator)
+        if weight_sn or straightforward: M.weight_spectral_norm(self.s.discriminator)   # the project before SNConv2d/SNLinear
         self.phase, self.cfg, self.straightforward = phase, cfg, straightforward
         if straightforward:  # torch's default Adam (a Python loop over parameters on the CPU), as plain SRGAN code has it
             self.s.opt_g = torch.optim.Adam(self.s.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))

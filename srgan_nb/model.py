@@ -16,8 +16,9 @@ from .config import allowed_values
 
 # %% auto #0
 __all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'icnr_', 'UpsampleBlock', 'bicubic', 'Generator', 'spectral_uv', 'spectral_sigma',
-           'SNConv2d', 'SNLinear', 'Discriminator', 'count_parameters', 'build_models', 'parameter_table',
-           'layer_shapes', 'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state', 'save_generator', 'load_generator']
+           'SNConv2d', 'SNLinear', 'weight_spectral_norm', 'Discriminator', 'count_parameters', 'build_models',
+           'parameter_table', 'layer_shapes', 'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state', 'save_generator',
+           'load_generator']
 
 # %% ../nbs/02_model.ipynb #82934f5a
 class ResidualBlock(nn.Module):
@@ -157,6 +158,14 @@ def _d_block(c_in: int, c_out: int, stride: int, bn: bool = True, sn: bool = Fal
     if bn and not sn: layers.append(nn.BatchNorm2d(c_out))
     layers.append(nn.LeakyReLU(0.2, inplace=True))
     return nn.Sequential(*layers)
+
+# %% ../nbs/02_model.ipynb #398fe3ac
+def weight_spectral_norm(module: nn.Module) -> nn.Module:
+    "`module`'s `SNConv2d` and `SNLinear` layers running torch's parametrization as it is (the weight divided by sigma at every call): the reference they are tested and benchmarked against."
+    for m in module.modules():
+        if isinstance(m, SNConv2d): m.forward = nn.Conv2d.forward.__get__(m)
+        elif isinstance(m, SNLinear): m.forward = nn.Linear.forward.__get__(m)
+    return module
 
 # %% ../nbs/02_model.ipynb #14223b93
 class Discriminator(nn.Module):

@@ -13,12 +13,7 @@ from srgan_nb.losses import build_backbone
 from srgan_nb.testing import toy_patches
 
 
-def weight_sn(D: nn.Module) -> nn.Module:
-    "The layers' plain forward: torch's parametrization divides the weight by sigma at every call (the project before)."
-    for m in D.modules():
-        if isinstance(m, M.SNConv2d): m.forward = nn.Conv2d.forward.__get__(m)
-        elif isinstance(m, M.SNLinear): m.forward = nn.Linear.forward.__get__(m)
-    return D
+weight_sn = M.weight_spectral_norm   # torch's parametrization as it is: the weight divided by sigma at every call (the project before)
 
 
 def d_grads(d, old: bool, bf16: bool) -> dict:
