@@ -146,6 +146,8 @@ class RunConfig:
     anchor_weight: float = setting(1.0, 'run_id training', before=0.0)       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
     anchor_kind: AnchorKind = setting('chroma', 'run_id training', before='lowpass')  # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
                                      # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss) | chroma: L1 on Cb, Cr
+    artifact_weight: float = setting(0.0, 'run_id training', before=0.0)     # LDL artifact map (Liang et al. 2022): L1 on the pixels where the generator is worse
+                                     # than its EMA, weighted by local residual variance (0: off; needs ema_decay > 0; LDL uses 1)
     ema_decay: float = setting(0.99, 'run_id training', before=0.0)           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
                                      # (0: off; BasicSR uses 0.999)
     icnr: bool = setting(False, 'run_id training', before=False)               # ICNR initialisation of the sub-pixel convolutions (Aitken et al. 2017: no checkerboard at
@@ -223,6 +225,8 @@ class RunConfig:
                              f"got {self.init_generator!r}")
         if not float(self.anchor_weight) >= 0: raise ValueError(f"anchor_weight must be >= 0, got {self.anchor_weight!r}")
         if not 0 <= float(self.ema_decay) < 1: raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if not float(self.artifact_weight) >= 0: raise ValueError(f"artifact_weight must be >= 0, got {self.artifact_weight!r}")
+        if self.artifact_weight and not self.ema_decay: raise ValueError("artifact_weight needs the generator's average (ema_decay > 0): the artifact map compares with it")
         if self.gan is not None and self.gan not in GAN_PRESETS:
             raise ValueError(f"Unknown gan preset {self.gan!r}; choose one of {sorted(GAN_PRESETS)}")
         return self

@@ -22,9 +22,9 @@ __all__ = ['ANCHOR_KINDS', 'CBCR', 'GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 
            'Backbone', 'vgg19_weights_path', 'build_vgg19', 'Conv2dSame', 'MBConv', 'EfficientNetLite0',
            'effnet_lite0_weights_path', 'load_effnet_lite0', 'effnet_preprocess', 'effnet_classify', 'fold_bn',
            'fuse_effnet', 'EffNetFeatures', 'build_effnet_lite0', 'build_backbone', 'PerceptualLoss',
-           'feature_scale_for', 'bicubic_pairs', 'LossTerm', 'LossInputs', 'register_loss', 'loss_terms', 'setting',
-           'term_weight', 'objective_settings', 'loss_weights', 'objective', 'generator_objective',
-           'discriminator_objective']
+           'feature_scale_for', 'bicubic_pairs', 'local_variance', 'artifact_map', 'artifact_loss', 'LossTerm',
+           'LossInputs', 'register_loss', 'loss_terms', 'setting', 'term_weight', 'objective_settings', 'loss_weights',
+           'objective', 'generator_objective', 'discriminator_objective']
 
 # %% ../nbs/03_losses.ipynb #0b5116de
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, criterion: str = 'mse') -> torch.Tensor:
@@ -344,6 +344,28 @@ def bicubic_pairs(images, n_patches: int = 8, size: int = 96, scale: int = 4, se
     t = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255
     return t(srs), t(hrs)
 
+# %% ../nbs/03_losses.ipynb #2d3eff84
+def local_variance(x: torch.Tensor, k: int = 7) -> torch.Tensor:
+    "The unbiased variance of `x` (N, 1, H, W) in every k x k window (reflect padding): k x k box means of x and x²."
+    p = k // 2
+    xp = F.pad(x, (p, p, p, p), mode='reflect')
+    m, m2 = F.avg_pool2d(xp, k, stride=1), F.avg_pool2d(xp * xp, k, stride=1)
+    return (m2 - m * m).clamp_min(0) * (k * k / (k * k - 1))
+
+def artifact_map(sr: torch.Tensor, hr: torch.Tensor, sr_ema: torch.Tensor, k: int = 7) -> torch.Tensor:
+    """LDL's refined artifact map (N, 1, H, W), without gradient: the local variance of the SR residual |HR - SR| (summed over
+    colour) times the patch's residual variance to the 1/5, set to 0 where the SR is closer to HR than the EMA's output."""
+    with torch.no_grad():
+        r = (hr.float() - sr.float()).abs().sum(1, keepdim=True)
+        r_ema = (hr.float() - sr_ema.float()).abs().sum(1, keepdim=True)
+        patch = r.flatten(1).var(dim=1, unbiased=True).clamp_min(0).pow(0.2).view(-1, 1, 1, 1)
+        return torch.where(r < r_ema, torch.zeros_like(r), patch * local_variance(r, k))
+
+def artifact_loss(sr: torch.Tensor, hr: torch.Tensor, sr_ema: torch.Tensor, k: int = 7) -> torch.Tensor:
+    "L1 between SR and HR weighted by `artifact_map`: a gradient only where the generator made an artifact its average did not."
+    m = artifact_map(sr, hr, sr_ema, k)
+    return F.l1_loss(m * sr.float(), m * hr.float())
+
 # %% ../nbs/03_losses.ipynb #1c62573d
 @dataclass(frozen=True)
 class LossTerm:
@@ -369,6 +391,7 @@ class LossInputs:
     d_real: torch.Tensor | None = None
     perceptual: nn.Module | None = None
     hr_features: torch.Tensor | None = None
+    sr_ema: torch.Tensor | None = None   # the generator's weight average on the same LR (the artifact map compares with it)
 
 LOSS_TERMS: dict[str, LossTerm] = {}   # the registry, in the order the objectives sum their terms
 
@@ -421,9 +444,10 @@ def objective(name: str, x: LossInputs, cfg_or_weights) -> tuple[torch.Tensor, d
     return total, {k: v.detach() for k, v in parts.items()}
 
 def generator_objective(sr: torch.Tensor, hr: torch.Tensor, d_fake_logits: torch.Tensor | None, perceptual: nn.Module | None,
-                        cfg_or_weights, hr_features: torch.Tensor | None = None, d_real_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                        cfg_or_weights, hr_features: torch.Tensor | None = None, d_real_logits: torch.Tensor | None = None,
+                        sr_ema: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     "The generator's objective (`objective('generator')`: every registered generator term times its weight): (total, unweighted parts)."
-    return objective('generator', LossInputs(sr, hr, d_fake_logits, d_real_logits, perceptual, hr_features), cfg_or_weights)
+    return objective('generator', LossInputs(sr, hr, d_fake_logits, d_real_logits, perceptual, hr_features, sr_ema), cfg_or_weights)
 
 def discriminator_objective(d_real_logits: torch.Tensor, d_fake_logits: torch.Tensor, cfg_or_weights) -> tuple[torch.Tensor, dict]:
     "The discriminator's objective (`objective('discriminator')`): (total, unweighted parts)."
@@ -453,3 +477,6 @@ register_loss(LossTerm('d_loss_fake', 'discriminator', None, 'd_fake',
 register_loss(LossTerm('d_loss_real', 'discriminator', None, 'd_real',
     lambda c: 'BCE(D(HR), real)' if setting(c, 'gan_loss') == 'bce' else 'BCE(D(HR) - mean D(SR), real)',
     lambda x, c: discriminator_loss(x.d_real, x.d_fake, setting(c, 'gan_loss'))[1], settings=('gan_loss',), digits=3))
+register_loss(LossTerm('artifact_loss', 'generator', 'artifact_weight', 'artifact',
+    lambda c: 'L1(M ⊙ SR, M ⊙ HR), M the LDL artifact map against the EMA',
+    lambda x, c: artifact_loss(x.sr, x.hr, x.sr_ema) if x.sr_ema is not None else _zero(x), optional=True))

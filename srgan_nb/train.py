@@ -302,8 +302,9 @@ def discriminator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor) -> dict:
         return dict(d_loss=d_loss.detach(), **parts,
                     d_real_mean=torch.sigmoid(d_real.float()).mean(), d_fake_mean=torch.sigmoid(d_fake.float()).mean())
 
-def generator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor, hr_features: torch.Tensor | None = None) -> dict:
-    "One Adam step of the generator on its objective, the discriminator frozen; `sr` = generator(lr) with its graph."
+def generator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor, hr_features: torch.Tensor | None = None,
+                   sr_ema: torch.Tensor | None = None) -> dict:
+    "One Adam step of the generator on its objective, the discriminator frozen; `sr` = generator(lr) with its graph (`sr_ema`: the average's, for the artifact map)."
     D = unwrap(s.discriminator)
     D.requires_grad_(False)
     try:
@@ -318,7 +319,7 @@ def generator_step(s: SRGAN, sr: torch.Tensor, hr: torch.Tensor, hr_features: to
                 if s.weights['gan_loss'] == 'ragan':
                     with torch.no_grad(): d_real = D(hr).float()  # the relativistic loss compares with HR (detached, as ESRGAN)
             g_loss, parts = generator_objective(sr.float(), hr, None if d_fake is None else d_fake.float(), s.perceptual,
-                                                s.weights, hr_features=hr_features, d_real_logits=d_real)
+                                                s.weights, hr_features=hr_features, d_real_logits=d_real, sr_ema=sr_ema)
         s.scaler_g.scale(g_loss).backward()
         s.scaler_g.step(s.opt_g); s.scaler_g.update()
     finally:
@@ -329,8 +330,11 @@ def srgan_step(s: SRGAN, lr: torch.Tensor, hr: torch.Tensor, hr_features: torch.
     "One SRGAN training step: SR = G(lr), then `discriminator_step`, then `generator_step`, then the EMA update (when on). Returns every loss part."
     if s.ema_decay and s.ema is None: ema_reset(s)  # the first GAN step: the average starts from the generator the GAN phase starts with
     with s.autocast(): sr = s.generator(lr)
+    sr_ema = None
+    if s.weights['artifact_weight'] and s.ema is not None:   # the artifact map compares the generator with its average
+        with torch.no_grad(), s.autocast(): sr_ema = s.ema(lr).float()
     out = discriminator_step(s, sr, hr)
-    out.update(generator_step(s, sr, hr, hr_features))
+    out.update(generator_step(s, sr, hr, hr_features, sr_ema))
     if s.ema is not None: ema_update(s.ema, s.generator, s.ema_decay)
     return out
 

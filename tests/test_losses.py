@@ -61,7 +61,7 @@ def test_pixel_and_adversarial_values():
 
 def test_loss_weights():
     # the default: perceptual + 1e-4 adversarial (the paper's 1e-3 is the gan=paper preset), no pixel term in the GAN phase
-    assert L.loss_weights(RunConfig()) == dict(pixel_loss=0.0, perceptual_loss=1.0, adversarial_loss=1e-4, anchor_loss=1.0)
+    assert L.loss_weights(RunConfig()) == dict(pixel_loss=0.0, perceptual_loss=1.0, adversarial_loss=1e-4, anchor_loss=1.0, artifact_loss=0.0)
     from srgan_nb.config import make_config
     assert L.loss_weights(make_config('s2', gan='paper'))['adversarial_loss'] == 1e-3
     assert L.loss_weights(RunConfig(pixel_weight=1.0))['pixel_loss'] == 1.0
@@ -341,10 +341,10 @@ def test_the_registry_drives_objective_history_log_and_report():
     from srgan_nb import train as T
     from srgan_nb.report import methodology_markdown
     g_cols, d_cols = [t.column for t in L.loss_terms('generator')], [t.column for t in L.loss_terms('discriminator')]
-    assert g_cols == ['pixel_loss', 'perceptual_loss', 'adversarial_loss', 'anchor_loss'] and d_cols == ['d_loss_fake', 'd_loss_real']
+    assert g_cols == ['pixel_loss', 'perceptual_loss', 'adversarial_loss', 'anchor_loss', 'artifact_loss'] and d_cols == ['d_loss_fake', 'd_loss_real']
     assert T.HISTORY_COLUMNS[:3 + len(d_cols) + len(g_cols)] == ['epoch', 'phase', 'g_loss'] + d_cols + g_cols   # the seed's g_loss, D on fake, D on real first
     assert T._GAN_PARTS[:len(L.LOSS_TERMS)] == list(L.LOSS_TERMS)
-    for cfg in (make_config('s2'), make_config('s2', gan='paper'), make_config('s2', gan_loss='ragan', pixel_weight=0.01, pixel_criterion='l1', anchor_kind='lowpass')):
+    for cfg in (make_config('s2'), make_config('s2', gan='paper'), make_config('s2', gan_loss='ragan', pixel_weight=0.01, pixel_criterion='l1', anchor_kind='lowpass', artifact_weight=0.5)):
         m = methodology_markdown(cfg, 'effnet_lite0')
         for t in L.loss_terms('generator'):   # every active term with its weight, no inactive one
             w = L.term_weight(t, cfg)
@@ -355,7 +355,7 @@ def test_the_registry_drives_objective_history_log_and_report():
     default, paper = methodology_markdown(make_config('s2')), methodology_markdown(make_config('s2', gan='paper'))
     assert 'L_G = 1 · MSE(φ(SR), φ(HR)) + 0.0001 · BCE(D(SR), real) + 1 · L1(CbCr(SR), CbCr(HR))' in default
     assert 'L_G = 1 · MSE(φ(SR), φ(HR)) + 0.001 · BCE(D(SR), real)\n' in paper and 'EMA' not in paper
-    row = dict(epoch=3, phase='gan', g_loss=0.5, pixel_loss=0.0, perceptual_loss=0.25, adversarial_loss=0.7, anchor_loss=0.01,
+    row = dict(epoch=3, phase='gan', g_loss=0.5, pixel_loss=0.0, perceptual_loss=0.25, adversarial_loss=0.7, anchor_loss=0.01, artifact_loss=0.0,
                d_loss_fake=0.69, d_loss_real=0.7, d_real_mean=0.5, d_fake_mean=0.5, d_pair_acc=float('nan'), val_psnr=float('nan'), seconds=1.0)
     line = T._fmt(row, make_config('s2'))
     assert 'perceptual 0.2500 adversarial 0.7000 anchor 0.0100 d_fake 0.690 d_real 0.700' in line and 'pixel' not in line   # weight 0: not trained on, not shown
@@ -372,3 +372,15 @@ def test_a_registered_term_joins_the_objective():
         torch.testing.assert_close(total, L.pixel_loss(sr, hr) + parts['tv_test'])
         with pytest.raises(ValueError, match='already registered'): L.register_loss(term)
     finally: L.LOSS_TERMS.pop('tv_test')
+
+
+def test_the_artifact_term_is_one_registration():
+    "The LDL artifact term (added with the registry): its config field, one register_loss call; it needs the EMA and is off by default."
+    t = L.LOSS_TERMS['artifact_loss']
+    assert (t.weight, t.objective) == ('artifact_weight', 'generator') and RunConfig().artifact_weight == 0
+    with pytest.raises(ValueError, match='needs the generator.s average'): RunConfig(artifact_weight=1.0, ema_decay=0.0)
+    hr = torch.rand(1, 3, 16, 16); sr = (hr + 0.2 * torch.randn_like(hr)).requires_grad_(True)
+    total, parts = L.generator_objective(sr, hr, None, None, dict(pixel=0, perceptual=0, adversarial=0, artifact_weight=2.0), sr_ema=hr + 0.01)
+    torch.testing.assert_close(total, 2.0 * L.artifact_loss(sr, hr, hr + 0.01)); assert float(parts['artifact_loss']) > 0
+    _, off = L.generator_objective(sr, hr, None, None, dict(pixel=1, perceptual=0, adversarial=0), sr_ema=hr)
+    assert float(off['artifact_loss']) == 0

@@ -134,7 +134,7 @@ def test_every_config_field_says_what_it_affects_and_the_lists_derive_from_it():
     assert P.STRATEGY_FIELDS == ('n_train', 'epochs', 'batch_size')
     assert {'seed', 'n_blocks', 'adversarial_weight', 'batch_size', 'init_generator', 'anchor_weight', 'ema_decay', 'icnr'} <= set(T.RESUME_KEYS)
     assert not {'epochs', 'device', 'val_photos', 'd_health_patches'} & set(T.RESUME_KEYS)
-    assert T.NEWER_KEYS == dict(init_generator=None, anchor_weight=0.0, anchor_kind='lowpass', ema_decay=0.0, icnr=False)
+    assert T.NEWER_KEYS == dict(init_generator=None, anchor_weight=0.0, anchor_kind='lowpass', ema_decay=0.0, icnr=False, artifact_weight=0.0)
     # run ids of existing runs stay as they were (values from main 22ba8ab, whose GAN recipe was the BatchNorm D, no anchor, no EMA)
     old = dict(d_norm='bn', anchor_weight=0.0, ema_decay=0.0)
     assert C.default_run_id(C.make_config(**old)) == 'auto-64a26c01'

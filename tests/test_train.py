@@ -322,8 +322,8 @@ def test_srgan_step_every_loss_term_reaches_the_generator(term, backbone):
 def test_srgan_step_returns_every_part_and_matches_the_objective(backbone):
     s, lr, hr = _step_setup(backbone, pixel_weight=0.5, pixel_criterion='l1')
     out = T.srgan_step(s, lr, hr)
-    assert set(out) == {'g_loss', 'pixel_loss', 'perceptual_loss', 'adversarial_loss', 'anchor_loss', 'd_loss', 'd_loss_real',
-                        'd_loss_fake', 'd_real_mean', 'd_fake_mean'}
+    assert set(out) == set(T.LOSS_TERMS) | {'g_loss', 'd_loss', 'd_real_mean', 'd_fake_mean'}   # every registered term
+    assert {'pixel_loss', 'perceptual_loss', 'adversarial_loss', 'anchor_loss', 'artifact_loss', 'd_loss_real', 'd_loss_fake'} <= set(out)
     torch.testing.assert_close(out['g_loss'], 0.5 * out['pixel_loss'] + out['perceptual_loss'] + 1e-4 * out['adversarial_loss'])
     torch.testing.assert_close(out['d_loss'], out['d_loss_real'] + out['d_loss_fake'])
 
@@ -543,3 +543,10 @@ def test_icnr_applies_when_training_from_scratch(backbone):
     with torch.no_grad(): y = up(torch.rand(1, 8, 5, 5))
     phases = [y[..., i::2, j::2] for i in (0, 1) for j in (0, 1)]
     assert all(torch.allclose(p, phases[0], atol=1e-6) for p in phases[1:])
+
+
+def test_artifact_term_trains_with_the_ema(tmp_path, backbone):
+    "artifact_weight > 0: each GAN step runs the generator's average on the LR batch and the artifact term enters the objective and the history."
+    h = run(tiny_cfg(artifact_weight=1.0, ema_decay=0.9), tmp_path/'ldl', backbone)
+    gan = h[h.phase == 'gan']
+    assert (gan.artifact_loss > 0).all() and h[h.phase == 'pretrain'].artifact_loss.isna().all()
