@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm.auto import tqdm
 
-from .config import pick_device, pick_precision, autocast
+from .config import pick_device, pick_precision, autocast, gpu_numerics
 from .layout import atomic_write
 from .data import IMAGE_EXTS, load_image, bicubic_upscale
 from .model import load_generator, unwrap
@@ -256,6 +256,7 @@ class Upscaler:
                  gray: bool = True):
         self.device = pick_device(str(device))
         self.precision = pick_precision(precision, self.device)
+        gpu_numerics(self.device, self.precision)   # on a GPU: no TF32 in fp32, so fp32 scores do not depend on the card
         raw = load_for_inference(generator, device=self.device)
         self.meta = dict(getattr(raw, 'meta', {}) or {})
         self.scale = int(getattr(raw, 'scale', 0) or 0) or None

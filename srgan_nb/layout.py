@@ -149,7 +149,7 @@ class ReportsFiles:
 
 # %% ../nbs/00b_layout.ipynb #8b799ae5
 class DiskFull(OSError):
-    "No space left while writing a file: names the file and what it needed."
+    "No space left while writing a file: names the file and the folder to free."
 
 @contextlib.contextmanager
 def atomic_output(path):

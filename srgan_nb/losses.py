@@ -23,8 +23,8 @@ __all__ = ['ANCHOR_KINDS', 'CBCR', 'GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 
            'effnet_lite0_weights_path', 'load_effnet_lite0', 'effnet_preprocess', 'effnet_classify', 'fold_bn',
            'fuse_effnet', 'EffNetFeatures', 'build_effnet_lite0', 'build_backbone', 'PerceptualLoss',
            'feature_scale_for', 'bicubic_pairs', 'local_variance', 'artifact_map', 'artifact_loss', 'LossTerm',
-           'LossInputs', 'register_loss', 'loss_terms', 'setting', 'term_weight', 'objective_settings', 'loss_weights',
-           'objective', 'generator_objective', 'discriminator_objective']
+           'LossInputs', 'register_loss', 'loss_terms', 'read_setting', 'term_weight', 'objective_settings',
+           'loss_weights', 'objective', 'generator_objective', 'discriminator_objective']
 
 # %% ../nbs/03_losses.ipynb #0b5116de
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, criterion: str = 'mse') -> torch.Tensor:
@@ -407,7 +407,7 @@ def loss_terms(objective: str) -> list[LossTerm]:
     return [t for t in LOSS_TERMS.values() if t.objective == objective]
 
 # %% ../nbs/03_losses.ipynb #1f63ef1b
-def setting(cfg_or_weights, key: str):
+def read_setting(cfg_or_weights, key: str):
     """A setting of a `RunConfig` or a dict; a dict may name a weight by its term (`pixel`, `pixel_loss`), and a choice
     it leaves out takes RunConfig's default (declared there, once)."""
     if not isinstance(cfg_or_weights, dict): return getattr(cfg_or_weights, key)
@@ -419,7 +419,7 @@ def setting(cfg_or_weights, key: str):
 def term_weight(term: LossTerm, cfg_or_weights) -> float:
     "The weight of `term` in a config or weights dict (1 for a term without a weight field; 0 for an optional one a dict leaves out)."
     if term.weight is None: return 1.0
-    try: return float(setting(cfg_or_weights, term.weight) or 0.0)
+    try: return float(read_setting(cfg_or_weights, term.weight) or 0.0)
     except KeyError:
         if term.optional: return 0.0
         raise
@@ -427,7 +427,7 @@ def term_weight(term: LossTerm, cfg_or_weights) -> float:
 def objective_settings(cfg) -> dict:
     "Every weight and setting the registered terms read, from a RunConfig: what a training run carries."
     keys = [k for t in LOSS_TERMS.values() for k in (t.weight, *t.settings) if k]
-    return {k: setting(cfg, k) for k in dict.fromkeys(keys)}
+    return {k: read_setting(cfg, k) for k in dict.fromkeys(keys)}
 
 def loss_weights(cfg_or_weights) -> dict:
     "The weight of every generator term, by column."
@@ -459,24 +459,24 @@ _ANCHOR = {'chroma': 'L1(CbCr(SR), CbCr(HR))', 'lowpass': 'L1(box_{s}(SR), box_{
 _zero = lambda x: x.sr.new_zeros((), dtype=torch.float32)
 
 register_loss(LossTerm('pixel_loss', 'generator', 'pixel_weight', 'pixel',
-    lambda c: f"{setting(c, 'pixel_criterion').upper()}(SR, HR)",
-    lambda x, c: pixel_loss(x.sr, x.hr, setting(c, 'pixel_criterion')), settings=('pixel_criterion',)))
+    lambda c: f"{read_setting(c, 'pixel_criterion').upper()}(SR, HR)",
+    lambda x, c: pixel_loss(x.sr, x.hr, read_setting(c, 'pixel_criterion')), settings=('pixel_criterion',)))
 register_loss(LossTerm('perceptual_loss', 'generator', 'perceptual_weight', 'perceptual',
     lambda c: 'MSE(φ(SR), φ(HR))',
     lambda x, c: x.perceptual(x.sr, x.hr, hr_features=x.hr_features) if x.perceptual is not None else _zero(x)))
 register_loss(LossTerm('adversarial_loss', 'generator', 'adversarial_weight', 'adversarial',
-    lambda c: _ADV[setting(c, 'gan_loss')],
-    lambda x, c: generator_adversarial_loss(x.d_fake, x.d_real, setting(c, 'gan_loss')) if x.d_fake is not None else _zero(x),
+    lambda c: _ADV[read_setting(c, 'gan_loss')],
+    lambda x, c: generator_adversarial_loss(x.d_fake, x.d_real, read_setting(c, 'gan_loss')) if x.d_fake is not None else _zero(x),
     settings=('gan_loss',)))
 register_loss(LossTerm('anchor_loss', 'generator', 'anchor_weight', 'anchor',
-    lambda c: _ANCHOR[setting(c, 'anchor_kind')].format(s=setting(c, 'scale')),
-    lambda x, c: anchor_loss(x.sr, x.hr, setting(c, 'anchor_kind'), int(setting(c, 'scale'))), settings=('anchor_kind', 'scale'), optional=True))
+    lambda c: _ANCHOR[read_setting(c, 'anchor_kind')].format(s=read_setting(c, 'scale')),
+    lambda x, c: anchor_loss(x.sr, x.hr, read_setting(c, 'anchor_kind'), int(read_setting(c, 'scale'))), settings=('anchor_kind', 'scale'), optional=True))
 register_loss(LossTerm('d_loss_fake', 'discriminator', None, 'd_fake',
-    lambda c: 'BCE(D(SR), fake)' if setting(c, 'gan_loss') == 'bce' else 'BCE(D(SR) - mean D(HR), fake)',
-    lambda x, c: discriminator_loss(x.d_real, x.d_fake, setting(c, 'gan_loss'))[2], settings=('gan_loss',), digits=3))
+    lambda c: 'BCE(D(SR), fake)' if read_setting(c, 'gan_loss') == 'bce' else 'BCE(D(SR) - mean D(HR), fake)',
+    lambda x, c: discriminator_loss(x.d_real, x.d_fake, read_setting(c, 'gan_loss'))[2], settings=('gan_loss',), digits=3))
 register_loss(LossTerm('d_loss_real', 'discriminator', None, 'd_real',
-    lambda c: 'BCE(D(HR), real)' if setting(c, 'gan_loss') == 'bce' else 'BCE(D(HR) - mean D(SR), real)',
-    lambda x, c: discriminator_loss(x.d_real, x.d_fake, setting(c, 'gan_loss'))[1], settings=('gan_loss',), digits=3))
+    lambda c: 'BCE(D(HR), real)' if read_setting(c, 'gan_loss') == 'bce' else 'BCE(D(HR) - mean D(SR), real)',
+    lambda x, c: discriminator_loss(x.d_real, x.d_fake, read_setting(c, 'gan_loss'))[1], settings=('gan_loss',), digits=3))
 register_loss(LossTerm('artifact_loss', 'generator', 'artifact_weight', 'artifact',
     lambda c: 'L1(M ⊙ SR, M ⊙ HR), M the LDL artifact map against the EMA',
     lambda x, c: artifact_loss(x.sr, x.hr, x.sr_ema) if x.sr_ema is not None else _zero(x), optional=True))

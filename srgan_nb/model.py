@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_model.ipynb #c77122a9
 from __future__ import annotations
-import math, os
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import allowed_values
+from .layout import atomic_write
 
 # %% auto #0
 __all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'icnr_', 'UpsampleBlock', 'bicubic', 'Generator', 'spectral_uv', 'spectral_sigma',
@@ -91,10 +92,10 @@ def _to_view(v, shape): return v if shape is None else v.view(shape).permute(1, 
 def _from_view(v, shape): return v if shape is None else v.view(shape[1], shape[2], shape[0]).permute(2, 0, 1).reshape(-1)
 
 @torch.no_grad()
-def spectral_uv(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The weight matrix of a layer under torch's `spectral_norm` (a view, see `_matrix`) and the u, v it estimates
-    sigma = u^T W v with, after the power-iteration step torch's parametrization takes in training mode (one per call,
-    as one per forward there; `_u` and `_v` updated in place, in torch's order)."""
+def spectral_uv(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The u and v (v in the order of `_matrix`'s view) that a layer under torch's `spectral_norm` estimates sigma = u^T W v
+    with, after the power-iteration step torch's parametrization takes in training mode (one per call, as one per forward
+    there; `_u` and `_v` updated in place, in torch's order)."""
     p = layer.parametrizations.weight
     sn, (w_mat, shape) = p[0], _matrix(p.original)
     u, v = sn._u, _to_view(sn._v, shape)
@@ -103,11 +104,11 @@ def spectral_uv(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
             u = F.normalize(torch.mv(w_mat, v), dim=0, eps=sn.eps, out=sn._u)
             v = F.normalize(torch.mv(w_mat.H, u), dim=0, eps=sn.eps)
             sn._v.copy_(_from_view(v, shape))
-    return w_mat, u.clone(), v.clone()
+    return u.clone(), v.clone()
 
 def spectral_sigma(layer: nn.Module) -> torch.Tensor:
     "sigma, the largest singular value of `layer`'s weight as torch's `parametrizations.spectral_norm` estimates it (`spectral_uv`), differentiable in the weight."
-    w_mat, u, v = spectral_uv(layer)
+    u, v = spectral_uv(layer)
     return torch.vdot(u, torch.mv(_matrix(layer.parametrizations.weight.original)[0], v))
 
 class SNConv2d(nn.Conv2d):
@@ -141,7 +142,7 @@ class _SNLinearFunction(torch.autograd.Function):
 class SNLinear(nn.Linear):
     "A Linear under `spectral_norm` that divides its output by sigma instead of its weight (`_SNLinearFunction`: the 18.9 M-weight dense layer of D is read and written as few times as it can be)."
     def forward(self, x):
-        w_mat, u, v = spectral_uv(self)
+        u, v = spectral_uv(self)
         y = _SNLinearFunction.apply(x, self.parametrizations.weight.original, u, v)
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
@@ -245,15 +246,8 @@ def layer_shapes(model: nn.Module, x: torch.Tensor, depth: int = 1) -> pd.DataFr
 
 # %% ../nbs/02_model.ipynb #16b9ccbd
 def atomic_save(obj, path) -> Path:
-    "torch.save `obj` to `path` through a temporary file and os.replace (never a half-written file)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
+    "torch.save `obj` to `path`, whole or not at all (`layout.atomic_write`)."
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 def load_checkpoint(path, map_location='cpu') -> dict:
     "Load a file written by `atomic_save` (weights_only: plain data and tensors only)."

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .config import (RunConfig, fields_affecting, make_config, config_dict, save_config, load_config, run_files, run_path,
                              runs_dir, repo_root, reports_dir, STRATEGIES, get_strategy, older_spelling)
-from .layout import ReportsFiles, RunFiles, atomic_write, run_lock
+from .layout import ReportsFiles, RunFiles, atomic_output, atomic_write, run_lock
 from .render import render_html
 from .metrics import METRIC_NAMES
 
@@ -150,21 +150,19 @@ def _short(s, n=600) -> str:
 def execute_stage(notebook, output, parameters: dict, stage: str, cwd=None, log_output: bool = False, echo: bool = False) -> float:
     "Run `notebook` with papermill into `output` (`echo`: show its printed lines here); return the seconds it took, or raise `StageFailed`."
     import papermill as pm
-    output = Path(output); output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.stem}.tmp{os.getpid()}{output.suffix}")   # the executed notebook appears whole, or not at all
+    output, failed = Path(output), None
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name=kernel_name(),
-                            progress_bar=False, log_output=log_output, cwd=str(cwd or Path(notebook).parent),
-                            stdout_file=sys.stdout if echo else None,
-                            extra_arguments=['--IPKernelApp.log_level=CRITICAL'])   # no kernel-transport chatter on the console
-        os.replace(tmp, output)
-    except pm.PapermillExecutionError as e:
-        os.replace(tmp, output)   # complete, with the error in it: kept for reading
-        raise StageFailed(stage, e.ename, _short(_plain_disk_full(e.evalue, e.ename, stage, tmp)), output) from None
+        with atomic_output(output) as tmp:   # the executed notebook appears whole, or not at all
+            try:
+                pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name=kernel_name(),
+                                    progress_bar=False, log_output=log_output, cwd=str(cwd or Path(notebook).parent),
+                                    stdout_file=sys.stdout if echo else None,
+                                    extra_arguments=['--IPKernelApp.log_level=CRITICAL'])   # no kernel-transport chatter on the console
+            except pm.PapermillExecutionError as e: failed = e   # complete, with the error in it: kept for reading
     except Exception as e:
-        raise StageFailed(stage, type(e).__name__, _short(_plain_disk_full(e, type(e).__name__, stage, tmp)), output if output.exists() else None) from e
-    finally: tmp.unlink(missing_ok=True)
+        raise StageFailed(stage, type(e).__name__, _short(_plain_disk_full(e, type(e).__name__, stage, output)), output if output.exists() else None) from e
+    if failed is not None: raise StageFailed(stage, failed.ename, _short(_plain_disk_full(failed.evalue, failed.ename, stage, output)), output) from None
     return time.perf_counter() - t0
 
 def _plain_disk_full(err, name: str, stage: str, path) -> str:

@@ -70,7 +70,7 @@ def test_loss_weights():
     assert L.loss_weights(dict(pixel=2, perceptual=0, adversarial=1))['pixel_loss'] == 2.0
     assert L.loss_weights(dict(pixel_weight=0, perceptual_weight=1, adversarial_weight=0))['perceptual_loss'] == 1.0
     with pytest.raises(KeyError, match='adversarial_weight'): L.loss_weights(dict(pixel=1, perceptual=1))
-    assert L.setting(RunConfig(pixel_criterion='l1'), 'pixel_criterion') == 'l1' and L.setting(dict(), 'pixel_criterion') == 'mse'  # RunConfig's default
+    assert L.read_setting(RunConfig(pixel_criterion='l1'), 'pixel_criterion') == 'l1' and L.read_setting(dict(), 'pixel_criterion') == 'mse'  # RunConfig's default
 
 
 # ---------------------------------------------------------------- EfficientNet-Lite0
