@@ -6,15 +6,15 @@ Reads the shared face crops (../shared/data/faces-utk); falls back to the packag
 import argparse, platform, statistics, time
 from concurrent.futures import ProcessPoolExecutor
 
-from srgan_nb import data as D
+from srgan_nb import data as D, sources as So
 from srgan_nb.config import shared_data
 
 
 def images(n):
     "Up to `n` (image_id, path) pairs from faces-utk, or the sample photos."
     utk = shared_data('faces-utk')
-    if utk is not None: return 'faces-utk', D.order_images(D.list_images(utk), 0)[:n]
-    s = D.sample_images()
+    if utk is not None: return 'faces-utk', So.order_images(So.list_images(utk), 0)[:n]
+    s = So.sample_images()
     return 'samples', (s['faces'] + s['natural'])[:n]
 
 

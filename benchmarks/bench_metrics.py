@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 from srgan_nb.config import shared_data
-from srgan_nb.data import list_images, load_image, make_lr, bicubic_upscale, sample_images
+from srgan_nb.data import load_image, make_lr, bicubic_upscale
+from srgan_nb.sources import list_images, sample_images
 from srgan_nb import metrics as M, evaluate as E
 
 

@@ -1,6 +1,6 @@
 """Training-step throughput of srgan_nb.train's own step functions, as `fit` runs them, beside a straightforward fp32 step.
 
-Every row calls the real code: `train.build_srgan` + `train.srgan_step` (GAN phase) or `train.pretrain_step`
+Every row calls the real code: `steps.build_train_state` + `steps.srgan_step` (GAN phase) or `steps.pretrain_step`
 (SRResNet phase); no step is re-implemented here. The rows differ only in settings:
 - "fit (default config)": the RunConfig defaults exactly as `fit` uses them (precision auto, channels_last, fused
   Adam, HR perceptual features cached once per patch set by `train.hr_feature_cache`);
@@ -34,9 +34,10 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from srgan_nb import losses as L, model as M, train as T
+from srgan_nb import losses as L, model as M, steps as St, train as T
 from srgan_nb.config import RunConfig, STRATEGIES, make_config, autocast, config_dict, cpu_supports_bf16, pick_device, pick_precision, shared_data
-from srgan_nb.data import extract_patches, list_images
+from srgan_nb.data import extract_patches
+from srgan_nb.sources import list_images
 from srgan_nb.testing import toy_patches
 
 
@@ -104,7 +105,7 @@ class Variant:
     def __init__(self, cfg: RunConfig, backbone, data, dev, batch: int, phase: str, straightforward: bool = False,
                  weight_sn: bool = False):
         torch.manual_seed(0)
-        self.s = T.build_srgan(cfg, backbone=backbone, device=dev)
+        self.s = St.build_train_state(cfg, backbone=backbone, device=dev)
         if weight_sn or straightforward: M.weight_spectral_norm(self.s.discriminator)   # the project before SNConv2d/SNLinear
         self.phase, self.cfg, self.straightforward = phase, cfg, straightforward
         if straightforward:  # torch's default Adam (a Python loop over parameters on the CPU), as plain SRGAN code has it
@@ -117,12 +118,12 @@ class Variant:
         self.idx = torch.arange(batch) % len(lr_u8)
         self.lr, self.hr = T._batch(self.data, self.idx, cfg, self.s.device, None)
         cache = phase == 'gan' and not straightforward and not cfg.augment
-        self.feats = T.hr_feature_cache(self.s.perceptual.backbone, hr_u8[self.idx], self.s.device, self.s.precision) if cache else None
+        self.feats = St.hr_feature_cache(self.s.perceptual.backbone, hr_u8[self.idx], self.s.device, self.s.precision) if cache else None
 
     def step(self):
         T.keep_freed_memory(not self.straightforward)  # process-wide: set for each variant as it runs
-        if self.phase == 'pretrain': return T.pretrain_step(self.s, self.lr, self.hr)
-        return T.srgan_step(self.s, self.lr, self.hr, self.feats)
+        if self.phase == 'pretrain': return St.pretrain_step(self.s, self.lr, self.hr)
+        return St.srgan_step(self.s, self.lr, self.hr, self.feats)
 
 
 def main(argv=None):

@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from srgan_nb import train as T
+    from srgan_nb import steps as St
     from srgan_nb.config import pick_device, pick_precision
     from srgan_nb.testing import toy_patches
     dev = pick_device(args.device)
@@ -121,12 +122,12 @@ def main(argv=None) -> int:
         @step(f"GAN step rate, batch {bs}")
         def _():
             cfg = tiny_config(dev, 'auto', n_blocks=16, channels=64, batch_size=bs)   # the real generator and D
-            s = T.build_srgan(cfg)
+            s = St.build_train_state(cfg)
             lr = torch.rand(bs, 3, 24, 24, device=dev).contiguous(memory_format=torch.channels_last)
             hr = torch.rand(bs, 3, 96, 96, device=dev).contiguous(memory_format=torch.channels_last)
-            for _ in range(3): T.srgan_step(s, lr, hr)
+            for _ in range(3): St.srgan_step(s, lr, hr)
             sync(dev); t0 = time.perf_counter()
-            for _ in range(args.steps): T.srgan_step(s, lr, hr)
+            for _ in range(args.steps): St.srgan_step(s, lr, hr)
             sync(dev); sec = (time.perf_counter() - t0) / args.steps
             extra = f"; S1 in full (60,000 GAN steps) ~{60000 * sec / 60:.0f} min" if bs == 1 else ''
             return f"{bs / sec:.1f} images/s, {1000 * sec:.1f} ms/step ({s.precision}){extra}"

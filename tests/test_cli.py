@@ -93,7 +93,7 @@ def test_choice_flags_offer_exactly_the_declared_values():
 
 
 def test_set_reference_models_and_init_generator(capsys):
-    "--set reference_models=auto|true|false gives None|True|False, --set init_generator=none None; the run ids are those of before."
+    "--set reference_models=auto|true|false gives None|True|False, --set init_generator=none None; the run ids are those pinned in test_config_choices."
     from srgan_nb.cli import config_from_args
     from srgan_nb.config import default_run_id
     p = build_parser()
@@ -102,6 +102,6 @@ def test_set_reference_models_and_init_generator(capsys):
     assert cfg('init_generator=none').init_generator is None and cfg().init_generator is None
     assert [default_run_id(cfg(*s)) for s in ([], ['reference_models=true'], ['reference_models=false'],
                                               ['init_generator=psnr', 'pretrain_epochs=0'])] == \
-        ['auto-b7e1e247', 'auto-2cab1271', 'auto-537e9c89', 'auto-bb188e92']   # recorded on commit a5f7520
+        ['auto-d8010229', 'auto-9c8f280c', 'auto-e7f149ee', 'auto-df4e5c41']   # as PINNED in tests/test_config_choices.py
     assert main(['train', '--set', 'reference_models=maybe']) == 1
     assert 'reference_models expects true/false/auto' in capsys.readouterr().err

@@ -8,6 +8,9 @@ from PIL import Image
 
 from fakecuda import fake_cuda, is_cuda
 from srgan_nb import train as T
+from srgan_nb import checkpoint as Ck
+from srgan_nb import monitor as Mon
+from srgan_nb import steps as St
 from srgan_nb.config import make_config, pick_device, pick_precision, gpu_numerics
 from srgan_nb.infer import Upscaler, upscale_command
 from srgan_nb.losses import build_backbone
@@ -47,20 +50,20 @@ def test_an_epoch_of_each_phase_runs_on_cuda(precision, tmp_path):
     backbone = build_backbone('effnet_lite0')
     photos = [np.asarray(Image.fromarray(toy_patches(1, 96, seed=i).hr[0])) for i in range(2)]
     with fake_cuda():
-        s = T.build_srgan(cfg, g, d, backbone)
+        s = St.build_train_state(cfg, g, d, backbone)
         assert s.device == torch.device('cuda', 0) and s.precision == precision
         assert s.scaler_g.is_enabled() == (precision == 'fp16')
         data = T.training_data(cfg, toy_patches(6, 32, seed=1), toy_patches(4, 32, seed=2), s.device)
-        data.photos = T.validation_photos(photos, cfg.scale, s.device)
+        data.photos = Mon.validation_photos(photos, cfg.scale, s.device)
         assert is_cuda(data.lr) and is_cuda(data.hr)
-        prog = T.Progress()
+        prog = Ck.Progress()
         for ep in range(2):
             row = T.run_epoch(s, data, cfg, ep, prog)
             assert row['phase'] == ('pretrain', 'gan')[ep]
         assert s.ema is not None and all(is_cuda(p) for p in s.ema.parameters())
         assert all(is_cuda(v) for st in s.opt_d.state.values() for k, v in st.items() if k != 'step' or v.dim())
         assert prog.d_health and 'val_stlpips' in row or T.stlpips_status()[0] is False
-        ckpt = T.checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)
+        ckpt = Ck.checkpoint_state(s, cfg, prog, data.val_psnr_bicubic)
     for opt in ('opt_g', 'opt_d'):   # a GPU run's checkpoint holds CPU tensors: it loads on any machine
         assert all(v.device.type == 'cpu' for st in ckpt[opt]['state'].values() for v in st.values() if isinstance(v, torch.Tensor))
     assert ckpt['precision'] == precision
@@ -69,13 +72,13 @@ def test_an_epoch_of_each_phase_runs_on_cuda(precision, tmp_path):
 def test_a_bf16_checkpoint_resumes_in_fp16():
     "A run started where auto meant bf16 (or fp32) and resumed on a card where it means fp16: no scaler state to load, a fresh scale."
     cfg = tiny(device='cpu', precision='bf16')
-    s = T.build_srgan(cfg, *build_models(cfg), build_backbone('effnet_lite0'))
-    ckpt = T.checkpoint_state(s, cfg, T.Progress(epoch=1), 30.0)
+    s = St.build_train_state(cfg, *build_models(cfg), build_backbone('effnet_lite0'))
+    ckpt = Ck.checkpoint_state(s, cfg, Ck.Progress(epoch=1), 30.0)
     assert ckpt['scaler_g'] == {} and ckpt['precision'] == 'bf16'
     cfg16 = tiny(device='cuda', precision='fp16')
     with fake_cuda():
-        s16 = T.build_srgan(cfg16, *build_models(cfg16), build_backbone('effnet_lite0'))
-        prog = T.restore(s16, ckpt)
+        s16 = St.build_train_state(cfg16, *build_models(cfg16), build_backbone('effnet_lite0'))
+        prog = Ck.restore(s16, ckpt)
         assert prog.epoch == 1 and s16.scaler_g.is_enabled()
         assert all(is_cuda(p) for p in s16.generator.parameters())
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan_nb import data as D
+from srgan_nb import data as D, sources as So
 from srgan_nb.config import make_config, run_path
 
 
@@ -274,7 +274,7 @@ def test_sample_source_has_test_faces(reports_tmp):
     assert s['source'] == 'samples' and s['demo'] is True
     assert s['photos']['test'] >= 3 and s['photos']['train'] >= 3 and s['photos']['val'] >= 1
     split = pd.read_csv(run_path(cfg)/'data'/'split.csv')
-    faces = {i for i, _ in D.sample_images()['faces']}
+    faces = {i for i, _ in So.sample_images()['faces']}
     assert set(split[split.split == 'test'].image_id) == faces
     assert {'skimage/astronaut.png', 'skimage/camera.png', 'matplotlib/grace_hopper.jpg'} == faces
     assert not set(split[split.split != 'test'].image_id) & faces
@@ -283,18 +283,18 @@ def test_sample_source_has_test_faces(reports_tmp):
 
 def test_auto_prefers_data_dir(tmp_path, reports_tmp):
     folder = _folder(tmp_path/'f', 8)
-    assert D.resolve_source(_cfg(folder, data_source='auto'))[0] == 'folder'
+    assert So.resolve_source(_cfg(folder, data_source='auto'))[0] == 'folder'
 
 
 def test_auto_falls_back_to_samples_offline(monkeypatch, tmp_path):
-    monkeypatch.setattr(D, 'KAGGLE_HOST', 'kaggle.invalid')
+    monkeypatch.setattr(So, 'KAGGLE_HOST', 'kaggle.invalid')
     monkeypatch.setenv('KAGGLEHUB_CACHE', str(tmp_path/'kh'))
     with pytest.warns(UserWarning, match='sample images'):
-        assert D.resolve_source(make_config('s2', quick=True, data_source='auto'))[0] == 'samples'
+        assert So.resolve_source(make_config('s2', quick=True, data_source='auto'))[0] == 'samples'
 
 
 def test_kaggle_fails_fast_offline(monkeypatch, tmp_path, reports_tmp):
-    monkeypatch.setattr(D, 'KAGGLE_HOST', 'kaggle.invalid')
+    monkeypatch.setattr(So, 'KAGGLE_HOST', 'kaggle.invalid')
     monkeypatch.setenv('KAGGLEHUB_CACHE', str(tmp_path/'kh'))
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match='needs internet'):
@@ -306,17 +306,17 @@ def test_reachable_gives_up_on_a_silent_server():
     srv = socket.create_server(('127.0.0.1', 0))          # accepts, never speaks TLS
     try:
         t0 = time.monotonic()
-        assert D.reachable('127.0.0.1', srv.getsockname()[1], timeout=0.5) is False
+        assert So.reachable('127.0.0.1', srv.getsockname()[1], timeout=0.5) is False
         assert time.monotonic() - t0 < 5
     finally: srv.close()
 
 
 def test_kaggle_uses_a_cached_copy_offline(monkeypatch, tmp_path):
-    monkeypatch.setattr(D, 'KAGGLE_HOST', 'kaggle.invalid')
+    monkeypatch.setattr(So, 'KAGGLE_HOST', 'kaggle.invalid')
     monkeypatch.setenv('KAGGLEHUB_CACHE', str(tmp_path/'kh'))
-    v = _folder(tmp_path/'kh'/'datasets'/D.KAGGLE_HANDLE/'versions'/'2', 2)
+    v = _folder(tmp_path/'kh'/'datasets'/So.KAGGLE_HANDLE/'versions'/'2', 2)
     with pytest.warns(UserWarning, match='cached copy'):
-        assert D.kaggle_dataset() == v
+        assert So.kaggle_dataset() == v
 
 
 # ---------------------------------------------------------------- real faces (shared data)

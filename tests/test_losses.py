@@ -65,8 +65,6 @@ def test_loss_weights():
     from srgan_nb.config import make_config
     assert L.loss_weights(make_config('s2', gan='paper'))['adversarial_loss'] == 1e-3
     assert L.loss_weights(RunConfig(pixel_weight=1.0))['pixel_loss'] == 1.0
-    with pytest.warns(DeprecationWarning, match='pixel_weight'):
-        assert L.loss_weights(RunConfig(content_weight=2.0))['pixel_loss'] == 2.0  # the old name still works
     assert L.loss_weights(dict(pixel=2, perceptual=0, adversarial=1))['pixel_loss'] == 2.0
     assert L.loss_weights(dict(pixel_weight=0, perceptual_weight=1, adversarial_weight=0))['perceptual_loss'] == 1.0
     with pytest.raises(KeyError, match='adversarial_weight'): L.loss_weights(dict(pixel=1, perceptual=1))

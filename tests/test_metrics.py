@@ -13,7 +13,8 @@ from skimage.color import rgb2ycbcr
 
 from srgan_nb import metrics as M
 from srgan_nb import evaluate as E
-from srgan_nb.data import make_lr, bicubic_upscale, list_images, load_image
+from srgan_nb.data import make_lr, bicubic_upscale, load_image
+from srgan_nb.sources import list_images
 
 
 

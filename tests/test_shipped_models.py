@@ -6,7 +6,8 @@ from PIL import Image
 import srgan_nb.pretrained as P
 from srgan_nb import metrics as M
 from srgan_nb import evaluate as E
-from srgan_nb.data import list_images, load_image, read_photo_list
+from srgan_nb.data import load_image
+from srgan_nb.sources import list_images, read_photo_list
 
 
 def test_the_shipped_models_are_small_fp16_checked_and_documented():
@@ -30,7 +31,7 @@ def _y_psnr_gain(images, name):
 
 
 def test_psnr_model_beats_bicubic_on_the_packaged_sample_faces():
-    from srgan_nb.data import sample_images
+    from srgan_nb.sources import sample_images
     faces = [(i, load_image(p)) for i, p in sample_images()['faces']]
     gain = _y_psnr_gain(faces, 'psnr')
     assert len(gain) == 3 and (gain > 0).all(), gain
@@ -67,7 +68,7 @@ def test_the_default_model_is_chosen_by_the_stated_rule():
 
 def test_upscale_with_no_model_and_no_output_uses_the_shipped_default(tmp_path):
     from srgan_nb.cli import main
-    from srgan_nb.data import sample_images
+    from srgan_nb.sources import sample_images
     src = tmp_path/'face.png'
     Image.fromarray(load_image(sample_images()['faces'][0][1])[:64, :80]).save(src)
     assert main(['upscale', str(src), '--device', 'cpu']) == 0

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from srgan_nb import model as M, train as T
+from srgan_nb import model as M, steps as St
 from srgan_nb.config import make_config
 from srgan_nb.losses import build_backbone
 from srgan_nb.testing import toy_patches
@@ -56,8 +56,8 @@ def test_batch_one_steps_train_as_before():
     lr, hr = (torch.from_numpy(a).permute(0, 3, 1, 2).float().div(255) for a in (data.lr, data.hr))
     runs = []
     for old in (False, True):
-        s = T.build_srgan(cfg, copy.deepcopy(g), weight_sn(copy.deepcopy(d)) if old else copy.deepcopy(d), backbone)
-        runs.append([T.srgan_step(s, lr[i:i + 1], hr[i:i + 1]) for i in range(4)])
+        s = St.build_train_state(cfg, copy.deepcopy(g), weight_sn(copy.deepcopy(d)) if old else copy.deepcopy(d), backbone)
+        runs.append([St.srgan_step(s, lr[i:i + 1], hr[i:i + 1]) for i in range(4)])
     for a, b in zip(*runs):
         for k in ('d_loss', 'd_loss_real', 'd_loss_fake', 'g_loss', 'adversarial_loss', 'perceptual_loss', 'anchor_loss'):
             torch.testing.assert_close(a[k], b[k], rtol=5e-3, atol=1e-6, msg=k)

@@ -123,25 +123,24 @@ def test_every_notebook_opens_with_the_project_kernel():
 def test_every_config_field_says_what_it_affects_and_the_lists_derive_from_it():
     "One declaration per field (dataclasses metadata); the lists of pipeline, data and train are read off it, unchanged."
     from dataclasses import fields
-    from srgan_nb import config as C, pipeline as P, data as D, train as T
+    from srgan_nb import config as C, pipeline as P, data as D, checkpoint as Ck
     assert [f.name for f in fields(C.RunConfig) if not f.metadata.get('affects')] == []
     assert all(set(f.metadata['affects']) <= set(C.AFFECTS) for f in fields(C.RunConfig))
     # the lists as they were typed before (a recorded comparison): deriving them changed nothing
-    assert set(P.NON_RESULT_FIELDS) == {'resume', 'num_workers', 'log_every', 'device', 'keep_checkpoints', 'checkpoint_minutes', 'reports', 'progress'}
+    assert set(P.NON_RESULT_FIELDS) == {'resume', 'num_workers', 'log_every', 'device', 'keep_checkpoints', 'checkpoint_minutes', 'reports', 'progress', 'user_set'}
     assert set(P.DATA_FIELDS) == {'data_source', 'data_dir', 'quick', 'seed', 'hr_size', 'scale', 'patches_per_image', 'n_val', 'n_test',
                                   'face_aware', 'min_sharpness', 'exclude'}
     assert set(D.SAMPLING_KEYS) == set(P.DATA_FIELDS) - {'data_source', 'data_dir', 'quick'}
     assert P.STRATEGY_FIELDS == ('n_train', 'epochs', 'batch_size')
-    assert {'seed', 'n_blocks', 'adversarial_weight', 'batch_size', 'init_generator', 'anchor_weight', 'ema_decay', 'icnr'} <= set(T.RESUME_KEYS)
-    assert not {'epochs', 'device', 'val_photos', 'd_health_patches'} & set(T.RESUME_KEYS)
-    assert T.NEWER_KEYS == dict(init_generator=None, anchor_weight=0.0, anchor_kind='lowpass', ema_decay=0.0, icnr=False, artifact_weight=0.0)
-    # run ids of existing runs stay as they were (values from main 22ba8ab, whose GAN recipe was the BatchNorm D, no anchor, no EMA)
+    assert {'seed', 'n_blocks', 'adversarial_weight', 'batch_size', 'init_generator', 'anchor_weight', 'ema_decay', 'icnr'} <= set(Ck.RESUME_KEYS)
+    assert not {'epochs', 'device', 'val_photos', 'd_health_patches'} & set(Ck.RESUME_KEYS)
+    # run ids stay as they are (recorded when the compatibility machinery went: one schema, the ids of older runs changed once)
     old = dict(d_norm='bn', anchor_weight=0.0, ema_decay=0.0)
-    assert C.default_run_id(C.make_config(**old)) == 'auto-64a26c01'
-    assert C.default_run_id(C.make_config(quick=True, **old)) == 'auto-quick-2380febe'
-    assert C.default_run_id(C.make_config(gan='paper')) == 'auto-f09e1458'
-    assert C.default_run_id(C.make_config(data_dir='/x/faces-utk', **old)) == 'folder-faces-utk-a5ba0330'
-    assert C.default_run_id(C.make_config()) != 'auto-64a26c01'   # today's default recipe is another run
+    assert C.default_run_id(C.make_config(**old)) == 'auto-a22f0eb4'
+    assert C.default_run_id(C.make_config(quick=True, **old)) == 'auto-quick-cc048bf8'
+    assert C.default_run_id(C.make_config(gan='paper')) == 'auto-23b4855d'
+    assert C.default_run_id(C.make_config(data_dir='/x/faces-utk', **old)) == 'folder-faces-utk-1198402d'
+    assert C.default_run_id(C.make_config()) != 'auto-a22f0eb4'   # today's default recipe is another run
     # no module types these lists again
     for mod in ('pipeline', 'data', 'train', 'cli'):
         text = (LIB/f'{mod}.py').read_text()
@@ -161,10 +160,10 @@ def test_longest_chain_finder():
     assert longest_chain({'a': {'b', 'c'}, 'b': {'c'}, 'c': set(), 'd': set()}) == ['a', 'b', 'c']
 
 
-def test_import_layers_are_at_most_seven_deep():
-    "Counting imports inside functions too: a reader climbs at most seven floors from cli to the bottom."
+def test_import_layers_are_at_most_eight_deep():
+    "Counting imports inside functions too: a reader climbs at most eight floors from cli to the bottom (seven before training was split into rooms: the loop now stands on the room that watches it, which stands on inference)."
     c = longest_chain(import_graph())
-    assert len(c) <= 7, f"{len(c)} modules deep: {' -> '.join(c)}"
+    assert len(c) <= 8, f"{len(c)} modules deep: {' -> '.join(c)}"
     assert 'report' not in import_graph()['pipeline']   # the pipeline renders through srgan_nb.render, not the report's module
 
 
@@ -234,3 +233,38 @@ def test_metric_keys_are_defined_once_in_the_registry():
     assert not bad, bad
     src = (LIB/'metrics.py').read_text()
     assert src.count('METRIC_NAMES =') == 1 and src.count('\nREGISTRY') == 1
+
+
+def notebook_order_violations(notebooks: dict[str, str]) -> list[str]:
+    """Imports of a module exported by a later notebook: `notebooks` maps each numbered notebook's name, in book order, to the
+    source of its code cells. A notebook exports the module of its `#| default_exp`; any cell may import (tests and demos too)."""
+    names = list(notebooks)
+    home = {m.group(1): n for n, s in notebooks.items() for m in [re.search(r'#\|\s*default_exp\s+(\w+)', s)] if m}
+    out = []
+    for n, s in notebooks.items():
+        used = set(re.findall(r'(?:from|import)\s+srgan_nb\.(\w+)', s))
+        used |= {x.strip().split(' as ')[0] for grp in re.findall(r'from srgan_nb import \(?([\w ,]+)\)?', s) for x in grp.split(',')}
+        out += [f"{n} imports srgan_nb.{m}, exported by the later {home[m]}" for m in sorted(used)
+                if m in home and names.index(home[m]) > names.index(n)]
+    return out
+
+
+def test_the_order_finder_finds_a_forward_import():
+    nbs = {'00_a.ipynb': '#| default_exp a\nfrom srgan_nb.b import f', '01_b.ipynb': '#| default_exp b\nimport srgan_nb.a'}
+    assert notebook_order_violations(nbs) == ['00_a.ipynb imports srgan_nb.b, exported by the later 01_b.ipynb']
+    assert notebook_order_violations({'00_b.ipynb': nbs['01_b.ipynb'].replace('a', 'c'), '01_a.ipynb': nbs['00_a.ipynb']}) == []
+
+
+def test_notebooks_are_numbered_in_the_order_of_their_imports():
+    "The book reads front to back: no notebook (its exported code, its demos or its tests) imports a module a later notebook exports."
+    import json
+    nbs = {p.name: '\n'.join(''.join(c['source']) for c in json.loads(p.read_text())['cells'] if c['cell_type'] == 'code')
+           for p in sorted((ROOT/'nbs').glob('[0-9]*.ipynb'))}
+    assert len(nbs) >= 20
+    assert notebook_order_violations(nbs) == []
+
+
+def test_no_module_is_over_500_lines():
+    "Rooms a reader takes in at once: every module of the library (the generated index aside) is at most 500 lines."
+    sizes = {p.name: len(p.read_text().splitlines()) for p in LIB.glob('*.py') if p.name != '_modidx.py'}
+    assert {n: s for n, s in sizes.items() if s > 500} == {}

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 import srgan_nb.train as T
-from srgan_nb.config import make_config, cpu_supports_bf16, config_dict
+from srgan_nb import checkpoint as Ck
+from srgan_nb import monitor as Mon
+from srgan_nb import steps as St
+from srgan_nb.config import OtherVersion, make_config, cpu_supports_bf16, config_dict
 from srgan_nb.model import Generator, Discriminator, load_checkpoint, load_generator, save_generator
 from srgan_nb.testing import toy_patches
 
@@ -79,7 +82,7 @@ def test_history_columns_and_phases(straight):
     assert math.isclose(s['val_psnr_srresnet'], h.val_psnr.iloc[0]) and math.isclose(s['val_psnr_srgan'], h.val_psnr.iloc[-1])
     dh = pd.read_csv(straight['out']/'d_health.csv')  # 12 patches / batch 4 = 3 steps per epoch, each measured, 2 GAN epochs
     assert dh.epoch.tolist() == [2, 2, 2, 3, 3, 3] and dh.step.tolist() == [1, 2, 3] * 2
-    assert list(dh.columns) == T.D_HEALTH_COLUMNS and (dh.d_health_mode == 'train-separate').all()
+    assert list(dh.columns) == Mon.D_HEALTH_COLUMNS and (dh.d_health_mode == 'train-separate').all()
     np.testing.assert_allclose(dh.groupby('epoch').d_pair_acc_eval.mean().to_numpy(), gan.d_pair_acc_eval.to_numpy())
     np.testing.assert_allclose(dh.groupby('epoch').d_pair_acc.mean().to_numpy(), gan.d_pair_acc.to_numpy())
     for f in ['checkpoints/last.pt', 'checkpoints/pretrain.pt', 'generator_srresnet.pt', 'generator_srgan.pt', 'config.json']:
@@ -145,7 +148,7 @@ class Killed(Exception): pass
 
 def test_resume_equals_uninterrupted(straight, tmp_path, backbone, monkeypatch):
     "Killed after 2 of 3 epochs, then resumed: the same history and weights as the straight run."
-    out, calls, real = tmp_path/'killed', [], T.save_checkpoint
+    out, calls, real = tmp_path/'killed', [], Ck.save_checkpoint
     def save_then_die(state, path):
         real(state, path)
         if path.name == 'last.pt':
@@ -166,7 +169,7 @@ def test_resume_equals_uninterrupted(straight, tmp_path, backbone, monkeypatch):
 def test_resume_inside_an_epoch_equals_uninterrupted(straight, tmp_path, backbone, monkeypatch):
     """Checkpoints inside epochs (checkpoint_minutes ~0: after every step), killed at step 1 of the last GAN epoch, resumed:
     the same history and weights as the straight run, and the epoch's seconds add up both parts."""
-    out, seen, real = tmp_path/'killed_inside', [], T.save_checkpoint
+    out, seen, real = tmp_path/'killed_inside', [], Ck.save_checkpoint
     def save_then_die(state, path):
         real(state, path)
         p = state.get('partial')
@@ -200,35 +203,36 @@ def test_resume_refuses_other_settings_and_old_checkpoints(straight, tmp_path, b
     out = tmp_path/'refuse'
     run(tiny_cfg(epochs=1), out, backbone)
     before = (out/'checkpoints'/'last.pt').read_bytes()
-    with pytest.raises(T.ResumeRefused, match=r'adversarial_weight: 0.0001 -> 0.005.*--run-id'):
+    with pytest.raises(Ck.ResumeRefused, match=r'adversarial_weight: 0.0001 -> 0.005.*--run-id'):
         run(tiny_cfg(epochs=2, adversarial_weight=5e-3), out, backbone)
     old = load_checkpoint(out/'checkpoints'/'last.pt')
     old['config'] = {k: v for k, v in old['config'].items() if k not in ('pixel_weight', 'pixel_criterion')} | dict(content_weight=0.0)
-    T.save_checkpoint(old, out/'checkpoints'/'last.pt')
-    with pytest.raises(T.ResumeRefused, match=r"\(pixel_criterion: '\(not recorded\)' -> 'mse'\)"):   # content_weight is read as pixel_weight
+    Ck.save_checkpoint(old, out/'checkpoints'/'last.pt')
+    with pytest.raises(OtherVersion, match=r"last.pt was written by another version of srgan-nb \(without pixel_criterion, pixel_weight; "
+                                           r"with content_weight, unknown here\): rerun it"):
         run(tiny_cfg(epochs=2), out, backbone)
     h = run(tiny_cfg(epochs=1, resume=False), out, backbone)  # the way out the message names
     assert len(h) == 2 and (out/'checkpoints'/'last.pt').read_bytes() != before
 
 
 def test_nan_guard_names_epoch_step_and_part(tmp_path, backbone, monkeypatch):
-    real, n = T.pixel_loss, [0]
+    real, n = St.pixel_loss, [0]
     def sometimes_nan(sr, hr, criterion='mse'):
         n[0] += 1
         v = real(sr, hr, criterion)
         return v * float('nan') if n[0] == 3 else v
-    monkeypatch.setattr(T, 'pixel_loss', sometimes_nan)
+    monkeypatch.setattr(St, 'pixel_loss', sometimes_nan)
     with pytest.raises(T.TrainingDiverged, match=r'epoch 1 \(pretrain\), step 3: pixel_loss is nan') as e:
         run(tiny_cfg(log_every=2), tmp_path/'nan', backbone)
     assert (e.value.epoch, e.value.step, e.value.part) == (1, 3, 'pixel_loss')
 
 
 def test_nan_guard_gan_phase(tmp_path, backbone, monkeypatch):
-    real = T.discriminator_objective
+    real = St.discriminator_objective
     def inf_real(r, f, settings):
         loss, parts = real(r, f, settings)
         return loss, dict(parts, d_loss_real=parts['d_loss_real'] + float('inf'))
-    monkeypatch.setattr(T, 'discriminator_objective', inf_real)
+    monkeypatch.setattr(St, 'discriminator_objective', inf_real)
     with pytest.raises(T.TrainingDiverged, match=r'epoch 2 \(gan\), step 1: d_loss_real is inf'):
         run(tiny_cfg(log_every=50), tmp_path/'inf', backbone)  # caught at the end of the epoch
 
@@ -263,8 +267,8 @@ def test_train_wires_data_and_skips_finished(tmp_path, backbone, monkeypatch, ca
         return TRAIN if split == 'train' else VAL
     monkeypatch.setattr(T, 'load_patches', fake_load)
     monkeypatch.setattr(T, 'load_split_images', lambda cfg, split: asked.append(('photos', split)) or [])
-    monkeypatch.setattr(T, 'build_backbone', lambda *a, **k: backbone)
-    monkeypatch.setattr(T, 'build_models', lambda cfg: tiny_models())
+    monkeypatch.setattr(St, 'build_backbone', lambda *a, **k: backbone)
+    monkeypatch.setattr(St, 'build_models', lambda cfg: tiny_models())
     cfg = tiny_cfg(n_train=7)
     h = T.train(cfg)
     out = reports_tmp/'runs'/cfg.run_id/'s2'
@@ -284,7 +288,7 @@ def _weights(m): return {k: v.detach().clone() for k, v in m.named_parameters()}
 
 def _step_setup(backbone, **kw):
     g, d = tiny_models()
-    s = T.build_srgan(tiny_cfg(**kw), g, d, backbone)
+    s = St.build_train_state(tiny_cfg(**kw), g, d, backbone)
     with torch.no_grad(): s.generator.tail.weight.normal_(0, 1e-3)  # as after a first step (a zero tail passes no gradient upstream)
     lr, hr = T.patch_tensors(TRAIN)
     return s, lr[:4].float() / 255, hr[:4].float() / 255
@@ -294,12 +298,12 @@ def test_srgan_step_each_optimizer_steps_only_its_network(backbone):
     s, lr, hr = _step_setup(backbone)
     with s.autocast(): sr = s.generator(lr)
     g0, d0, bb0 = _weights(s.generator), _weights(s.discriminator), copy.deepcopy(backbone.state_dict())
-    T.discriminator_step(s, sr, hr)
+    St.discriminator_step(s, sr, hr)
     assert _same(_weights(s.generator), g0) and all(p.grad is None for p in s.generator.parameters())
     assert not any(torch.equal(v, d0[k]) for k, v in _weights(s.discriminator).items())  # every D weight moved
     d1 = _weights(s.discriminator)
     s.opt_d.zero_grad(set_to_none=True)
-    T.generator_step(s, sr, hr)
+    St.generator_step(s, sr, hr)
     assert _same(_weights(s.discriminator), d1) and all(p.grad is None for p in s.discriminator.parameters())
     assert all(p.requires_grad for p in s.discriminator.parameters())
     assert not _same(_weights(s.generator), g0)
@@ -312,7 +316,7 @@ def test_srgan_step_every_loss_term_reaches_the_generator(term, backbone):
     s, lr, hr = _step_setup(backbone)
     s.weights.update({'pixel_weight': 0.0, 'perceptual_weight': 0.0, 'adversarial_weight': 0.0, term: 1.0})
     with s.autocast(): sr = s.generator(lr)
-    parts = T.generator_step(s, sr, hr)
+    parts = St.generator_step(s, sr, hr)
     name = term.replace('_weight', '_loss')
     assert float(parts[name]) > 0 and all(float(parts[k]) == 0 for k in ('pixel_loss', 'perceptual_loss', 'adversarial_loss') if k != name)
     grads = {n: p.grad for n, p in s.generator.named_parameters()}
@@ -321,7 +325,7 @@ def test_srgan_step_every_loss_term_reaches_the_generator(term, backbone):
 
 def test_srgan_step_returns_every_part_and_matches_the_objective(backbone):
     s, lr, hr = _step_setup(backbone, pixel_weight=0.5, pixel_criterion='l1')
-    out = T.srgan_step(s, lr, hr)
+    out = St.srgan_step(s, lr, hr)
     assert set(out) == set(T.LOSS_TERMS) | {'g_loss', 'd_loss', 'd_real_mean', 'd_fake_mean'}   # every registered term
     assert {'pixel_loss', 'perceptual_loss', 'adversarial_loss', 'anchor_loss', 'artifact_loss', 'd_loss_real', 'd_loss_fake'} <= set(out)
     torch.testing.assert_close(out['g_loss'], 0.5 * out['pixel_loss'] + out['perceptual_loss'] + 1e-4 * out['adversarial_loss'])
@@ -339,13 +343,13 @@ def test_d_pairwise_accuracy_sees_an_obvious_fake(backbone):
         def __init__(self):
             super().__init__(); self.w = torch.nn.Parameter(torch.zeros(1))
         def forward(self, x): return torch.zeros(x.shape[0], 3, x.shape[2] * 4, x.shape[3] * 4) * self.w
-    s = T.build_srgan(tiny_cfg(), Black(), Bright(), backbone)
+    s = St.build_train_state(tiny_cfg(), Black(), Bright(), backbone)
     lr, hr = T.patch_tensors(VAL)
-    h = T.d_pairwise_accuracy(s, lr, hr)
+    h = Mon.d_pairwise_accuracy(s, lr, hr)
     assert h['d_pair_acc'] == 1.0 and h['d_sr'] == pytest.approx(0.5) and h['d_hr'] > 0.5
     assert s.discriminator.training
     s.generator = Generator(4, 1, 8, bicubic_skip=True)  # now a generator as good as bicubic: no longer obvious
-    assert T.d_pairwise_accuracy(s, lr, hr)['d_pair_acc'] < 1.0
+    assert Mon.d_pairwise_accuracy(s, lr, hr)['d_pair_acc'] < 1.0
 
 
 @pytest.mark.parametrize('variant', [dict(d_joint_batch=True), dict(gan_loss='ragan'), dict(gan_loss='ragan', d_joint_batch=True)])
@@ -354,11 +358,11 @@ def test_srgan_step_variants_keep_the_wiring(variant, backbone):
     s, lr, hr = _step_setup(backbone, **variant)
     with s.autocast(): sr = s.generator(lr)
     g0 = _weights(s.generator)
-    out = T.discriminator_step(s, sr, hr)
+    out = St.discriminator_step(s, sr, hr)
     assert _same(_weights(s.generator), g0) and torch.isfinite(out['d_loss'])
     d1 = _weights(s.discriminator)
     s.opt_d.zero_grad(set_to_none=True)
-    parts = T.generator_step(s, sr, hr)
+    parts = St.generator_step(s, sr, hr)
     assert _same(_weights(s.discriminator), d1) and all(p.grad is None for p in s.discriminator.parameters())
     assert float(parts['adversarial_loss']) > 0 and not _same(_weights(s.generator), g0)
 
@@ -387,7 +391,7 @@ def test_finished_runs_keep_only_what_is_needed(tmp_path, backbone):
     run(tiny_cfg(epochs=1, keep_checkpoints=True), full, backbone)
     assert (out/'checkpoints'/'last.pt').stat().st_size < 0.5 * (full/'checkpoints'/'last.pt').stat().st_size
     pd.testing.assert_frame_equal(run(tiny_cfg(epochs=1, keep_checkpoints=False), out, backbone), h)  # finished: read back
-    with pytest.raises(T.ResumeRefused, match='slimmed'):
+    with pytest.raises(Ck.ResumeRefused, match='slimmed'):
         run(tiny_cfg(epochs=2, keep_checkpoints=False), out, backbone)
     g = load_generator(out/'checkpoints'/'last.pt')  # the slim checkpoint still holds the final generator
     x = torch.rand(1, 3, 6, 6)
@@ -411,7 +415,7 @@ def test_srgan_step_anchor_reaches_the_generator(kind, backbone):
     s, lr, hr = _step_setup(backbone, anchor_weight=1.0, anchor_kind=kind)
     s.weights.update(pixel_weight=0.0, perceptual_weight=0.0, adversarial_weight=0.0)
     with s.autocast(): sr = s.generator(lr)
-    parts = T.generator_step(s, sr, hr)
+    parts = St.generator_step(s, sr, hr)
     torch.testing.assert_close(parts['g_loss'], parts['anchor_loss'])
     torch.testing.assert_close(parts['anchor_loss'], anchor_loss(sr.detach(), hr, kind, 4))
     grads = {n: p.grad for n, p in s.generator.named_parameters()}
@@ -436,14 +440,14 @@ def test_d_health_shows_chance_when_training_batches_hide_the_difference(backbon
     lr = lr // 2 + 30
     hr = upscale_batch(s.generator, lr, 'cpu') + 40
     assert int(hr.max()) < 255  # no clipping
-    rec = T.d_health_record(s, lr, hr, batch_size=1)
+    rec = Mon.d_health_record(s, lr, hr, batch_size=1)
     assert (rec['d_health_mode'], rec['d_pair_acc'], rec['d_hr'], rec['d_sr']) == ('train-separate', 0.5, 0.5, 0.5)
     assert rec['d_pair_acc_eval'] == 1.0 and rec['d_hr_eval'] > rec['d_sr_eval']
-    assert T.d_pairwise_accuracy(s, lr, hr, 2, 'train-separate')['d_pair_acc'] == 0.5
-    assert T.d_pairwise_accuracy(s, lr, hr, 2, 'train-joint')['d_pair_acc'] == 1.0  # one batch: D sees the shift
+    assert Mon.d_pairwise_accuracy(s, lr, hr, 2, 'train-separate')['d_pair_acc'] == 0.5
+    assert Mon.d_pairwise_accuracy(s, lr, hr, 2, 'train-joint')['d_pair_acc'] == 1.0  # one batch: D sees the shift
     assert float(s.discriminator.bn.running_mean) == 0 and int(s.discriminator.bn.num_batches_tracked) == 0  # never updated
     assert s.discriminator.training
-    with pytest.raises(ValueError, match='mode'): T.d_pairwise_accuracy(s, lr, hr, 2, 'train')
+    with pytest.raises(ValueError, match='mode'): Mon.d_pairwise_accuracy(s, lr, hr, 2, 'train')
 
 
 @pytest.mark.parametrize('joint', [False, True])
@@ -452,10 +456,10 @@ def test_d_health_record_matches_training_batches_and_leaves_d_unchanged(joint, 
     from srgan_nb.infer import upscale_batch
     s, lr_b, hr_b = _step_setup(backbone, d_joint_batch=joint)
     with s.autocast(): sr_b = s.generator(lr_b)
-    T.discriminator_step(s, sr_b, hr_b)  # running statistics that differ from the initial ones
+    St.discriminator_step(s, sr_b, hr_b)  # running statistics that differ from the initial ones
     lr, hr = T.patch_tensors(VAL)
     before = copy.deepcopy(s.discriminator.state_dict())
-    rec = T.d_health_record(s, lr, hr, batch_size=2)
+    rec = Mon.d_health_record(s, lr, hr, batch_size=2)
     assert all(torch.equal(v, before[k]) for k, v in s.discriminator.state_dict().items())
     assert rec['d_health_mode'] == ('train-joint' if joint else 'train-separate') and s.discriminator.training
     sr = upscale_batch(s.generator, lr, 'cpu')
@@ -469,15 +473,17 @@ def test_d_health_record_matches_training_batches_and_leaves_d_unchanged(joint, 
     real, fake = torch.cat(real), torch.cat(fake)
     assert rec['d_pair_acc'] == pytest.approx(float(((real > fake).float() + 0.5 * (real == fake).float()).mean()))
     assert rec['d_hr'] == pytest.approx(float(torch.sigmoid(real).mean()), abs=1e-6)
-    assert rec['d_pair_acc_eval'] == T.d_pairwise_accuracy(s, lr, hr)['d_pair_acc']
+    assert rec['d_pair_acc_eval'] == Mon.d_pairwise_accuracy(s, lr, hr)['d_pair_acc']
 
 
-def test_older_histories_read_as_eval_mode(tmp_path):
+def test_a_history_of_another_version_is_refused_saying_to_rerun(tmp_path):
+    "One schema: a history.csv with other columns (an older version's, before d_health_mode was recorded) is refused, not converted."
     old = pd.DataFrame(dict(epoch=[1, 2], phase=['pretrain', 'gan'], g_loss=[0.01, 0.02], d_pair_acc=[np.nan, 0.7], seconds=[1.0, 2.0]))
     old.to_csv(tmp_path/'history.csv', index=False)
-    h = T.read_history(tmp_path/'history.csv')
-    assert list(h.columns) == T.HISTORY_COLUMNS and np.isnan(h.d_health_mode.iloc[0]) and h.d_health_mode.iloc[1] == 'eval'
-    assert np.isnan(h.anchor_loss).all() and np.isnan(h.d_pair_acc_eval).all()
+    with pytest.raises(OtherVersion, match=r'history.csv was written by another version of srgan-nb .*: rerun the training'):
+        T.read_history(tmp_path/'history.csv')
+    T.history_frame(old.to_dict('records')).to_csv(tmp_path/'today.csv', index=False)   # the same rows as this version writes them
+    assert list(T.read_history(tmp_path/'today.csv').columns) == T.HISTORY_COLUMNS
 
 
 # ---------------------------------------------------------------- the generator's weight average (EMA)
@@ -485,19 +491,19 @@ def test_ema_update_moves_towards_the_weights(backbone):
     s, lr, hr = _step_setup(backbone, ema_decay=0.75)
     assert s.ema_decay == 0.75 and s.ema is None  # no average before the GAN phase
     w0 = copy.deepcopy(s.generator.state_dict())
-    T.srgan_step(s, lr, hr)
+    St.srgan_step(s, lr, hr)
     w1 = s.generator.state_dict()
     for k, v in s.ema.state_dict().items():
         if v.is_floating_point(): torch.testing.assert_close(v, 0.75 * w0[k] + 0.25 * w1[k], rtol=0, atol=1e-6)
         else: assert torch.equal(v, w1[k])
     gap = {k: (v - w1[k]).abs().max() for k, v in s.ema.state_dict().items() if v.is_floating_point()}
-    T.ema_update(s.ema, s.generator, 0.75)
+    St.ema_update(s.ema, s.generator, 0.75)
     for k, v in s.ema.state_dict().items():
         if v.is_floating_point(): torch.testing.assert_close((v - w1[k]).abs().max(), 0.75 * gap[k], rtol=1e-5, atol=1e-7)
-    T.ema_update(s.ema, s.generator, 0.0)  # decay 0: the weights themselves
+    St.ema_update(s.ema, s.generator, 0.0)  # decay 0: the weights themselves
     assert _same(s.ema.state_dict(), s.generator.state_dict())
     s0, _, _ = _step_setup(backbone)
-    T.srgan_step(s0, lr, hr)
+    St.srgan_step(s0, lr, hr)
     assert s0.ema is None  # ema_decay=0: off
 
 
@@ -518,7 +524,7 @@ def test_ema_is_written_checkpointed_and_resumed(straight, tmp_path, backbone, m
     s_json = json.loads((tmp_path/'ema'/'train_summary.json').read_text())
     assert s_json['srgan_weights'] == 'ema' and s_json['d_health_mode'] == 'train-separate'
     # killed after step 1 of the last GAN epoch, resumed from fresh weights
-    out, real = tmp_path/'ema_killed', T.save_checkpoint
+    out, real = tmp_path/'ema_killed', Ck.save_checkpoint
     def save_then_die(state, path):
         real(state, path)
         p = state.get('partial')
@@ -532,13 +538,13 @@ def test_ema_is_written_checkpointed_and_resumed(straight, tmp_path, backbone, m
     pd.testing.assert_frame_equal(_drop_time(h2), _drop_time(h), check_exact=False, rtol=0, atol=1e-6)
     ck2 = load_checkpoint(out/'checkpoints'/'last.pt')
     for k in ck['generator_ema']: torch.testing.assert_close(ck2['generator_ema'][k], ck['generator_ema'][k], rtol=0, atol=1e-6)
-    with pytest.raises(T.ResumeRefused, match='ema_decay: 0.5 -> 0.9'):
+    with pytest.raises(Ck.ResumeRefused, match='ema_decay: 0.5 -> 0.9'):
         run(tiny_cfg(epochs=3, ema_decay=0.9), out, backbone)
 
 
 def test_icnr_applies_when_training_from_scratch(backbone):
-    "build_srgan builds an ICNR generator for icnr=True (no init_generator): its first x2 stage starts without checkerboard."
-    s = T.build_srgan(tiny_cfg(icnr=True), discriminator=tiny_models()[1], backbone=backbone)
+    "build_train_state builds an ICNR generator for icnr=True (no init_generator): its first x2 stage starts without checkerboard."
+    s = St.build_train_state(tiny_cfg(icnr=True), discriminator=tiny_models()[1], backbone=backbone)
     up = s.generator.upsample[0]
     with torch.no_grad(): y = up(torch.rand(1, 8, 5, 5))
     phases = [y[..., i::2, j::2] for i in (0, 1) for j in (0, 1)]
