@@ -21,7 +21,7 @@ from .layout import CacheFiles, atomic_write
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'KAGGLE_HANDLE', 'KAGGLE_HOST', 'SAMPLE_FACES', 'SAMPLE_NATURAL', 'HELDOUT_FILE', 'HELDOUT_N',
-           'CACHE_VERSION', 'SAMPLING_KEYS', 'ImageError', 'load_image', 'make_lr', 'bicubic_upscale',
+           'CACHE_VERSION', 'SAMPLING_KEYS', 'ImageError', 'load_image', 'crop_to_scale', 'make_lr', 'bicubic_upscale',
            'inner_half_range', 'image_rng', 'sample_boxes', 'detect_faces', 'face_boxes', 'sharpness',
            'extract_patches', 'list_images', 'reachable', 'kaggle_cached', 'kaggle_dataset', 'sample_images',
            'resolve_source', 'order_images', 'file_sha256', 'photo_list_path', 'read_photo_list', 'write_photo_list',
@@ -65,11 +65,15 @@ def load_image(path, min_size: int = 0) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 # %% ../nbs/01_data.ipynb #6992c993
+def crop_to_scale(img: np.ndarray, scale: int) -> np.ndarray:
+    "`img` cropped (bottom/right) to a multiple of `scale` in both dimensions."
+    return img[:img.shape[0] // scale * scale, :img.shape[1] // scale * scale]
+
 def make_lr(hr: np.ndarray, scale: int = 4) -> np.ndarray:
     "PIL BICUBIC downsample of a uint8 HxWx3 image by `scale` (HR first cropped to a multiple of `scale`)."
-    h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-    img = Image.fromarray(np.ascontiguousarray(hr[:h, :w]))
-    return np.asarray(img.resize((w // scale, h // scale), Image.BICUBIC), dtype=np.uint8)
+    hr = crop_to_scale(hr, scale)
+    img = Image.fromarray(np.ascontiguousarray(hr))
+    return np.asarray(img.resize((hr.shape[1] // scale, hr.shape[0] // scale), Image.BICUBIC), dtype=np.uint8)
 
 # %% ../nbs/01_data.ipynb #4ce2c500
 def bicubic_upscale(lr: np.ndarray, scale: int = 4) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from .config import (RunConfig, fields_affecting, newer_defaults, upgrade_config_dict, upgrade_records, config_dict, save_config, run_files, run_path, seed_everything, pick_device,
                              pick_precision, autocast, gpu_numerics)
-from .data import augment_pair, bicubic_upscale, load_patches, file_sha256, load_split_images, make_lr
+from .data import augment_pair, bicubic_upscale, crop_to_scale, load_patches, file_sha256, load_split_images, make_lr
 from .layout import StrategyFiles, atomic_write
 from .model import build_models, atomic_save, load_checkpoint, unwrap, cpu_state, save_generator, load_generator
 from .losses import (build_backbone, PerceptualLoss, pixel_loss, discriminator_objective, generator_objective, objective_settings,
@@ -580,7 +580,7 @@ VAL_PHOTO_METRICS = {'stlpips': None, 'niqe': niqe_sr, 'chroma_err': chroma_erro
 def validation_photos(photos, scale: int = 4, device='cpu') -> SimpleNamespace | None:
     "Whole validation photos (uint8 RGB arrays or (id, array) pairs) cropped to a multiple of `scale`, their LR, ST-LPIPS when available, and the bicubic and HR reference scores."
     s = int(scale)
-    hrs = [hr[:hr.shape[0] // s * s, :hr.shape[1] // s * s] for hr in (p[1] if isinstance(p, tuple) else p for p in photos or [])]
+    hrs = [crop_to_scale(hr, s) for hr in (p[1] if isinstance(p, tuple) else p for p in photos or [])]
     if not hrs: return None
     ok, why = stlpips_status()
     fns = dict(VAL_PHOTO_METRICS, stlpips=STLPIPS(device) if ok else None)   # on the training device: a GPU does not wait for the CPU
