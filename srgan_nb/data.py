@@ -20,14 +20,14 @@ from .config import RunConfig, package_dir, reports_files, run_files, run_path, 
 from .layout import CacheFiles, atomic_write
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'KAGGLE_HANDLE', 'KAGGLE_HOST', 'SAMPLE_FACES', 'SAMPLE_NATURAL', 'HELDOUT_FILE', 'HELDOUT_N',
-           'CACHE_VERSION', 'SAMPLING_KEYS', 'ImageError', 'load_image', 'crop_to_scale', 'make_lr', 'bicubic_upscale',
-           'inner_half_range', 'image_rng', 'sample_boxes', 'detect_faces', 'face_boxes', 'sharpness',
-           'extract_patches', 'list_images', 'reachable', 'kaggle_cached', 'kaggle_dataset', 'sample_images',
-           'resolve_source', 'order_images', 'file_sha256', 'photo_list_path', 'read_photo_list', 'write_photo_list',
-           'drop_listed', 'make_heldout_list', 'allocate', 'cache_key', 'build_cache', 'data_dir_of',
-           'read_data_summary', 'prepare', 'PatchSet', 'DataNotPrepared', 'load_patches', 'load_split_images',
-           'augment_pair', 'PatchDataset', 'show_patches']
+__all__ = ['BT601_LUMA', 'IMAGE_EXTS', 'KAGGLE_HANDLE', 'KAGGLE_HOST', 'SAMPLE_FACES', 'SAMPLE_NATURAL', 'HELDOUT_FILE',
+           'HELDOUT_N', 'CACHE_VERSION', 'SAMPLING_KEYS', 'ImageError', 'load_image', 'crop_to_scale', 'make_lr',
+           'bicubic_upscale', 'inner_half_range', 'image_rng', 'sample_boxes', 'detect_faces', 'face_boxes',
+           'sharpness', 'extract_patches', 'list_images', 'reachable', 'kaggle_cached', 'kaggle_dataset',
+           'sample_images', 'resolve_source', 'order_images', 'file_sha256', 'photo_list_path', 'read_photo_list',
+           'write_photo_list', 'drop_listed', 'make_heldout_list', 'allocate', 'cache_key', 'build_cache',
+           'data_dir_of', 'read_data_summary', 'prepare', 'PatchSet', 'DataNotPrepared', 'load_patches',
+           'load_split_images', 'augment_pair', 'PatchDataset', 'show_patches']
 
 # %% ../nbs/01_data.ipynb #19330ded
 class ImageError(ValueError):
@@ -80,6 +80,9 @@ def bicubic_upscale(lr: np.ndarray, scale: int = 4) -> np.ndarray:
     "PIL BICUBIC upscale of a uint8 HxWx3 image by `scale`."
     img = Image.fromarray(np.ascontiguousarray(lr))
     return np.asarray(img.resize((lr.shape[1] * scale, lr.shape[0] * scale), Image.BICUBIC), dtype=np.uint8)
+
+# %% ../nbs/01_data.ipynb #8d2e70b0
+BT601_LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601: luma = 0.299 R + 0.587 G + 0.114 B
 
 # %% ../nbs/01_data.ipynb #f88ea562
 def inner_half_range(n: int, size: int) -> tuple[int, int]:
