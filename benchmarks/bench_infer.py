@@ -137,7 +137,7 @@ def train_quickly(seconds: float, dev, seed: int = 0) -> nn.Module:
 
 
 def bench_quality(gen, dev, tile) -> pd.DataFrame:
-    from srgan_nb.data import load_image, make_lr, bicubic_upscale
+    from srgan_nb.data import crop_to_scale, load_image, make_lr, bicubic_upscale
     from srgan_nb.metrics import psnr
     src = shared_data('Set5')
     if src: items = [(p.stem, load_image(p)) for p in sorted(src.glob('*.png'))]
@@ -148,8 +148,7 @@ def bench_quality(gen, dev, tile) -> pd.DataFrame:
     rows = []
     g32, g16 = prepare_generator(gen, dev, 'fp32'), prepare_generator(gen, dev, 'bf16')
     for name, hr in items:
-        h, w = (hr.shape[0] // 4) * 4, (hr.shape[1] // 4) * 4
-        hr = hr[:h, :w]
+        hr = crop_to_scale(hr, 4); h, w = hr.shape[:2]
         lr = make_lr(hr, 4)
         a = upscale_image(g32, lr, tile=tile, device=dev, precision='fp32')
         b = upscale_image(g16, lr, tile=tile, device=dev, precision='bf16')
@@ -162,7 +161,7 @@ def bench_quality(gen, dev, tile) -> pd.DataFrame:
     # stress: an untrained default-init generator without the bicubic skip (its whole output is network output)
     torch.manual_seed(0)
     raw = Generator().eval()
-    lr = make_lr(items[0][1][:(items[0][1].shape[0] // 4) * 4, :(items[0][1].shape[1] // 4) * 4], 4)
+    lr = make_lr(items[0][1], 4)   # make_lr crops to a multiple of 4
     a = upscale_image(prepare_generator(raw, dev, 'fp32'), lr, tile=tile, device=dev, precision='fp32')
     b = upscale_image(prepare_generator(raw, dev, 'bf16'), lr, tile=tile, device=dev, precision='bf16')
     print(f'  stress, untrained default-init generator (no bicubic skip) on {items[0][0]}: PSNR(bf16, fp32) = '

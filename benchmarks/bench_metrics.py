@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from srgan_nb.config import shared_data
-from srgan_nb.data import load_image, make_lr, bicubic_upscale
+from srgan_nb.data import crop_to_scale, load_image, make_lr, bicubic_upscale
 from srgan_nb.sources import list_images, sample_images
 from srgan_nb import metrics as M, evaluate as E
 
@@ -29,7 +29,7 @@ def pairs_of(images, scale: int = 4):
     "(sr, hr) bicubic pairs of whole images cropped to a multiple of `scale`."
     out = []
     for _, img in images:
-        hr = E.crop_to_scale(img, scale)
+        hr = crop_to_scale(img, scale)
         out.append((bicubic_upscale(make_lr(hr, scale), scale), hr))
     return out
 

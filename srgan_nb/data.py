@@ -21,10 +21,11 @@ from .layout import CacheFiles, atomic_write
 from .sources import resolve_source, order_images
 
 # %% auto #0
-__all__ = ['CACHE_VERSION', 'SAMPLING_KEYS', 'ImageError', 'load_image', 'make_lr', 'bicubic_upscale', 'inner_half_range',
-           'image_rng', 'sample_boxes', 'detect_faces', 'face_boxes', 'sharpness', 'extract_patches', 'allocate',
-           'cache_key', 'build_cache', 'data_dir_of', 'read_data_summary', 'prepare', 'PatchSet', 'DataNotPrepared',
-           'load_patches', 'load_split_images', 'augment_pair', 'PatchDataset', 'show_patches']
+__all__ = ['BT601_LUMA', 'CACHE_VERSION', 'SAMPLING_KEYS', 'ImageError', 'load_image', 'crop_to_scale', 'make_lr',
+           'bicubic_upscale', 'inner_half_range', 'image_rng', 'sample_boxes', 'detect_faces', 'face_boxes',
+           'sharpness', 'extract_patches', 'allocate', 'cache_key', 'build_cache', 'data_dir_of', 'read_data_summary',
+           'prepare', 'PatchSet', 'DataNotPrepared', 'load_patches', 'load_split_images', 'augment_pair',
+           'PatchDataset', 'show_patches']
 
 # %% ../nbs/02_data.ipynb #19330ded
 class ImageError(ValueError):
@@ -62,17 +63,24 @@ def load_image(path, min_size: int = 0) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 # %% ../nbs/02_data.ipynb #6992c993
+def crop_to_scale(img: np.ndarray, scale: int) -> np.ndarray:
+    "`img` cropped (bottom/right) to a multiple of `scale` in both dimensions."
+    return img[:img.shape[0] // scale * scale, :img.shape[1] // scale * scale]
+
 def make_lr(hr: np.ndarray, scale: int = 4) -> np.ndarray:
     "PIL BICUBIC downsample of a uint8 HxWx3 image by `scale` (HR first cropped to a multiple of `scale`)."
-    h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-    img = Image.fromarray(np.ascontiguousarray(hr[:h, :w]))
-    return np.asarray(img.resize((w // scale, h // scale), Image.BICUBIC), dtype=np.uint8)
+    hr = crop_to_scale(hr, scale)
+    img = Image.fromarray(np.ascontiguousarray(hr))
+    return np.asarray(img.resize((hr.shape[1] // scale, hr.shape[0] // scale), Image.BICUBIC), dtype=np.uint8)
 
 # %% ../nbs/02_data.ipynb #4ce2c500
 def bicubic_upscale(lr: np.ndarray, scale: int = 4) -> np.ndarray:
     "PIL BICUBIC upscale of a uint8 HxWx3 image by `scale`."
     img = Image.fromarray(np.ascontiguousarray(lr))
     return np.asarray(img.resize((lr.shape[1] * scale, lr.shape[0] * scale), Image.BICUBIC), dtype=np.uint8)
+
+# %% ../nbs/02_data.ipynb #8d2e70b0
+BT601_LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601: luma = 0.299 R + 0.587 G + 0.114 B
 
 # %% ../nbs/02_data.ipynb #f88ea562
 def inner_half_range(n: int, size: int) -> tuple[int, int]:

@@ -4,8 +4,9 @@
 
 # %% ../nbs/22_demo.ipynb #39d0a414
 from __future__ import annotations
-import base64, fcntl, html, io, json, os, re, secrets, select, shutil, subprocess, sys, tempfile, threading, time, warnings, webbrowser
+import html, importlib.util, io, json, os, re, secrets, shutil, sys, tempfile, threading, time, warnings, webbrowser
 from collections import OrderedDict
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -21,9 +22,9 @@ from .infer import upscale_command
 from .pretrained import MODEL_NAMES, WeightsError, default_model, is_model_name, shipped_models
 
 # %% auto #0
-__all__ = ['MAX_UPLOAD_BYTES', 'DRAIN_CAP', 'PAGE_CSS', 'PAGE_JS', 'CSP', 'CHROMIUM_FLAGS', 'pixel_limit', 'plain',
-           'upload_length', 'check_upload', 'model_choices', 'upscale_upload', 'page_html', 'DemoHandler', 'DemoServer',
-           'start', 'serve', 'find_chromium', 'Chromium', 'sample_face', 'demo_screenshot']
+__all__ = ['MAX_UPLOAD_BYTES', 'DRAIN_CAP', 'PAGE_CSS', 'PAGE_JS', 'CSP', 'pixel_limit', 'plain', 'upload_length', 'check_upload',
+           'model_choices', 'upscale_upload', 'page_html', 'DemoHandler', 'DemoServer', 'start', 'serve',
+           'find_chromium', 'browser_missing', 'chromium_page', 'sample_face', 'demo_screenshot']
 
 # %% ../nbs/22_demo.ipynb #99ced0bd
 def pixel_limit() -> int:
@@ -273,118 +274,24 @@ def find_chromium() -> str | None:
         if name and (p := shutil.which(name)): return p
     return None
 
-CHROMIUM_FLAGS = ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-                  '--disable-sync', '--no-first-run', '--no-default-browser-check', '--disable-extensions', '--disable-default-apps',
-                  '--disable-domain-reliability', '--disable-client-side-phishing-detection', '--disable-features=Translate,OptimizationHints,MediaRouter',
-                  '--hide-scrollbars', '--remote-debugging-pipe')
+def browser_missing() -> str | None:
+    "Why no headless browser can run here (no Chromium, or no Playwright), or None when one can."
+    if not find_chromium(): return 'no Chromium installed (apt-get install chromium; or set SRGAN_CHROMIUM): the browser checks need one'
+    if not importlib.util.find_spec('playwright'): return 'Playwright is not installed (pip install -e ".[dev]"): the browser checks drive Chromium with it'
+    return None
 
-class Chromium:
-    "Headless Chromium driven over the DevTools protocol on a pipe (stdlib only, nothing listens on a port): open pages, run JavaScript, move the mouse, upload a file, take screenshots."
-    def __init__(self, binary: str | None = None, width: int = 1280, height: int = 900, timeout: float = 60):
-        self.binary = binary or find_chromium()
-        if not self.binary: raise FileNotFoundError("no Chromium found (apt-get install chromium, or set SRGAN_CHROMIUM)")
-        self.timeout, self._id, self._buf, self.session = timeout, 0, b'', None
-        self.profile = tempfile.mkdtemp(prefix='srgan-chromium-')
-        (r_in, w_in), (r_out, w_out) = os.pipe(), os.pipe()
-        hi = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (r_in, w_out)]   # out of the way of fds 3 and 4
-        for fd in (r_in, w_out): os.close(fd)
-        def _child(): os.dup2(hi[0], 3); os.dup2(hi[1], 4)                               # the pipe Chromium talks on
-        self.proc = subprocess.Popen([self.binary, *CHROMIUM_FLAGS, f'--user-data-dir={self.profile}', f'--window-size={width},{height}', 'about:blank'],
-                                     pass_fds=(3, 4), preexec_fn=_child, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for fd in hi: os.close(fd)
-        self._w, self._r = w_in, r_out
+@contextmanager
+def chromium_page(width: int = 1280, height: int = 900, timeout: float = 60):
+    "A Playwright page, `width`x`height`, in a fresh headless `find_chromium` browser that is closed after; `timeout` seconds for each action and wait."
+    if why := browser_missing(): raise FileNotFoundError(why)
+    from playwright.sync_api import sync_playwright   # a development requirement: only the browser checks need it
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=find_chromium(), args=['--disable-gpu'])
         try:
-            target = self.send('Target.createTarget', url='about:blank')['targetId']
-            self.session = self.send('Target.attachToTarget', targetId=target, flatten=True)['sessionId']
-            self.send('Emulation.setDeviceMetricsOverride', width=width, height=height, deviceScaleFactor=1, mobile=False)
-        except Exception:
-            self.close(); raise
-
-    def _message(self, deadline: float) -> dict:
-        while b'\0' not in self._buf:
-            if not select.select([self._r], [], [], max(deadline - time.monotonic(), 0))[0]:
-                raise TimeoutError(f"Chromium did not answer within {self.timeout} s")
-            chunk = os.read(self._r, 1 << 20)
-            if not chunk: raise RuntimeError(f"Chromium closed the pipe: {self.proc.stderr.read().decode(errors='replace')[-2000:]}")
-            self._buf += chunk
-        raw, self._buf = self._buf.split(b'\0', 1)
-        return json.loads(raw)
-
-    def send(self, method: str, **params) -> dict:
-        "Send one DevTools command (to the page once attached) and return its result."
-        self._id += 1
-        msg = dict(id=self._id, method=method, params=params, **({'sessionId': self.session} if self.session else {}))
-        data = json.dumps(msg).encode() + b'\0'
-        while data: data = data[os.write(self._w, data):]
-        deadline = time.monotonic() + self.timeout
-        while True:
-            m = self._message(deadline)
-            if m.get('id') == self._id:
-                if 'error' in m: raise RuntimeError(f"{method}: {m['error'].get('message')}")
-                return m.get('result', {})
-
-    def js(self, expression: str):
-        "The value of a JavaScript expression in the page (promises awaited)."
-        r = self.send('Runtime.evaluate', expression=expression, returnByValue=True, awaitPromise=True)
-        if 'exceptionDetails' in r: raise RuntimeError(f"JavaScript error: {r['exceptionDetails'].get('exception', {}).get('description') or r['exceptionDetails']}")
-        return r['result'].get('value')
-
-    def wait(self, expression: str, timeout: float | None = None):
-        "Poll a JavaScript expression until it is truthy; its value."
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while not (v := self.js(expression)):
-            if time.monotonic() > deadline: raise TimeoutError(f"waited {timeout or self.timeout} s for {expression}")
-            time.sleep(0.1)
-        return v
-
-    def open(self, url: str) -> 'Chromium':
-        "Load `url` and wait until the page has loaded."
-        self.send('Page.navigate', url=str(url))
-        time.sleep(0.05)
-        self.wait("document.readyState === 'complete' && location.href !== 'about:blank'")
-        return self
-
-    def drag(self, x0: float, y0: float, x1: float, y1: float, steps: int = 8):
-        "Press the left mouse button at (x0, y0), move to (x1, y1) and release it (page coordinates)."
-        ev = lambda t, x, y, b: self.send('Input.dispatchMouseEvent', type=t, x=x, y=y, button='left', buttons=b, clickCount=1)
-        ev('mouseMoved', x0, y0, 0); ev('mousePressed', x0, y0, 1)
-        for i in range(1, steps + 1): ev('mouseMoved', x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps, 1)
-        ev('mouseReleased', x1, y1, 0)
-
-    def upload(self, selector: str, path):
-        "Choose the file `path` in the file input `selector`, as a user does (input and change events fire)."
-        root = self.send('DOM.getDocument', depth=0)['root']['nodeId']
-        node = self.send('DOM.querySelector', nodeId=root, selector=selector)['nodeId']
-        if not node: raise ValueError(f"no element {selector!r} on the page")
-        self.send('DOM.setFileInputFiles', files=[str(Path(path).resolve())], nodeId=node)
-
-    def screenshot(self, path, full_page: bool = True) -> Path:
-        "Save a PNG screenshot of the page (whole page by default)."
-        kw = {}
-        if full_page:
-            w, h = self.js("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
-            kw = dict(captureBeyondViewport=True, clip=dict(x=0, y=0, width=w, height=h, scale=1))
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(self.send('Page.captureScreenshot', format='png', **kw)['data']))
-        return path
-
-    def close(self):
-        "Quit Chromium and remove its profile."
-        try:
-            if self.proc.poll() is None:
-                self.session = None
-                try: self.send('Browser.close')
-                except Exception: pass
-                try: self.proc.wait(10)
-                except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
-        finally:
-            for fd in (self._w, self._r):
-                try: os.close(fd)
-                except OSError: pass
-            shutil.rmtree(self.profile, ignore_errors=True)
-
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
+            page = browser.new_page(viewport=dict(width=width, height=height))
+            page.set_default_timeout(timeout * 1000)
+            yield page
+        finally: browser.close()
 
 # %% ../nbs/22_demo.ipynb #e49fb54d
 def sample_face(path, size: int = 80) -> Path:
@@ -399,13 +306,14 @@ def demo_screenshot(path='docs/demo.png', image=None, model=None, width: int = 1
     srv = DemoServer(port=0, models=[model] if model else ())
     start(srv)
     try:
-        with tempfile.TemporaryDirectory() as td, Chromium(width=width, height=height, timeout=timeout) as b:
+        with tempfile.TemporaryDirectory() as td, chromium_page(width, height, timeout) as page:
             image = image or sample_face(Path(td)/'face.png')
-            b.open(srv.url).upload('#file', image)
-            b.wait("!document.querySelector('#download').hidden || document.querySelector('#error').textContent", timeout)
-            if err := b.js("document.querySelector('#error').textContent"): raise RuntimeError(f"the demo page says: {err}")
-            x, y, w, h = b.js("(r => [r.left, r.top, r.width, r.height])(document.querySelector('.srgan-cmp-view').getBoundingClientRect())")
-            b.send('Input.dispatchMouseEvent', type='mouseMoved', x=x + 0.48 * w, y=y + 0.3 * h)   # the lens on an eye
-            return b.screenshot(path)
+            page.goto(srv.url); page.set_input_files('#file', image)
+            page.locator('#download:not([hidden]), #error:not(:empty)').first.wait_for()   # the result, or a message
+            if err := page.text_content('#error'): raise RuntimeError(f"the demo page says: {err}")
+            box = page.locator('.srgan-cmp-view').bounding_box()
+            page.mouse.move(box['x'] + 0.48 * box['width'], box['y'] + 0.3 * box['height'])   # the lens on an eye
+            page.screenshot(path=path, full_page=True)
+            return Path(path)
     finally:
         srv.shutdown(); srv.server_close()

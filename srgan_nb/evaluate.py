@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig, run_files, run_path, runs_dir, reports_files, shared_data, pick_device
 from .layout import GENERATOR_FILES, EvalFiles, StrategyFiles, atomic_write
-from .data import make_lr, bicubic_upscale, load_image, ImageError, load_split_images, load_patches
+from .data import crop_to_scale, make_lr, bicubic_upscale, load_image, ImageError, load_split_images, load_patches
 from .sources import list_images
 from .model import Generator, load_generator
 from .infer import Upscaler, write_image
@@ -26,9 +26,8 @@ from .metrics import REGISTRY, REFERENCE_METHOD, MetricSuite, psnr, whole_images
 from . import stats
 
 # %% auto #0
-__all__ = ['SHIPPED_PREFIX', 'bicubic_method', 'as_method', 'crop_to_scale', 'evaluate', 'run_generators', 'write_eval',
-           'untrained_generator', 'score_shipped', 'wants_shipped', 'evaluate_run', 'Evaluation', 'evaluation_out',
-           'evaluate_command']
+__all__ = ['SHIPPED_PREFIX', 'bicubic_method', 'as_method', 'evaluate', 'run_generators', 'write_eval', 'untrained_generator',
+           'score_shipped', 'wants_shipped', 'evaluate_run', 'Evaluation', 'evaluation_out', 'evaluate_command']
 
 # %% ../nbs/16_evaluate.ipynb #2c1a2bc0
 def bicubic_method(scale: int = 4) -> Callable[[np.ndarray], np.ndarray]:
@@ -64,10 +63,6 @@ def _as_images(images) -> list[tuple[str, np.ndarray]]:
         out.append((str(iid), img))
     if not out: raise ValueError("No images to evaluate")
     return out
-
-def crop_to_scale(img: np.ndarray, scale: int) -> np.ndarray:
-    "`img` cropped (bottom/right) to a multiple of `scale` in both dimensions."
-    return img[:img.shape[0] // scale * scale, :img.shape[1] // scale * scale]
 
 # %% ../nbs/16_evaluate.ipynb #253577fa
 def _sr(fn, lr: np.ndarray, expect: tuple, name: str) -> np.ndarray:

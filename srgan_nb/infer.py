@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .config import pick_device, pick_precision, autocast, gpu_numerics
 from .layout import atomic_write
-from .data import load_image, bicubic_upscale
+from .data import BT601_LUMA, load_image, bicubic_upscale
 from .sources import IMAGE_EXTS
 from .model import load_generator, unwrap
 from .pretrained import resolve_generator
@@ -51,11 +51,14 @@ def is_gray(img, axis: int = -1) -> bool:
     return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
 
 # %% ../nbs/08_infer.ipynb #76064f29
+_PIL_LUMA = tuple(round(65536 * k) for k in BT601_LUMA)   # 19595, 38470, 7471: PIL's convert('L') weights
+
 def luma(img, axis: int = -1) -> np.ndarray:
     "BT.601 luma Y' = 0.299 R + 0.587 G + 0.114 B of a uint8 RGB image, rounded to uint8 as PIL's `convert('L')`; channels on `axis`."
     a = np.moveaxis(np.asarray(img), axis, -1)
     r, g, b = (a[..., i].astype(np.uint32) for i in range(3))
-    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+    wr, wg, wb = _PIL_LUMA
+    return ((r * wr + g * wg + b * wb + 0x8000) >> 16).astype(np.uint8)
 
 # %% ../nbs/08_infer.ipynb #0a76574f
 def keep_gray(sr: np.ndarray, lr: np.ndarray) -> np.ndarray:

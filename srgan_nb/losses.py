@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .config import RunConfig, allowed_values
 
@@ -20,11 +21,11 @@ __all__ = ['ANCHOR_KINDS', 'CBCR', 'GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 
            'EFFNET_LITE0_STAGES', 'EFFNET_MEAN', 'EFFNET_STD', 'EFFNET_FEATURE_SCALE', 'LOSS_TERMS', 'pixel_loss',
            'lowpass', 'chroma', 'anchor_loss', 'adversarial_loss', 'discriminator_loss', 'generator_adversarial_loss',
            'Backbone', 'vgg19_weights_path', 'build_vgg19', 'Conv2dSame', 'MBConv', 'EfficientNetLite0',
-           'effnet_lite0_weights_path', 'load_effnet_lite0', 'effnet_preprocess', 'effnet_classify', 'fold_bn',
-           'fuse_effnet', 'EffNetFeatures', 'build_effnet_lite0', 'build_backbone', 'PerceptualLoss',
-           'feature_scale_for', 'bicubic_pairs', 'local_variance', 'artifact_map', 'artifact_loss', 'LossTerm',
-           'LossInputs', 'register_loss', 'loss_terms', 'read_setting', 'term_weight', 'objective_settings',
-           'loss_weights', 'objective', 'generator_objective', 'discriminator_objective']
+           'effnet_lite0_weights_path', 'load_effnet_lite0', 'effnet_preprocess', 'effnet_classify', 'fuse_effnet',
+           'EffNetFeatures', 'build_effnet_lite0', 'build_backbone', 'PerceptualLoss', 'feature_scale_for',
+           'bicubic_pairs', 'local_variance', 'artifact_map', 'artifact_loss', 'LossTerm', 'LossInputs',
+           'register_loss', 'loss_terms', 'read_setting', 'term_weight', 'objective_settings', 'loss_weights',
+           'objective', 'generator_objective', 'discriminator_objective']
 
 # %% ../nbs/05_losses.ipynb #0b5116de
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, criterion: str = 'mse') -> torch.Tensor:
@@ -247,26 +248,16 @@ def effnet_classify(net: EfficientNetLite0, img_uint8, size: int = 224, preproce
     with torch.no_grad(): return net((preprocess or effnet_preprocess)(x)).softmax(1)[0]
 
 # %% ../nbs/05_losses.ipynb #a17e8ab4
-def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    "A copy of `conv` (same class and padding) with eval-mode batch norm `bn` folded into its weight and bias."
-    inv = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, groups=conv.groups, bias=True)
-    if isinstance(conv, nn.Conv2d) and not isinstance(conv, Conv2dSame): fused.padding = conv.padding
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight * inv.view(-1, 1, 1, 1))
-        b = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        fused.bias.copy_((b - bn.running_mean) * inv + bn.bias)
-    return fused
-
 def fuse_effnet(net: EfficientNetLite0) -> EfficientNetLite0:
     "Fold every batch norm of `net` into its convolution, in place (eval-only afterwards)."
-    net._conv_stem, net._bn0 = fold_bn(net._conv_stem, net._bn0), nn.Identity()
-    net._conv_head, net._bn1 = fold_bn(net._conv_head, net._bn1), nn.Identity()
+    net.eval()
+    net._conv_stem, net._bn0 = fuse_conv_bn_eval(net._conv_stem, net._bn0), nn.Identity()
+    net._conv_head, net._bn1 = fuse_conv_bn_eval(net._conv_head, net._bn1), nn.Identity()
     for b in net._blocks:
-        if hasattr(b, '_expand_conv'): b._expand_conv, b._bn0 = fold_bn(b._expand_conv, b._bn0), nn.Identity()
-        b._depthwise_conv, b._bn1 = fold_bn(b._depthwise_conv, b._bn1), nn.Identity()
-        b._project_conv, b._bn2 = fold_bn(b._project_conv, b._bn2), nn.Identity()
-    return net.eval()
+        if hasattr(b, '_expand_conv'): b._expand_conv, b._bn0 = fuse_conv_bn_eval(b._expand_conv, b._bn0), nn.Identity()
+        b._depthwise_conv, b._bn1 = fuse_conv_bn_eval(b._depthwise_conv, b._bn1), nn.Identity()
+        b._project_conv, b._bn2 = fuse_conv_bn_eval(b._project_conv, b._bn2), nn.Identity()
+    return net
 
 # %% ../nbs/05_losses.ipynb #8906026e
 class EffNetFeatures(nn.Module):

@@ -18,7 +18,7 @@ from scipy import ndimage
 from scipy.special import gamma as gamma_fn
 
 from .config import package_dir, shared_data, pick_device
-from .data import make_lr, bicubic_upscale, load_image
+from .data import BT601_LUMA, make_lr, bicubic_upscale, load_image
 from .sources import list_images
 
 # %% auto #0
@@ -30,10 +30,13 @@ __all__ = ['SSIM_KW', 'LPIPS_TRUNKS', 'FACE_MODEL_FILES', 'FACE_INSTALL', 'STLPI
            'niqe_sr', 'rgb_to_cbcr', 'chroma_error', 'Metric', 'metric_table', 'whole_images', 'MetricSuite', 'score']
 
 # %% ../nbs/06_metrics.ipynb #351888a6
+_Y_ROW = tuple(219 * k for k in BT601_LUMA)   # rgb2ycbcr's Y row: 65.481, 128.553, 24.966
+
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
     "Y channel of BT.601 as MATLAB's rgb2ycbcr (range [16, 235]) of a uint8 RGB image, as float64 (not rounded)."
     x = np.asarray(img, dtype=np.float64)
-    return 16.0 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
+    wr, wg, wb = _Y_ROW
+    return 16.0 + (wr * x[..., 0] + wg * x[..., 1] + wb * x[..., 2]) / 255.0
 
 # %% ../nbs/06_metrics.ipynb #f5b0a129
 def shave(img: np.ndarray, border: int) -> np.ndarray:

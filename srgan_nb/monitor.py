@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .data import bicubic_upscale, make_lr
+from .data import bicubic_upscale, crop_to_scale, make_lr
 from .model import unwrap
 from .infer import upscale_batch, upscale_image, prepare_generator
 from .metrics import psnr, niqe_sr, chroma_error, STLPIPS, stlpips_status, ImageTooSmall
@@ -51,7 +51,7 @@ class ValidationPhotos:
 def validation_photos(photos, scale: int = 4, device='cpu') -> ValidationPhotos | None:
     "Whole validation photos (uint8 RGB arrays or (id, array) pairs) cropped to a multiple of `scale`, their LR, ST-LPIPS when available, and the bicubic and HR reference scores."
     s = int(scale)
-    hrs = [hr[:hr.shape[0] // s * s, :hr.shape[1] // s * s] for hr in (p[1] if isinstance(p, tuple) else p for p in photos or [])]
+    hrs = [crop_to_scale(hr, s) for hr in (p[1] if isinstance(p, tuple) else p for p in photos or [])]
     if not hrs: return None
     ok, why = stlpips_status()
     fns = dict(VAL_PHOTO_METRICS, stlpips=STLPIPS(device) if ok else None)   # on the training device: a GPU does not wait for the CPU

@@ -409,9 +409,6 @@ def plot_intervals(summary: pd.DataFrame, metrics=None):
 # %% ../nbs/17_report.ipynb #ab6fe415
 DIGITS = stats.DIGITS   # from the metric registry
 
-def _fmt_p(p) -> str:
-    return 'n/a' if pd.isna(p) else ('<0.001' if p < 0.001 else f'{p:.3f}')
-
 def paired_table(paired: pd.DataFrame, digits: int | None = None) -> pd.DataFrame:
     "A `stats.paired_vs_baseline` (or `compare_strategies`) frame as text: difference, 95% t and BCa intervals, Wilcoxon and t p, Cohen's dz."
     paired = whole_images(paired).reset_index(drop=True)
@@ -429,8 +426,8 @@ def paired_table(paired: pd.DataFrame, digits: int | None = None) -> pd.DataFram
     out['difference'] = [f(v, d) for v, d in zip(paired['mean_diff'], dg)]
     out['95% CI (t)'] = [f"[{f(a, d)}, {f(b, d)}]" for a, b, d in zip(paired['t_low'], paired['t_high'], dg)]
     out['95% CI (BCa)'] = [f"[{f(a, d)}, {f(b, d)}]" for a, b, d in zip(paired['bca_low'], paired['bca_high'], dg)]
-    out['Wilcoxon p'] = paired['wilcoxon_p'].map(_fmt_p)
-    out['t-test p'] = paired['ttest_p'].map(_fmt_p)
+    out['Wilcoxon p'] = paired['wilcoxon_p'].map(stats.fmt_p)
+    out['t-test p'] = paired['ttest_p'].map(stats.fmt_p)
     out["Cohen's dz"] = paired['cohens_dz'].map(lambda v: 'n/a' if pd.isna(v) else f'{v:.2f}')
     return out
 

@@ -14,7 +14,7 @@ from .metrics import REGISTRY, REFERENCE_METHOD
 
 # %% auto #0
 __all__ = ['METRICS', 'LOWER_IS_BETTER', 'DIGITS', 'StatsWarning', 't_interval', 'bca_interval', 'describe', 'metric_columns',
-           'image_level', 'not_scored', 'summarize', 'paired_vs_baseline', 'compare_strategies', 'fmt_ci',
+           'image_level', 'not_scored', 'summarize', 'paired_vs_baseline', 'compare_strategies', 'fmt_ci', 'fmt_p',
            'numeric_table', 'summary_table', 'sample_caveat', 'coverage']
 
 # %% ../nbs/15_stats.ipynb #8adaa7c7
@@ -223,11 +223,11 @@ def fmt_ci(mean, lo, hi, digits: int = 2, sign: bool = False) -> str:
     if not np.isfinite(mean): return 'n/a'
     return f"{f(mean)} [{f(lo)}, {f(hi)}]"
 
-# %% ../nbs/15_stats.ipynb #4082d689
-def _fmt_p(p) -> str:
-    "A p-value for a table."
-    return 'n/a' if not np.isfinite(p) else ('<0.001' if p < 0.001 else f'{p:.3f}')
+def fmt_p(p) -> str:
+    "A p-value for a table: three decimals, '<0.001' below that, 'n/a' when missing."
+    return 'n/a' if pd.isna(p) or not np.isfinite(p) else ('<0.001' if p < 0.001 else f'{p:.3f}')
 
+# %% ../nbs/15_stats.ipynb #4082d689
 def numeric_table(df: pd.DataFrame, metrics=None, baseline: str | None = 'bicubic', by=('strategy',), **kw) -> pd.DataFrame:
     "summarize (and paired_vs_baseline) merged into one long numeric frame keyed by group, method and metric."
     s = summarize(df, metrics, by=list(by) + ['method'], **kw)
@@ -255,7 +255,7 @@ def summary_table(df: pd.DataFrame, metrics=None, interval: str = 'bca', baselin
         row[r['metric']] = fmt_ci(r['mean'], r[lo], r[hi], dg)
         if 'diff_mean_diff' in r.index and pd.notna(r.get('diff_mean_diff')):
             row[f"Δ{r['metric']} vs {baseline}"] = fmt_ci(r['diff_mean_diff'], r[f'diff_{lo}'], r[f'diff_{hi}'], dg, sign=True)
-            row[f"p {r['metric']}"] = _fmt_p(r['diff_wilcoxon_p'])
+            row[f"p {r['metric']}"] = fmt_p(r['diff_wilcoxon_p'])
     out = pd.DataFrame.from_dict(rows, orient='index').fillna('')
     out.index = pd.MultiIndex.from_tuples(list(rows), names=keys)
     return out

@@ -9,7 +9,7 @@ from skimage import data as skd
 
 from srgan_nb.compare import comparison_html
 from srgan_nb.data import bicubic_upscale, make_lr
-from srgan_nb.demo import Chromium, find_chromium
+from srgan_nb.demo import browser_missing, chromium_page
 
 SCREENS = Path(os.environ.get('SRGAN_SCREENS', '/tmp/screens'))
 
@@ -32,50 +32,43 @@ def test_fragment_embeds_each_image_once_at_true_size_and_loads_nothing():
 
 
 @pytest.fixture
-def browser():
-    if not find_chromium():
-        pytest.skip('no Chromium installed (apt-get install chromium; or set SRGAN_CHROMIUM): the browser tests need one')
-    with Chromium(width=1100, height=560) as b:
-        yield b
+def page():
+    if why := browser_missing(): pytest.skip(why)
+    with chromium_page(width=1100, height=560) as page:
+        yield page
 
 
-def _view(b):
-    return b.js("(r => [r.left, r.top, r.width, r.height])(document.querySelector('.srgan-cmp-view').getBoundingClientRect())")
-
-
-def _shot(b, x, y, w, h):
-    "The page's pixels in a box, as an array."
-    png = base64.b64decode(b.send('Page.captureScreenshot', format='png', clip=dict(x=x, y=y, width=w, height=h, scale=1))['data'])
+def _pixels(png: bytes):
     return np.asarray(Image.open(io.BytesIO(png)).convert('RGB')).astype(int)
 
 
-def test_slider_moves_the_wipe_and_changes_the_image_in_chromium(tmp_path, browser):
-    page = tmp_path/'page.html'
-    page.write_text('<!doctype html><meta charset="utf-8"><body>' + comparison_html(_images(), title='astronaut', left='bicubic', right='SRGAN s2') + '</body>')
-    b = browser.open(page.as_uri())
-    assert b.js("document.querySelector('.srgan-cmp-wipe').value") == '500'
+def test_slider_moves_the_wipe_and_changes_the_image_in_chromium(tmp_path, page):
+    html = tmp_path/'page.html'
+    html.write_text('<!doctype html><meta charset="utf-8"><body>' + comparison_html(_images(), title='astronaut', left='bicubic', right='SRGAN s2') + '</body>')
+    page.goto(html.as_uri())
+    wipe, view = page.locator('.srgan-cmp-wipe'), page.locator('.srgan-cmp-view')
+    assert wipe.input_value() == '500'
     top = "document.querySelector('.srgan-cmp img[data-key=\"SRGAN s2\"]').style.clipPath"
-    assert b.js(top) == 'inset(0px 0px 0px 50%)'
-    x, y, w, h = _view(b)
-    before = _shot(b, x, y, w, h)
-    SCREENS.mkdir(parents=True, exist_ok=True); b.screenshot(SCREENS/'compare_before.png')
-    sx, sy, sw, sh = b.js("(r => [r.left, r.top, r.width, r.height])(document.querySelector('.srgan-cmp-wipe').getBoundingClientRect())")
-    b.drag(sx + sw / 2, sy + sh / 2, sx + sw * 0.9, sy + sh / 2)            # drag the slider's thumb to the right
-    value = int(b.js("document.querySelector('.srgan-cmp-wipe').value"))
+    assert page.evaluate(top) == 'inset(0px 0px 0px 50%)'
+    before = _pixels(view.screenshot())
+    SCREENS.mkdir(parents=True, exist_ok=True); page.screenshot(path=SCREENS/'compare_before.png', full_page=True)
+    s = wipe.bounding_box()
+    wipe.drag_to(wipe, source_position=dict(x=s['width'] / 2, y=s['height'] / 2), target_position=dict(x=s['width'] * 0.9, y=s['height'] / 2))   # the thumb to the right
+    value = int(wipe.input_value())
     assert value > 800, value
-    assert b.js(top) == f'inset(0px 0px 0px {value / 10:g}%)'
-    after = _shot(b, x, y, w, h)
-    b.screenshot(SCREENS/'compare_after_slider.png')
+    assert page.evaluate(top) == f'inset(0px 0px 0px {value / 10:g}%)'
+    after = _pixels(view.screenshot())
+    page.screenshot(path=SCREENS/'compare_after_slider.png', full_page=True)
     # between the old and the new wipe line the right image (mirrored HR) was shown and now the left (bicubic) is
+    w, h = view.bounding_box()['width'], view.bounding_box()['height']
     band = (slice(10, int(h) - 10), slice(int(w * 0.55), int(w * 0.8)))
     assert np.abs(after[band] - before[band]).mean() > 5
     assert np.abs(after[:, :int(w * 0.45)] - before[:, :int(w * 0.45)]).mean() < 1     # left of both lines: unchanged
     # the dropdown picks another method, and a drag on the image moves the wipe too
-    b.js("(s => { s.value = 'HR'; s.dispatchEvent(new Event('change')); })(document.querySelector('.srgan-cmp-b'))")
-    assert b.js("document.querySelector('.srgan-cmp img[data-key=\"HR\"]').style.display") == 'block'
-    assert b.js("document.querySelector('.srgan-cmp img[data-key=\"SRGAN s2\"]').style.display") == 'none'
-    b.drag(x + w * 0.7, y + h / 2, x + w * 0.2, y + h / 2)
-    assert int(b.js("document.querySelector('.srgan-cmp-wipe').value")) == pytest.approx(200, abs=15)
-    assert 'url("data:image/png' in b.js("document.querySelector('.srgan-cmp-lens div').style.backgroundImage")
-    b.screenshot(SCREENS/'compare_after_drag.png')
-
+    page.select_option('.srgan-cmp-b', 'HR')
+    assert page.evaluate("document.querySelector('.srgan-cmp img[data-key=\"HR\"]').style.display") == 'block'
+    assert page.evaluate("document.querySelector('.srgan-cmp img[data-key=\"SRGAN s2\"]').style.display") == 'none'
+    view.drag_to(view, source_position=dict(x=w * 0.7, y=h / 2), target_position=dict(x=w * 0.2, y=h / 2))
+    assert int(wipe.input_value()) == pytest.approx(200, abs=15)
+    assert 'url("data:image/png' in page.evaluate("document.querySelector('.srgan-cmp-lens div').style.backgroundImage")
+    page.screenshot(path=SCREENS/'compare_after_drag.png', full_page=True)

@@ -94,31 +94,30 @@ def _face(tmp_path) -> Path:
 
 
 def test_demo_page_upscales_an_uploaded_face_in_chromium(tmp_path, reports_tmp):
-    if not D.find_chromium():
-        pytest.skip('no Chromium installed (apt-get install chromium; or set SRGAN_CHROMIUM): the browser tests need one')
+    if why := D.browser_missing(): pytest.skip(why)
     face = _face(tmp_path)
     w, h = Image.open(face).size
     model = 'gan' if 'gan' in D.model_choices() else None
     srv = D.DemoServer(port=0, models=[model] if model else (), device='cpu', precision='fp32')
     D.start(srv)
     try:
-        with D.Chromium(width=1280, height=1000, timeout=300) as b:
-            b.open(srv.url)
-            assert b.js("document.title") == 'srgan-nb demo' and b.js("document.querySelector('#result').children.length") == 0
-            b.upload('#file', face)
-            b.wait("!document.querySelector('#download').hidden || document.querySelector('#error').textContent", 300)
-            assert b.js("document.querySelector('#error').textContent") == ''
+        with D.chromium_page(width=1280, height=1000, timeout=300) as page:
+            page.goto(srv.url)
+            assert page.title() == 'srgan-nb demo' and page.locator('#result > *').count() == 0
+            page.set_input_files('#file', face)
+            page.locator('#download:not([hidden]), #error:not(:empty)').first.wait_for()   # the result, or a message
+            assert page.text_content('#error') == ''
             key = srv.default
             sr = f"document.querySelector('.srgan-cmp img[data-key=\"{key}\"]')"
-            assert b.js(f"[{sr}.naturalWidth, {sr}.naturalHeight, {sr}.style.display]") == [4 * w, 4 * h, 'block']
-            assert b.js("document.querySelector('.srgan-cmp-a').value") == 'bicubic'
-            assert 'x4.png' in b.js("document.querySelector('#download').download")
-            size = b.js("fetch(document.querySelector('#download').href).then(r => r.blob()).then(b => b.size)")
+            assert page.evaluate(f"[{sr}.naturalWidth, {sr}.naturalHeight, {sr}.style.display]") == [4 * w, 4 * h, 'block']
+            assert page.input_value('.srgan-cmp-a') == 'bicubic'
+            assert 'x4.png' in page.get_attribute('#download', 'download')
+            size = page.evaluate("fetch(document.querySelector('#download').href).then(r => r.blob()).then(b => b.size)")
             assert size > 1000
-            x, y, vw, vh = b.js("(r => [r.left, r.top, r.width, r.height])(document.querySelector('.srgan-cmp-view').getBoundingClientRect())")
-            b.drag(x + vw * 0.5, y + vh * 0.4, x + vw * 0.3, y + vh * 0.4)
-            assert int(b.js("document.querySelector('.srgan-cmp-wipe').value")) == pytest.approx(300, abs=15)
-            SCREENS.mkdir(parents=True, exist_ok=True); b.screenshot(SCREENS/'demo_result.png')
+            view = page.locator('.srgan-cmp-view'); v = view.bounding_box()
+            view.drag_to(view, source_position=dict(x=v['width'] * 0.5, y=v['height'] * 0.4), target_position=dict(x=v['width'] * 0.3, y=v['height'] * 0.4))
+            assert int(page.input_value('.srgan-cmp-wipe')) == pytest.approx(300, abs=15)
+            SCREENS.mkdir(parents=True, exist_ok=True); page.screenshot(path=SCREENS/'demo_result.png', full_page=True)
     finally:
         srv.shutdown(); srv.server_close()
 

@@ -13,7 +13,7 @@ from skimage.color import rgb2ycbcr
 
 from srgan_nb import metrics as M
 from srgan_nb import evaluate as E
-from srgan_nb.data import make_lr, bicubic_upscale, load_image
+from srgan_nb.data import crop_to_scale, make_lr, bicubic_upscale, load_image
 from srgan_nb.sources import list_images
 
 
@@ -260,7 +260,7 @@ def test_evaluate_run(reports_tmp):
     assert patch.vif.isna().all() and patch.psnr.notna().all() and img.vif.notna().all()
     untrained = E.as_method(Generator(n_blocks=1, channels=8, bicubic_skip=True))
     i0, hr0 = images[0]
-    hr0 = E.crop_to_scale(hr0, 4)
+    hr0 = crop_to_scale(hr0, 4)
     ref = img[(img.image_id == i0) & (img.method == 'bicubic_skip_init')].iloc[0]
     assert ref.psnr == pytest.approx(M.psnr(untrained(make_lr(hr0, 4)), hr0), abs=1e-9)
     row = img[(img.image_id == i0) & (img.method == 'srgan')].iloc[0]
