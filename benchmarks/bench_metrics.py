@@ -22,7 +22,7 @@ import torch
 from srgan_nb.config import shared_data
 from srgan_nb.data import crop_to_scale, load_image, make_lr, bicubic_upscale
 from srgan_nb.sources import list_images, sample_images
-from srgan_nb import metrics as M, evaluate as E
+from srgan_nb import metrics as M, suite as Su, evaluate as E
 
 
 def pairs_of(images, scale: int = 4):
@@ -52,7 +52,7 @@ def datasets(n_faces: int):
     return sets
 
 
-def bench(images, suite: M.MetricSuite, reps: int, scale: int = 4) -> pd.DataFrame:
+def bench(images, suite: Su.MetricSuite, reps: int, scale: int = 4) -> pd.DataFrame:
     pairs = pairs_of(images, scale)
     fns = {
         'psnr (Y)': lambda s, h: M.psnr(s, h, scale),
@@ -89,7 +89,7 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        suite = M.MetricSuite(lpips_net=a.lpips_net)
+        suite = Su.MetricSuite(lpips_net=a.lpips_net)
     print(f"torch {torch.__version__}, {a.threads} thread(s); metrics: {', '.join(suite.metrics)}")
     for k, v in suite.notes.items(): print(f"  {k}: {v}")
     for name, images in datasets(a.n_faces).items():

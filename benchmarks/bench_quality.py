@@ -37,12 +37,12 @@ from srgan_nb.data import load_image
 from srgan_nb.sources import file_sha256, list_images, read_photo_list
 from srgan_nb.infer import Upscaler
 from srgan_nb.layout import StrategyFiles
-from srgan_nb.metrics import MetricSuite
+from srgan_nb.suite import MetricSuite
 from srgan_nb.evaluate import evaluate
 from srgan_nb.peers import KRASSERM_FILES, load_krasserm, peers_status
 from srgan_nb.pretrained import DEFAULT_RULE, MODEL_NAMES, PHASES, choose_default, mark_default, model_path, shipped_models
 from srgan_nb.release import finished_phases, write_model_cards
-from srgan_nb.metrics import REFERENCE_METHOD, whole_images
+from srgan_nb.suite import REFERENCE_METHOD, whole_images
 
 METRICS = ['psnr', 'psnr_rgb', 'ssim', 'stlpips', 'niqe', 'chroma_err', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist', 'lpips']
 PAIRS = (('shipped_gan', 'shipped_psnr'), ('shipped_gan', 'krasserm-srgan'), ('shipped_psnr', 'krasserm-srresnet'))

@@ -16,7 +16,7 @@ import pandas as pd
 
 from srgan_nb import stats
 from srgan_nb.config import reports_files
-from srgan_nb.metrics import REGISTRY, REFERENCE_METHOD, whole_images
+from srgan_nb.suite import REGISTRY, REFERENCE_METHOD, whole_images
 from srgan_nb.train import read_history
 
 SHOWN = ('psnr', 'psnr_rgb', 'stlpips', 'niqe', 'chroma_err', 'face_dist', 'haarpsi', 'ssim')

@@ -116,5 +116,5 @@ def test_evaluate_honours_device(tmp_path, capsys):
     assert main(['evaluate', '--checkpoint', 'psnr', '--data-dir', str(tmp_path), '--out', str(tmp_path/'ev.csv'), '--device', 'cuda']) == 1
     assert 'CUDA is not available' in capsys.readouterr().err
     with fake_cuda():
-        from srgan_nb.metrics import MetricSuite
+        from srgan_nb.suite import MetricSuite
         assert MetricSuite(['psnr'], device='auto').fns and pick_device('auto') == torch.device('cuda', 0)

@@ -11,7 +11,7 @@ from PIL import Image
 from skimage import data as skdata, filters, metrics as skm
 from skimage.color import rgb2ycbcr
 
-from srgan_nb import metrics as M
+from srgan_nb import metrics as M, suite as Su
 from srgan_nb import evaluate as E
 from srgan_nb.data import crop_to_scale, make_lr, bicubic_upscale, load_image
 from srgan_nb.sources import list_images
@@ -95,7 +95,7 @@ def test_bad_inputs_are_clear(hr):
     with pytest.raises(ValueError, match='too small'):
         M.vif(hr[:40, :40], hr[:40, :40])
     with pytest.raises(ValueError, match='Unknown metric'):
-        M.MetricSuite(['psnr', 'fid'])
+        Su.MetricSuite(['psnr', 'fid'])
 
 
 def test_feat_dist_effnet(hr):
@@ -112,10 +112,10 @@ def test_lpips_unavailable_without_cache(tmp_path, monkeypatch):
     assert not ok and why.startswith('unavailable:') and 'alexnet' in why
     with pytest.raises(RuntimeError, match='unavailable'):
         M.LPIPSMetric('alex')
-    suite = M.MetricSuite(None, backbone=nn.Conv2d(3, 4, 3))
+    suite = Su.MetricSuite(None, backbone=nn.Conv2d(3, 4, 3))
     assert 'lpips' not in suite.metrics and suite.notes['lpips'].startswith('unavailable')
     with pytest.warns(UserWarning, match='lpips unavailable'):
-        M.MetricSuite(['psnr', 'lpips'])
+        Su.MetricSuite(['psnr', 'lpips'])
 
 
 def test_lpips_from_local_weights(tmp_path, monkeypatch, hr):
@@ -162,7 +162,7 @@ def test_evaluate_wiring(hr, toy_backbone):
     assert list(df.columns[:4]) == ['image_id', 'method', 'strategy', 'level']
     assert {'psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'vif', 'feat_dist'} <= set(df.columns)
     assert len(df) == 6 and set(df.level) == {'image'} and set(df.strategy) == {'s1'}   # 2 methods and the HR reference row
-    ref = df[df.method == M.REFERENCE_METHOD]
+    ref = df[df.method == Su.REFERENCE_METHOD]
     assert len(ref) == 2 and ref.niqe.notna().all() and ref.psnr.isna().all()
     cat = df[(df.image_id == 'cat')].iloc[0]
     assert (cat.height, cat.width) == (200, 196)
@@ -275,12 +275,12 @@ def test_evaluate_run(reports_tmp):
     assert summ[(summ.method == 'srgan') & (summ.metric == 'psnr') & (summ.level == 'image')].diff_mean_diff.notna().all()
     # with NIQE, one HR reference row per photo, however many evaluate calls the run needs (trained, untrained, shipped)
     with_niqe = E.evaluate_run(cfg, 's2', metrics=['psnr', 'niqe'], progress=False, patches=False)
-    hr_rows = with_niqe[with_niqe.method == M.REFERENCE_METHOD]
+    hr_rows = with_niqe[with_niqe.method == Su.REFERENCE_METHOD]
     assert sorted(hr_rows.image_id) == sorted(ids) and hr_rows.psnr.isna().all()
 
 
 def test_too_small_images_give_nan_with_one_warning(hr):
-    suite = M.MetricSuite(['psnr', 'ssim', 'vif'])
+    suite = Su.MetricSuite(['psnr', 'ssim', 'vif'])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         rows = [suite(hr[:48, k:k + 48], hr[:48, k:k + 48]) for k in (0, 48, 96)]
@@ -320,8 +320,8 @@ def test_evaluate_command_folder(reports_tmp, tmp_path, capsys):
     assert 'bicubic' in text and 'srgan' in text and str(out) in text and 'Only 2 test images' in text
     assert out.exists() and (out.parent/'set_summary.csv').exists()
     back = pd.read_csv(out)
-    assert len(back) == 6 and (back.method == M.REFERENCE_METHOD).sum() == 2 and set(back.image_id) == {'astro.png', 'camera.png'}
-    assert set(back.method) == {'bicubic', 'srgan', M.REFERENCE_METHOD}
+    assert len(back) == 6 and (back.method == Su.REFERENCE_METHOD).sum() == 2 and set(back.image_id) == {'astro.png', 'camera.png'}
+    assert set(back.method) == {'bicubic', 'srgan', Su.REFERENCE_METHOD}
     with pytest.raises(FileNotFoundError, match='nope'):
         E.evaluate_command(cfg, checkpoint=tmp_path/'nope.pt', data_dir=folder, progress=False)
 
@@ -345,7 +345,7 @@ def test_evaluate_run_id_leaves_the_run_unchanged(reports_tmp):
     assert main(['evaluate', '--run-id', 'keep', '--data-source', 'samples', '--quick', '--strategy', 's2']) == 0
     assert snap() == before
     out = reports_tmp/'evaluations'/'keep-s2'
-    assert (out/'per_image.csv').exists() and set(pd.read_csv(out/'per_image.csv').method) == {'bicubic', 'srgan', M.REFERENCE_METHOD}
+    assert (out/'per_image.csv').exists() and set(pd.read_csv(out/'per_image.csv').method) == {'bicubic', 'srgan', Su.REFERENCE_METHOD}
     assert main(['evaluate', '--run-id', 'keep', '--data-source', 'samples', '--quick', '--out', str(folder/'eval')]) == 1  # refused
     assert snap() == before
 
@@ -373,12 +373,12 @@ def test_niqe_worse_under_blur_and_noise():
 
 def test_niqe_counts_images_too_small_for_its_block(hr):
     "88x88 after the border cannot hold one 96x96 block: NaN, a note, and a count -- never silently dropped."
-    suite = M.MetricSuite(['psnr', 'niqe'])
+    suite = Su.MetricSuite(['psnr', 'niqe'])
     with pytest.warns(UserWarning, match='niqe'):
         small = [suite(hr[:96, :96], hr[:96, :96]) for _ in range(3)]
     assert all(np.isnan(r['niqe']) for r in small) and suite.n_too_small == {'niqe': 3}
     df = E.evaluate({'bicubic': 'bicubic'}, [('a', hr), ('b', hr[:96, :96].copy())], metrics=['psnr', 'niqe'], progress=False)
-    assert set(df.method) == {'bicubic', M.REFERENCE_METHOD}
+    assert set(df.method) == {'bicubic', Su.REFERENCE_METHOD}
     assert df.niqe.isna().sum() == 2 and '(2 image(s) or patch(es))' in df.attrs['notes']['niqe']
 
 
@@ -402,7 +402,7 @@ def test_stlpips_missing_package_is_a_clean_skip_with_a_reason(monkeypatch, hr):
     monkeypatch.setattr(M.importlib.util, 'find_spec', lambda name, *a: None if name == 'stlpips_pytorch' else real(name, *a))
     ok, why = M.stlpips_status()
     assert not ok and 'pip install stlpips-pytorch' in why
-    suite = M.MetricSuite()            # the default suite leaves ST-LPIPS out and says why
+    suite = Su.MetricSuite()            # the default suite leaves ST-LPIPS out and says why
     assert 'stlpips' not in suite.metrics and 'pip install' in suite.notes['stlpips']
     with pytest.raises(RuntimeError, match='stlpips-pytorch'):
         M.STLPIPS()

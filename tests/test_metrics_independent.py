@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata, filters
 
-from srgan_nb import metrics as M
+from srgan_nb import metrics as M, suite as Su
 from srgan_nb import evaluate as E
 from srgan_nb.data import make_lr, bicubic_upscale
 
@@ -85,7 +85,7 @@ def test_piq_minimum_sizes(hr, name, fits):
         f(hr[:n - 1, :n - 1], hr[:n - 1, :n - 1])
     with pytest.raises(ValueError, match='uint8'):
         f(hr / 255.0, hr)
-    suite = M.MetricSuite(['psnr', name])
+    suite = Su.MetricSuite(['psnr', name])
     with pytest.warns(UserWarning, match=f'{name}: images of'):
         r = suite(hr[:n - 1, :n - 1], hr[:n - 1, :n - 1])
     assert np.isnan(r[name]) and r['psnr'] == float('inf')
@@ -171,7 +171,7 @@ def test_face_identity_no_face_is_nan_and_counted(collins, shuttle):
 
 
 def test_suite_computes_the_new_metrics(collins, shuttle):
-    suite = M.MetricSuite(None, backbone=torch.nn.Conv2d(3, 4, 3))
+    suite = Su.MetricSuite(None, backbone=torch.nn.Conv2d(3, 4, 3))
     assert {'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist'} <= set(suite.metrics)
     bic = bicubic_upscale(make_lr(collins, 4), 4)
     r = suite(bic, collins)
@@ -186,7 +186,7 @@ def test_evaluate_face_dist_notes_and_patches(collins, shuttle):
     patches = SimpleNamespace(hr=np.stack([collins[:96, :96], collins[96:192, 96:192]]),
                               lr=np.stack([make_lr(collins[:96, :96], 4), make_lr(collins[96:192, 96:192], 4)]),
                               image_ids=np.array(['collins', 'collins']))
-    suite = M.MetricSuite(['psnr', 'face_dist'])
+    suite = Su.MetricSuite(['psnr', 'face_dist'])
     kw = dict(backbone=suite, patches=patches, progress=False)
     df = E.evaluate({'bicubic': 'bicubic', 'nearest': lambda lr: np.repeat(np.repeat(lr, 4, 0), 4, 1)},
                     [('collins', collins), ('shuttle', shuttle)], **kw)
@@ -205,11 +205,11 @@ def test_face_dist_unavailable_without_dlib(monkeypatch, collins):
     monkeypatch.setitem(sys.modules, 'dlib', None)                 # import dlib raises ImportError
     ok, why = M.face_status()
     assert not ok and why.startswith('unavailable: dlib') and 'pip install dlib-bin face-recognition-models' in why
-    suite = M.MetricSuite(None, backbone=torch.nn.Conv2d(3, 4, 3))
+    suite = Su.MetricSuite(None, backbone=torch.nn.Conv2d(3, 4, 3))
     assert 'face_dist' not in suite.metrics and suite.notes['face_dist'].startswith('unavailable')
     assert 'face_dist' not in suite(collins, collins)
     with pytest.warns(UserWarning, match='face_dist unavailable'):
-        M.MetricSuite(['psnr', 'face_dist'])
+        Su.MetricSuite(['psnr', 'face_dist'])
     with pytest.raises(RuntimeError, match='dlib-bin face-recognition-models'):
         M.FaceIdentity()(collins, collins)
 
@@ -224,19 +224,19 @@ def test_face_models_missing_is_clear(monkeypatch):
 
 
 def test_registry_covers_every_metric():
-    assert list(M.REGISTRY) == list(M.METRIC_NAMES)
-    for m, spec in M.REGISTRY.items():
+    assert list(Su.REGISTRY) == list(Su.METRIC_NAMES)
+    for m, spec in Su.REGISTRY.items():
         assert spec.key == m and spec.label and spec.measures and spec.family, m
         assert spec.better in ('higher', 'lower') and spec.training in ('independent', 'aligned'), m
-    assert [m for m, s in M.REGISTRY.items() if s.training == 'aligned'] == ['feat_dist']
-    assert {m for m, s in M.REGISTRY.items() if s.better == 'lower'} == {'feat_dist', 'lpips', 'stlpips', 'mdsi', 'niqe', 'chroma_err', 'face_dist'}
+    assert [m for m, s in Su.REGISTRY.items() if s.training == 'aligned'] == ['feat_dist']
+    assert {m for m, s in Su.REGISTRY.items() if s.better == 'lower'} == {'feat_dist', 'lpips', 'stlpips', 'mdsi', 'niqe', 'chroma_err', 'face_dist'}
 
 
 def test_metric_info_direction_matches_the_metrics(collins):
     "More noise makes every metric worse in the direction the registry states (LPIPS needs downloaded weights: left out)."
-    names = [m for m in M.METRIC_NAMES if m != 'lpips']
-    suite = M.MetricSuite(names)
+    names = [m for m in Su.METRIC_NAMES if m != 'lpips']
+    suite = Su.MetricSuite(names)
     mild, strong = suite(_noise(collins, 5), collins), suite(_noise(collins, 25), collins)
     for m in names:
-        sign = 1 if M.REGISTRY[m].better == 'higher' else -1
+        sign = 1 if Su.REGISTRY[m].better == 'higher' else -1
         assert sign * mild[m] > sign * strong[m], (m, mild[m], strong[m])
