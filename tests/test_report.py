@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from srgan_nb.config import RunConfig, QUICK_CAPS, save_config
-from srgan_nb import report as R, stats
+from srgan_nb import report as R, figures as F, stats
 from srgan_nb.testing import fake_history, fake_per_image
 
 
@@ -30,14 +30,14 @@ def test_loss_table_keeps_the_seed_columns_and_values():
 
 
 def test_plot_losses_draws_generator_per_phase_and_both_discriminator_curves():
-    fig = R.plot_losses(fake_history(pretrain_epochs=2, epochs=3))
+    fig = F.plot_losses(fake_history(pretrain_epochs=2, epochs=3))
     assert len(fig.axes[0].lines) == 2                        # pretrain and gan
     assert len(fig.axes[1].lines) == 2                        # fake and real
     np.testing.assert_allclose(fig.axes[1].lines[0].get_xdata(), [3, 4, 5])
     fig.canvas.draw()
     ticks = [t for ax in fig.axes for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert ticks and all(float(t).is_integer() for t in ticks)   # integer epoch ticks
-    fig = R.plot_losses(fake_history(pretrain_epochs=2, epochs=0))
+    fig = F.plot_losses(fake_history(pretrain_epochs=2, epochs=0))
     assert len(fig.axes[1].lines) == 0
 
 
@@ -60,20 +60,20 @@ def test_interval_table_and_plot_from_stats_summarize():
     row = it[(it.method == 'SRGAN') & (it.strategy == 's1') & (it.metric == 'psnr')].iloc[0]
     src = s[(s.method == 'srgan') & (s.strategy == 's1') & (s.metric == 'psnr')].iloc[0]
     assert row['mean'] == f"{src['mean']:.3f}" and row['95% CI (t)'] == f"[{src['t_low']:.3f}, {src['t_high']:.3f}]"
-    fig = R.plot_intervals(s, ['psnr'])
+    fig = F.plot_intervals(s, ['psnr'])
     assert len(fig.axes) == 1 and len(fig.axes[0].get_yticklabels()) == 6    # 3 methods x 2 strategies
 
 
 def test_plot_intervals_on_a_fake_summary():
     s = stats.summarize(fake_per_image(n=5), metrics=('psnr', 'ssim'))
-    fig = R.plot_intervals(s)
+    fig = F.plot_intervals(s)
     ax = fig.axes[0]
     means = sorted(l.get_xdata()[0] for l in ax.lines if l.get_marker() == 'o')
     assert means == pytest.approx(sorted(s[s.metric == 'psnr']['mean']))
 
 
 def test_distributions_skip_absent_metrics():
-    fig = R.plot_distributions(fake_per_image(n=4), ('psnr', 'lpips', 'ssim'))
+    fig = F.plot_distributions(fake_per_image(n=4), ('psnr', 'lpips', 'ssim'))
     assert len(fig.axes) == 2
 
 
@@ -115,11 +115,11 @@ def test_model_table_names_the_bicubic_skip():
 
 def test_comparison_grid_and_examples():
     img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
-    fig = R.comparison_grid([('a', {'LR': img[::4, ::4], 'bicubic': img, 'HR': img})] * 2)
+    fig = F.comparison_grid([('a', {'LR': img[::4, ::4], 'bicubic': img, 'HR': img})] * 2)
     assert len(fig.axes) == 6 and fig.axes[2].get_title() == 'HR'
-    fig = R.example_figure([('x', img)], scale=4)
+    fig = F.example_figure([('x', img)], scale=4)
     assert [a.get_title() for a in fig.axes] == ['HR 32x32', 'LR 8x8', 'LR enlarged (bicubic x4)']
-    with pytest.raises(ValueError, match='no images'): R.comparison_grid([])
+    with pytest.raises(ValueError, match='no images'): F.comparison_grid([])
 
 
 def test_limitations_name_backbone_quick_caps_and_coverage():
@@ -157,7 +157,7 @@ def test_load_run_reads_the_stage_files(tmp_path):
 
 def test_render_html_hides_code_drops_warnings_embeds_images(tmp_path):
     import base64, io
-    buf = io.BytesIO(); R.plot_losses(fake_history()).savefig(buf, format='png')
+    buf = io.BytesIO(); F.plot_losses(fake_history()).savefig(buf, format='png')
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell('# My title'),
                 nbformat.v4.new_code_cell('very_secret_code()', outputs=[
@@ -185,7 +185,7 @@ def test_readable_summary_names_metrics_and_methods():
 def test_data_flow_diagram_is_the_librarys(tmp_path):
     "docs/data_flow.svg (shown in the README) is exactly what the library draws now (`make diagram` rewrites it)."
     from pathlib import Path
-    R.save_data_flow(tmp_path/'df.svg')
+    F.save_data_flow(tmp_path/'df.svg')
     shipped = Path(__file__).resolve().parents[1]/'docs'/'data_flow.svg'
     assert shipped.read_bytes() == (tmp_path/'df.svg').read_bytes(), 'docs/data_flow.svg is stale: run `make diagram`'
     from srgan_nb.render import external_resources
