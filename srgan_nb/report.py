@@ -11,27 +11,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import matplotlib.pyplot as plt
 
 from .config import RunConfig, load_config, upgrade_records, QUICK_CAPS, STRATEGIES, repo_root
-from .data import make_lr, bicubic_upscale, load_split_images
 from .model import build_models, count_parameters
-from .infer import Upscaler
 from .train import read_history
 from .losses import loss_terms, term_weight
-from .layout import RunFiles
+from .layout import RunFiles, atomic_write
 from .metrics import REGISTRY, REFERENCE_METHOD, whole_images
 from . import stats
 from .pretrained import shipped_models
-from .figures import METHOD_NAMES, METHOD_ORDER, METRIC_NAMES, LOWER_IS_BETTER, center_crop
+from .figures import METHOD_NAMES, METHOD_ORDER, METRIC_NAMES, LOWER_IS_BETTER, comparison_grid, plot_losses, comparison_rows, worst_images, with_srgan
 
 # %% auto #0
-__all__ = ['COLUMN_FORMATS', 'LOSS_COLUMNS', 'DIGITS', 'FAMILY_TITLES', 'METRIC_FAMILIES', 'REFERENCES', 'Run', 'load_run',
-           'headline_means', 'n_train_used', 'title_markdown', 'strategy_markdown', 'abstract_markdown',
-           'introduction_markdown', 'methodology_markdown', 'strategies_table', 'styled', 'data_table', 'model_table',
-           'loss_table', 'interval_table', 'readable_summary', 'paired_table', 'metric_protocol', 'families',
-           'tradeoff_sentence', 'conclusion_markdown', 'references_markdown', 'strategy_comparison', 'comparison_rows',
-           'worst_images', 'shipped_markdown', 'limitations_markdown', 'applications_markdown', 'package_versions',
-           'provenance_table']
+__all__ = ['COLUMN_FORMATS', 'LOSS_COLUMNS', 'DIGITS', 'FAMILY_TITLES', 'METRIC_FAMILIES', 'Run', 'load_run', 'report_frame',
+           'save_scores', 'headline_means', 'n_train_used', 'title_markdown', 'strategy_markdown', 'abstract_markdown',
+           'introduction_markdown', 'methodology_markdown', 'run_methodology', 'strategies_table', 'styled', 'show',
+           'data_table', 'model_table', 'loss_table', 'training_parts', 'interval_table', 'readable_summary',
+           'paired_table', 'shipped_markdown', 'metric_protocol', 'families', 'present_metrics', 'protocol_parts',
+           'results_parts', 'vs_baseline', 'tradeoff_sentence', 'conclusion_markdown', 'strategy_comparison',
+           'strategy_comparison_parts', 'worst_parts', 'limitations_markdown', 'package_versions', 'provenance_table']
 
 # %% ../nbs/07_report.ipynb #2cb459a0
 def _read_json(p, default=None):
@@ -83,6 +82,17 @@ def load_run(run_dir, strategies=None) -> Run:
             frames.append(e)
     if frames: run.per_image = pd.concat(frames, ignore_index=True)
     return run
+
+def report_frame(run) -> pd.DataFrame:
+    "The run's scores on whole test images, by strategy, the methods in the report's order (an error naming the stage to run when there are none)."
+    if run.per_image is None: raise RuntimeError(f"no evaluation results in {run.run_dir}: run the evaluate stage for {run.strategies} first")
+    order = {k: i for i, k in enumerate(METHOD_ORDER)}   # bicubic, its untrained-generator reference, SRResNet, SRGAN
+    return whole_images(run.per_image).sort_values(['strategy', 'method'], kind='stable',
+                                                   key=lambda c: c.map(order).fillna(len(order)) if c.name == 'method' else c)
+
+def save_scores(run, per_image: pd.DataFrame) -> Path:
+    "Write `per_image` beside the report (`RunFiles.per_image`), whole or not at all; returns its path."
+    return atomic_write(run.files.per_image, lambda tmp: per_image.to_csv(tmp, index=False))
 
 # %% ../nbs/07_report.ipynb #48824c23
 def headline_means(per_image: pd.DataFrame, metric='psnr') -> pd.DataFrame:
@@ -154,17 +164,11 @@ def abstract_markdown(run, metric='psnr') -> str:
 
 # %% ../nbs/07_report.ipynb #06b7a101
 def introduction_markdown(scale: int = 4) -> str:
-    "The problem in two paragraphs."
-    return ("## Introduction\n\n"
-            f"Single-image super-resolution recovers a high-resolution (HR) image from one low-resolution (LR) image, here "
+    "The introduction's first paragraph: the problem, at this run's scale (the rest of the introduction is markdown in the report notebook)."
+    return (f"Single-image super-resolution recovers a high-resolution (HR) image from one low-resolution (LR) image, here "
             f"faces enlarged {scale}x. The problem is ill-posed: many HR images downsample to the same LR image, so a network "
             "trained to minimise the pixel error (SRResNet) learns their average, which is smooth and lacks the fine texture "
-            "of skin, hair and eyes.\n\n"
-            "SRGAN (Ledig et al., 2017) adds a discriminator that learns to tell generated images from real ones, and trains "
-            "the generator to fool it while matching the HR image in the feature space of a pre-trained image classifier "
-            "(the perceptual loss). The paper reports lower PSNR but sharper, more realistic images. This report measures "
-            "both sides of that trade-off on face photos, with metrics the generator was not trained on, and checks whether "
-            "the adversarial game actually engaged.")
+            "of skin, hair and eyes.")
 
 def _fmt_w(w: float) -> str: return f"{w:g}"
 
@@ -193,6 +197,11 @@ def methodology_markdown(cfg: RunConfig, backbone: str | None = None) -> str:
             + (f" The SRGAN written and evaluated is an exponential moving average of the generator's weights over the GAN steps "
                f"(EMA, decay {_fmt_w(cfg.ema_decay)}), not its last step." if cfg.ema_decay else " The SRGAN is the generator after its last step."))
 
+def run_methodology(run) -> str:
+    "`methodology_markdown` of the first strategy's config, with the backbone its training used."
+    s = run.strategies[0]
+    return methodology_markdown(run.configs.get(s) or run.cfg, (run.train_summaries.get(s) or {}).get('backbone'))
+
 def strategies_table() -> pd.DataFrame:
     "The training strategies of the course report."
     return pd.DataFrame([dict(strategy=s.name, **{'GAN epochs': s.epochs, 'batch size': s.batch_size, 'training photos': s.n_train,
@@ -213,6 +222,14 @@ def styled(df: pd.DataFrame, formats: dict | None = None, na_rep: str = '–', d
         if spec == '{:d}' and not pd.api.types.is_integer_dtype(df[c]): spec = None
         if spec is not None and pd.api.types.is_numeric_dtype(df[c]): fmt[c] = spec
     return df.style.hide(axis='index').format(na_rep=na_rep).format(fmt, na_rep=na_rep)
+
+def show(parts) -> None:
+    "Display `parts` in order in a notebook: text as markdown, a figure (then closed, so it shows once), anything else as it is; None is skipped."
+    from IPython.display import display, Markdown
+    for p in parts:
+        if p is None: continue
+        display(Markdown(p) if isinstance(p, str) else p)
+        if isinstance(p, plt.Figure): plt.close(p)
 
 # %% ../nbs/07_report.ipynb #13c9efda
 def data_table(run) -> pd.DataFrame:
@@ -253,6 +270,23 @@ def loss_table(history: pd.DataFrame) -> pd.DataFrame:
     "Epoch, generator loss, discriminator loss on fake and on real images (and validation PSNR when logged)."
     cols = [c for c in LOSS_COLUMNS if c in history]
     return history[cols].rename(columns=LOSS_COLUMNS).reset_index(drop=True).round(4)
+
+def training_parts(run) -> list:
+    "Per strategy, what its training recorded: settings, loss table and curves, scores on whole validation photos per epoch, the discriminator's health."
+    from srgan_nb.train import plot_d_health, plot_photo_history
+    parts = []
+    for s in run.strategies:
+        h = run.histories.get(s)
+        if h is None: parts.append(f"### Strategy {s}: no training history"); continue
+        parts += [f"### Strategy {s}\n\n{strategy_markdown(run, s)}.", styled(loss_table(h)), plot_losses(h, f'strategy {s}')]
+        photos = plot_photo_history(h)
+        if photos is not None: parts += ["Per epoch on whole validation photos: ST-LPIPS, NIQE and colour drift (metrics the generator is not trained on).", photos]
+        dh, warn = run.d_health.get(s), (run.train_summaries.get(s) or {}).get('d_health_warning')
+        if dh is None or not len(dh): parts.append("(This run predates the discriminator-health record.)"); continue
+        parts += ["Discriminator health: D's pairwise accuracy on fixed validation patches (the share whose HR D "
+                  "scores above the SR of the same LR input; D in the mode it trains in, with the eval-mode figure beside it) at every measurement. Chance is 0.5; "
+                  "below it the generator fools D, near 1 D has won.", plot_d_health(dh), f"**Warning:** {warn}." if warn else None]
+    return parts
 
 # %% ../nbs/07_report.ipynb #a863bd90
 def interval_table(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -309,6 +343,19 @@ def paired_table(paired: pd.DataFrame, digits: int | None = None) -> pd.DataFram
     out["Cohen's dz"] = paired['cohens_dz'].map(lambda v: 'n/a' if pd.isna(v) else f'{v:.2f}')
     return out
 
+# %% ../nbs/07_report.ipynb #de8a3404
+def shipped_markdown(run) -> str | None:
+    "What the 'trained elsewhere' rows are, with the evaluation's note on refused photos (None without such rows)."
+    pi = run.per_image
+    if pi is None or not pi['method'].astype(str).str.startswith('shipped_').any(): return None
+    notes = {n['shipped'] for n in run.eval_notes.values() if 'shipped' in n}
+    m = shipped_models(); e = m.get('gan') or m.get('psnr')
+    how = (f"the faces-x4 recipe: {e['train_photos']:,} UTKFace photos, {e['train_seconds'] / 3600:.1f} h of training on "
+           f"{e['machine']}" if e else "the faces-x4 recipe")
+    return ("*psnr model* and *gan model (trained elsewhere)* are the pretrained face models that ship with srgan-nb "
+            f"(`srgan_nb.pretrained`, {how}; model cards in `srgan_nb/weights/`). They are reference rows that show what longer training on more photos reaches; they are "
+            "not results of this run, and nothing of this run trained them. " + ' '.join(sorted(f"{n}." for n in notes)))
+
 # %% ../nbs/07_report.ipynb #81d2061d
 FAMILY_TITLES = {'fidelity': 'fidelity', 'perceptual': 'perceptual, independent of training', 'naturalness': 'naturalness (no reference)',
                  'colour': 'colour', 'identity': 'face identity', 'aligned': 'aligned with training'}
@@ -322,6 +369,34 @@ def metric_protocol(metrics) -> pd.DataFrame:
 def families(metrics) -> dict:
     "The metric families that have at least one of `metrics`, each with those metrics in order."
     return {f: [m for m in ms if m in metrics] for f, ms in METRIC_FAMILIES.items() if any(m in metrics for m in ms)}
+
+def present_metrics(per_image: pd.DataFrame) -> list:
+    "The metrics `per_image` has a score for, family by family."
+    return [m for fam in METRIC_FAMILIES.values() for m in fam if m in per_image and per_image[m].notna().any()]
+
+def protocol_parts(run, metrics) -> list:
+    "The metrics' protocol table, and each strategy's note on the face-identity metric."
+    return [styled(metric_protocol(metrics))] + [f"Face identity, strategy {s}: {n['face_dist']}." for s, n in run.eval_notes.items() if 'face_dist' in n]
+
+def results_parts(run, per_image: pd.DataFrame, metrics, table) -> list:
+    "Where the numbers come from (`table`), the sample caveat, what the reference rows are, then mean [95% BCa interval] per family and Student t intervals of all."
+    pi = per_image
+    parts = [f"Every number below comes from the per-image table `{Path(table).name}` beside this report "
+             f"({pi['image_id'].nunique()} test photos x {pi['method'].nunique()} methods x {pi['strategy'].nunique()} strategies).",
+             stats.sample_caveat(int(pi[pi['method'] == 'bicubic']['image_id'].nunique()), n_runs=1),
+             "*Untrained (bicubic skip)* is the generator before any training: with its bicubic skip and a zero "
+             "last layer it outputs torch's bicubic upscale. It is a reference: only the difference between it "
+             "and SRResNet / SRGAN is what training added." if 'bicubic_skip_init' in set(pi['method']) else None, shipped_markdown(run)]
+    for fam, ms in families(metrics).items():
+        parts += [f'**{fam}**: mean [95% BCa interval]', readable_summary(stats.summary_table(pi, ms, interval='bca'))]
+    return parts + ['**Student t intervals**, all metrics', readable_summary(stats.summary_table(pi, metrics, interval='t'))]
+
+def vs_baseline(per_image: pd.DataFrame, metrics, baseline: str = 'bicubic', methods=None):
+    "Each method (or those in `methods`) minus `baseline` on the same test images, as the report's paired table; None when one of them is missing."
+    if methods is not None:
+        if not {*methods, baseline} <= set(per_image['method']): return None
+        per_image = per_image[per_image['method'].isin([*methods, baseline])]
+    return styled(paired_table(stats.paired_vs_baseline(per_image, baseline=baseline, metrics=metrics)))
 
 # %% ../nbs/07_report.ipynb #e2d28f56
 def tradeoff_sentence(paired: pd.DataFrame, per_image: pd.DataFrame) -> str:
@@ -339,11 +414,11 @@ def tradeoff_sentence(paired: pd.DataFrame, per_image: pd.DataFrame) -> str:
                   '. The GAN phase did not make the faces perceptually closer (ST-LPIPS) than the SRResNet it started from.')
 
 def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> str:
-    "The conclusion, from per-image whole-image results: best method per family, SRGAN vs SRResNet, D health, caveats."
+    "The conclusion's findings, per strategy from whole-image results: best method per metric, SRGAN vs SRResNet, D health."
     import warnings
     pi = whole_images(per_image)
-    metrics = [m for fam in METRIC_FAMILIES.values() for m in fam if m in pi and pi[m].notna().any()]
-    lines = ["## Conclusion", ""]
+    metrics = present_metrics(pi)
+    lines = []
     for s in (strategies or sorted(pi['strategy'].dropna().unique())):
         d = pi[pi['strategy'] == s]
         means = d[d['method'] != REFERENCE_METHOD].groupby('method')[metrics].mean()
@@ -376,38 +451,8 @@ def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> s
             lines.append(f"The discriminator's pairwise accuracy per GAN epoch was {', '.join(f'{a:.2f}' for a in acc)} (chance 0.5)"
                          + (f": {ts['d_health_warning']}." if ts.get('d_health_warning') else '.'))
         lines.append('')
-    lines.append("Claims about perceptual quality rest on the metrics independent of training; the EfficientNet feature distance "
-                 "is aligned with the training loss. Each strategy was trained once, so the intervals describe variation over "
-                 "test photos, not over training runs.")
-    return '\n'.join(lines)
+    return '\n'.join(lines).strip()
 
-REFERENCES = [
-    "Ledig, C. et al. (2017). Photo-realistic single image super-resolution using a generative adversarial network. CVPR. (SRGAN, SRResNet)",
-    "Goodfellow, I. et al. (2014). Generative adversarial nets. NeurIPS.",
-    "Wang, X. et al. (2018). ESRGAN: Enhanced super-resolution generative adversarial networks. ECCV Workshops. (relativistic discriminator for SR)",
-    "Jolicoeur-Martineau, A. (2019). The relativistic discriminator: a key element missing from standard GAN. ICLR.",
-    "Miyato, T. et al. (2018). Spectral normalization for generative adversarial networks. ICLR.",
-    "Simonyan, K. and Zisserman, A. (2015). Very deep convolutional networks for large-scale image recognition. ICLR. (VGG)",
-    "Tan, M. and Le, Q. (2019). EfficientNet: Rethinking model scaling for convolutional neural networks. ICML.",
-    "Shi, W. et al. (2016). Real-time single image and video super-resolution using an efficient sub-pixel convolutional neural network. CVPR. (pixel shuffle)",
-    "Wang, Z., Bovik, A. C., Sheikh, H. R. and Simoncelli, E. P. (2004). Image quality assessment: from error visibility to structural similarity. IEEE TIP. (SSIM)",
-    "Sheikh, H. R. and Bovik, A. C. (2006). Image information and visual quality. IEEE TIP. (VIF)",
-    "Reisenhofer, R. et al. (2018). A Haar wavelet-based perceptual similarity index for image quality assessment. Signal Processing: Image Communication. (HaarPSI)",
-    "Zhang, L., Zhang, L., Mou, X. and Zhang, D. (2011). FSIM: A feature similarity index for image quality assessment. IEEE TIP.",
-    "Nafchi, H. Z. et al. (2016). Mean deviation similarity index: efficient and reliable full-reference image quality evaluator. IEEE Access. (MDSI)",
-    "Zhang, R. et al. (2018). The unreasonable effectiveness of deep features as a perceptual metric. CVPR. (LPIPS)",
-    "Blau, Y. and Michaeli, T. (2018). The perception-distortion tradeoff. CVPR.",
-    "King, D. E. (2009). Dlib-ml: A machine learning toolkit. JMLR. (face detector, landmarks and face descriptor)",
-    "Zhang, Z., Song, Y. and Qi, H. (2017). Age progression/regression by conditional adversarial autoencoder. CVPR. (UTKFace)",
-    "Efron, B. (1987). Better bootstrap confidence intervals. JASA. (BCa bootstrap)",
-    "Wilcoxon, F. (1945). Individual comparisons by ranking methods. Biometrics Bulletin.",
-    "Cohen, J. (1988). Statistical power analysis for the behavioral sciences. (effect size d)",
-    "Kingma, D. P. and Ba, J. (2015). Adam: A method for stochastic optimization. ICLR.",
-]
-
-def references_markdown() -> str:
-    "The references section."
-    return "## References\n\n" + '\n'.join(f"{i}. {r}" for i, r in enumerate(REFERENCES, 1))
 
 # %% ../nbs/07_report.ipynb #d69607f7
 def strategy_comparison(per_image: pd.DataFrame, a: str = 's1', b: str = 's2', metrics=('psnr', 'ssim'),
@@ -425,73 +470,37 @@ def strategy_comparison(per_image: pd.DataFrame, a: str = 's1', b: str = 's2', m
         try: return compare_strategies(df, a, b, methods=methods, metrics=metrics, n_resamples=n_resamples, seed=seed)
         except ValueError: return pd.DataFrame()
 
-# %% ../nbs/07_report.ipynb #7d88cc82
-def comparison_rows(run, n: int = 3, crop: int = 160, ids=None) -> list:
-    "Rows for `comparison_grid`: LR, bicubic, SRResNet and SRGAN of each strategy and HR on `n` test images, or those in `ids` (SR by `infer.Upscaler`, fp32)."
-    cfg = run.cfg
-    gens = {}
-    for s in run.strategies:
-        for kind, name in (('srresnet', 'SRResNet'), ('srgan', 'SRGAN')):
-            p = run.files.strategy(s).generator(kind)
-            if p.exists(): gens[f'{name} {s}'] = Upscaler(p, precision='fp32')
-    rows = []
-    test = load_split_images(cfg, 'test')
-    chosen = test[:n] if ids is None else [t for i in ids for t in test if t[0] == i]
-    for iid, hr in chosen:
-        hr = center_crop(hr, crop, cfg.scale)
-        lr = make_lr(hr, cfg.scale)
-        panels = {'LR': lr, 'bicubic': bicubic_upscale(lr, cfg.scale)}
-        panels.update({k: up(lr) for k, up in gens.items()})
-        panels['HR'] = hr
-        rows.append((iid, panels))
-    return rows
+def strategy_comparison_parts(run, per_image: pd.DataFrame, metrics) -> list:
+    "The first two strategies compared on the same test images, with a sentence that says which minus which."
+    if len(run.strategies) < 2: return [f"Only strategy {run.strategies[0]} was run; no comparison."]
+    a, b = run.strategies[:2]
+    sc = strategy_comparison(per_image, a, b, metrics=[m for m in metrics if m in ('psnr', 'ssim', 'vif', 'lpips', 'stlpips', 'niqe', 'chroma_err', 'feat_dist')])
+    return [f"The same test images scored after training with **{a}** and with **{b}**: per image, the score "
+            f"with {a} minus the score with {b}; mean difference with its 95% t and BCa intervals, Wilcoxon "
+            f"signed-rank and paired t p-values, and Cohen's d_z.", styled(paired_table(sc)) if len(sc) else 'No method was scored under both strategies.']
 
-# %% ../nbs/07_report.ipynb #83e388f9
-def worst_images(per_image: pd.DataFrame, strategy: str, method: str = 'srgan', n: int = 3) -> pd.DataFrame:
-    "The `n` test photos where `method` does worst against bicubic: by face-identity distance where known, else by Y-PSNR."
-    d = per_image[(per_image['strategy'] == strategy) & (per_image.get('level', 'image') == 'image')]
-    w = d.pivot_table(index='image_id', columns='method', values=[m for m in ('face_dist', 'psnr') if m in d])
-    rows = []
-    for iid in w.index:
-        f = w.get(('face_dist', method), pd.Series(dtype=float)).get(iid, np.nan) - w.get(('face_dist', 'bicubic'), pd.Series(dtype=float)).get(iid, np.nan)
-        p = w[('psnr', method)][iid] - w[('psnr', 'bicubic')][iid]
-        rows.append(dict(image_id=iid, face_dist_vs_bicubic=f, psnr_vs_bicubic=p, by='face_dist' if pd.notna(f) else 'psnr'))
-    r = pd.DataFrame(rows)
-    r['_k'] = np.where(r.by == 'face_dist', 0, 1)
-    r['_v'] = np.where(r.by == 'face_dist', -r.face_dist_vs_bicubic, r.psnr_vs_bicubic)
-    return r.sort_values(['_k', '_v']).head(n).drop(columns=['_k', '_v']).reset_index(drop=True)
-
-# %% ../nbs/07_report.ipynb #de8a3404
-def shipped_markdown(run) -> str | None:
-    "What the 'trained elsewhere' rows are, with the evaluation's note on refused photos (None without such rows)."
-    pi = run.per_image
-    if pi is None or not pi['method'].astype(str).str.startswith('shipped_').any(): return None
-    notes = {n['shipped'] for n in run.eval_notes.values() if 'shipped' in n}
-    m = shipped_models(); e = m.get('gan') or m.get('psnr')
-    how = (f"the faces-x4 recipe: {e['train_photos']:,} UTKFace photos, {e['train_seconds'] / 3600:.1f} h of training on "
-           f"{e['machine']}" if e else "the faces-x4 recipe")
-    return ("*psnr model* and *gan model (trained elsewhere)* are the pretrained face models that ship with srgan-nb "
-            f"(`srgan_nb.pretrained`, {how}; model cards in `srgan_nb/weights/`). They are reference rows that show what longer training on more photos reaches; they are "
-            "not results of this run, and nothing of this run trained them. " + ' '.join(sorted(f"{n}." for n in notes)))
+# %% ../nbs/07_report.ipynb #d336cf4a
+def worst_parts(run, per_image: pd.DataFrame) -> list:
+    "Per strategy with an SRGAN: its worst test photos against bicubic, as a table and as a grid."
+    parts = []
+    for s in with_srgan(run, per_image):
+        wi = worst_images(per_image, s)
+        parts += [f"Strategy {s}:", styled(wi), comparison_grid(comparison_rows(run, ids=list(wi['image_id'])))]
+    return parts
 
 # %% ../nbs/07_report.ipynb #859c31b2
 def limitations_markdown(run) -> str:
-    "What the numbers can and cannot say for this run."
+    "The limitations that depend on the run (backbone, data, bicubic skip, quick mode), as markdown bullets; those of every run are markdown in the report notebook."
     cfg = run.cfg
     backbones = sorted({str(ts.get('backbone')) for ts in run.train_summaries.values() if ts.get('backbone')})
-    lines = ["## Limitations", "",
-             f"- **One training run per strategy.** The intervals and p-values cover variation over test images only; "
-             f"they say nothing about how much another training run (another seed) would differ.",
-             f"- **Perceptual backbone:** {', '.join(backbones) if backbones else (cfg.backbone if cfg else 'unknown')}. "
+    lines = [f"- **Perceptual backbone:** {', '.join(backbones) if backbones else (cfg.backbone if cfg else 'unknown')}. "
              "The paper uses VGG19 (VGG54) features; `effnet_lite0` (EfficientNet-Lite0, ImageNet) is used where VGG19 "
              "weights are not available offline, so SRGAN here is not the paper's exact objective.",
              f"- **Data:** {_src_name(run)}. " + (
                  "The offline sample images are a handful of natural photos and three faces shipped with scikit-image "
                  "and matplotlib: demo data that exercises the pipeline, not a face benchmark." if _is_demo(run) else
                  "Use the data under its own terms (the Kaggle human-faces set and UTKFace are for non-commercial "
-                 "research); no images are redistributed with this project."),
-             "- **Degradation:** LR images are a clean bicubic downsample; real low-resolution photos (blur, noise, "
-             "compression) are harder."]
+                 "research); no images are redistributed with this project.")]
     skip = [c for c in (run.configs.values() or [cfg]) if c is not None and getattr(c, 'bicubic_skip', False)]
     if skip or (cfg is not None and cfg.bicubic_skip and not run.configs):
         pi, gain = run.per_image, None
@@ -508,17 +517,6 @@ def limitations_markdown(run) -> str:
                      "far too little training for meaningful quality; it demonstrates the workflow.")
     return '\n'.join(lines)
 
-def applications_markdown() -> str:
-    "Where face super-resolution is used, and the caution it needs."
-    return """## Applications and a caution
-
-- **Surveillance and forensics:** enlarging small faces in security footage.
-- **Medical imaging:** sharper scans from fewer or cheaper acquisitions.
-- **Photo restoration:** old, small or compressed family photos.
-
-**Caution.** Super-resolution does not recover lost detail: it *invents* plausible detail learned from
-training data. SRGAN in particular trades pixel fidelity for realistic texture. An enlarged face must never
-be used to identify a person, as evidence, or for a diagnosis without the original data."""
 
 # %% ../nbs/07_report.ipynb #30c2e741
 def _git_commit() -> str:
