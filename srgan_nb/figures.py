@@ -15,23 +15,17 @@ import seaborn as sns
 from .data import make_lr, bicubic_upscale, load_split_images
 from .infer import Upscaler
 from .compare import comparison_html
-from .metrics import REGISTRY, REFERENCE_METHOD, FaceIdentity, whole_images
+from .metrics import REFERENCE_METHOD, FaceIdentity, whole_images
 from . import stats
+from .tables import METHODS, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES
 
 # %% auto #0
-__all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'LOWER_IS_BETTER', 'data_flow_figure', 'save_data_flow',
-           'example_figure', 'split_examples', 'plot_losses', 'plot_distributions', 'plot_intervals',
-           'distribution_figures', 'plot_perception_distortion', 'perception_figures', 'comparison_grid', 'center_crop',
-           'comparison_rows', 'worst_images', 'with_srgan', 'full_size_faces', 'face_regions', 'zoom_figure',
-           'zoom_figures']
+__all__ = ['LOWER_IS_BETTER', 'data_flow_figure', 'save_data_flow', 'example_figure', 'split_examples', 'plot_losses',
+           'plot_distributions', 'plot_intervals', 'distribution_figures', 'plot_perception_distortion',
+           'perception_figures', 'comparison_grid', 'center_crop', 'comparison_rows', 'worst_images', 'with_srgan',
+           'full_size_faces', 'face_regions', 'zoom_figure', 'zoom_figures']
 
-# %% ../nbs/07a_figures.ipynb #619e689a
-METHODS = ('bicubic', 'srresnet', 'srgan')
-METHOD_NAMES = {'bicubic': 'Bicubic', 'bicubic_skip_init': 'Untrained (bicubic skip)', 'srresnet': 'SRResNet', 'srgan': 'SRGAN',
-                'shipped_psnr': 'psnr model (trained elsewhere)', 'shipped_gan': 'gan model (trained elsewhere)',
-                REFERENCE_METHOD: 'HR original (reference)'}
-METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan', 'shipped_psnr', 'shipped_gan', REFERENCE_METHOD)   # reference rows first, shipped last
-METRIC_NAMES = {k: m.label for k, m in REGISTRY.items()}   # labels: a view of the registry
+# %% ../nbs/07a_figures.ipynb #1b7b3a8c
 LOWER_IS_BETTER = stats.LOWER_IS_BETTER
 
 # %% ../nbs/07a_figures.ipynb #08c202ff

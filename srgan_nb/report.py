@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 
 from .config import RunConfig, load_config, upgrade_records, QUICK_CAPS, STRATEGIES, repo_root
 from .model import build_models, count_parameters
@@ -20,17 +19,18 @@ from .losses import loss_terms, term_weight
 from .layout import RunFiles, atomic_write
 from .metrics import REGISTRY, REFERENCE_METHOD, whole_images
 from . import stats
+from .stats import DIGITS
 from .pretrained import shipped_models
-from .figures import METHOD_NAMES, METHOD_ORDER, METRIC_NAMES, LOWER_IS_BETTER, comparison_grid, plot_losses, comparison_rows, worst_images, with_srgan
+from .tables import styled, loss_table, readable_summary, paired_table, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES
+from .figures import LOWER_IS_BETTER, comparison_grid, plot_losses, comparison_rows, worst_images, with_srgan
 
 # %% auto #0
-__all__ = ['COLUMN_FORMATS', 'LOSS_COLUMNS', 'DIGITS', 'FAMILY_TITLES', 'METRIC_FAMILIES', 'Run', 'load_run', 'report_frame',
-           'save_scores', 'headline_means', 'n_train_used', 'title_markdown', 'strategy_markdown', 'abstract_markdown',
-           'introduction_markdown', 'methodology_markdown', 'run_methodology', 'strategies_table', 'styled', 'show',
-           'data_table', 'model_table', 'loss_table', 'training_parts', 'interval_table', 'readable_summary',
-           'paired_table', 'shipped_markdown', 'metric_protocol', 'families', 'present_metrics', 'protocol_parts',
-           'results_parts', 'vs_baseline', 'tradeoff_sentence', 'conclusion_markdown', 'strategy_comparison',
-           'strategy_comparison_parts', 'worst_parts', 'limitations_markdown', 'package_versions', 'provenance_table']
+__all__ = ['FAMILY_TITLES', 'METRIC_FAMILIES', 'Run', 'load_run', 'report_frame', 'save_scores', 'headline_means', 'n_train_used',
+           'title_markdown', 'strategy_markdown', 'abstract_markdown', 'introduction_markdown', 'methodology_markdown',
+           'run_methodology', 'strategies_table', 'data_table', 'model_table', 'training_parts', 'shipped_markdown',
+           'metric_protocol', 'families', 'present_metrics', 'protocol_parts', 'results_parts', 'vs_baseline',
+           'tradeoff_sentence', 'conclusion_markdown', 'strategy_comparison', 'strategy_comparison_parts',
+           'worst_parts', 'limitations_markdown', 'package_versions', 'provenance_table']
 
 # %% ../nbs/07_report.ipynb #2cb459a0
 def _read_json(p, default=None):
@@ -207,30 +207,6 @@ def strategies_table() -> pd.DataFrame:
     return pd.DataFrame([dict(strategy=s.name, **{'GAN epochs': s.epochs, 'batch size': s.batch_size, 'training photos': s.n_train,
                                                   'GAN steps': s.epochs * s.n_train * 10 // s.batch_size}) for s in STRATEGIES.values()])
 
-# %% ../nbs/07_report.ipynb #d17f1127
-COLUMN_FORMATS = {'generator loss': 4, 'discriminator loss (fake)': 4, 'discriminator loss (real)': 4,
-                  'validation PSNR (dB)': 2, 'parameters': '{:,}', 'epoch': '{:d}', 'n': '{:d}'}
-
-def styled(df: pd.DataFrame, formats: dict | None = None, na_rep: str = '–', digits: int = 3):
-    "`df` for the report: no index column, floats rounded (`formats`: column -> decimals or a format string), NaN as an en dash."
-    formats = {**COLUMN_FORMATS, **(formats or {})}
-    fmt = {}
-    for c in df.columns:
-        spec = formats.get(c)
-        if spec is None and pd.api.types.is_float_dtype(df[c]): spec = digits
-        if isinstance(spec, int) and not isinstance(spec, bool): spec = f'{{:.{spec}f}}'
-        if spec == '{:d}' and not pd.api.types.is_integer_dtype(df[c]): spec = None
-        if spec is not None and pd.api.types.is_numeric_dtype(df[c]): fmt[c] = spec
-    return df.style.hide(axis='index').format(na_rep=na_rep).format(fmt, na_rep=na_rep)
-
-def show(parts) -> None:
-    "Display `parts` in order in a notebook: text as markdown, a figure (then closed, so it shows once), anything else as it is; None is skipped."
-    from IPython.display import display, Markdown
-    for p in parts:
-        if p is None: continue
-        display(Markdown(p) if isinstance(p, str) else p)
-        if isinstance(p, plt.Figure): plt.close(p)
-
 # %% ../nbs/07_report.ipynb #13c9efda
 def data_table(run) -> pd.DataFrame:
     "Source, photos per split and patches per photo, as a table."
@@ -262,15 +238,7 @@ def model_table(cfg: RunConfig) -> pd.DataFrame:
              architecture=gen + f"{cfg.n_blocks} residual blocks, {cfg.channels} channels, x{cfg.scale} by pixel shuffle"),
         dict(network='discriminator', parameters=count_parameters(d), architecture=f"VGG-style conv net on {cfg.hr_size}x{cfg.hr_size} patches")])
 
-# %% ../nbs/07_report.ipynb #0adf1da0
-LOSS_COLUMNS = {'epoch': 'epoch', 'phase': 'phase', 'g_loss': 'generator loss', 'd_loss_fake': 'discriminator loss (fake)',
-                'd_loss_real': 'discriminator loss (real)', 'val_psnr': 'validation PSNR (dB)'}
-
-def loss_table(history: pd.DataFrame) -> pd.DataFrame:
-    "Epoch, generator loss, discriminator loss on fake and on real images (and validation PSNR when logged)."
-    cols = [c for c in LOSS_COLUMNS if c in history]
-    return history[cols].rename(columns=LOSS_COLUMNS).reset_index(drop=True).round(4)
-
+# %% ../nbs/07_report.ipynb #53de217a
 def training_parts(run) -> list:
     "Per strategy, what its training recorded: settings, loss table and curves, scores on whole validation photos per epoch, the discriminator's health."
     from srgan_nb.train import plot_d_health, plot_photo_history
@@ -287,61 +255,6 @@ def training_parts(run) -> list:
                   "scores above the SR of the same LR input; D in the mode it trains in, with the eval-mode figure beside it) at every measurement. Chance is 0.5; "
                   "below it the generator fools D, near 1 D has won.", plot_d_health(dh), f"**Warning:** {warn}." if warn else None]
     return parts
-
-# %% ../nbs/07_report.ipynb #a863bd90
-def interval_table(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    "A `stats.summarize` frame as readable text: mean, 95% t-interval and 95% BCa interval per row."
-    f = lambda v: '' if pd.isna(v) else f"{v:.{digits}f}"
-    keys = [c for c in ('strategy', 'method', 'metric') if c in summary]
-    out = summary[keys + ['n']].copy()
-    out['mean'] = summary['mean'].map(f)
-    out['95% CI (t)'] = [f"[{f(a)}, {f(b)}]" for a, b in zip(summary['t_low'], summary['t_high'])]
-    out['95% CI (BCa)'] = [f"[{f(a)}, {f(b)}]" for a, b in zip(summary['bca_low'], summary['bca_high'])]
-    if 'method' in out: out['method'] = out['method'].map(lambda m: METHOD_NAMES.get(m, m))
-    return out.reset_index(drop=True)
-
-# %% ../nbs/07_report.ipynb #871000e2
-def readable_summary(table: pd.DataFrame) -> pd.DataFrame:
-    "A `stats.summary_table` frame with metric and method names spelled out for the report."
-    short = {'psnr': 'PSNR', 'ssim': 'SSIM', 'psnr_rgb': 'PSNR RGB', 'ssim_rgb': 'SSIM RGB'}
-    cols = {}
-    for c in table.columns:
-        for m, name in METRIC_NAMES.items():
-            if c == m: cols[c] = name
-            elif c.startswith(f'Δ{m} vs '): cols[c] = f'Δ {short.get(m, name)} vs ' + c[len(f'Δ{m} vs '):]
-            elif c == f'p {m}': cols[c] = f'Wilcoxon p, {short.get(m, name)}'
-    out = table.rename(columns=cols)
-    if 'method' in (out.index.names or []):
-        out = out.rename(index=lambda v: METHOD_NAMES.get(v, v), level='method')
-    return out
-
-# %% ../nbs/07_report.ipynb #ab6fe415
-DIGITS = stats.DIGITS   # from the metric registry
-
-def _fmt_p(p) -> str:
-    return 'n/a' if pd.isna(p) else ('<0.001' if p < 0.001 else f'{p:.3f}')
-
-def paired_table(paired: pd.DataFrame, digits: int | None = None) -> pd.DataFrame:
-    "A `stats.paired_vs_baseline` (or `compare_strategies`) frame as text: difference, 95% t and BCa intervals, Wilcoxon and t p, Cohen's dz."
-    paired = whole_images(paired).reset_index(drop=True)
-    keys = [c for c in ('strategy', 'method', 'metric') if c in paired]
-    out = paired[keys + ['n']].copy()
-    name = lambda m: METHOD_NAMES.get(m, m)
-    if {'a', 'b'} <= set(paired.columns):     # stats.compare_strategies: strategy a - strategy b per method
-        out['method'] = [f"{name(m)}: {a} - {b}" for m, a, b in zip(paired['method'], paired['a'], paired['b'])]
-    elif 'method' in out:
-        base = paired['baseline'] if 'baseline' in paired else ['bicubic']*len(paired)
-        out['method'] = [f"{name(m)} - {name(b)}" for m, b in zip(paired['method'], base)]
-    dg = [digits if digits is not None else DIGITS.get(m, 3) for m in paired['metric']]
-    f = lambda v, d: 'n/a' if pd.isna(v) else f"{v:+.{d}f}"
-    out['metric'] = paired['metric'].map(lambda m: METRIC_NAMES.get(m, m))
-    out['difference'] = [f(v, d) for v, d in zip(paired['mean_diff'], dg)]
-    out['95% CI (t)'] = [f"[{f(a, d)}, {f(b, d)}]" for a, b, d in zip(paired['t_low'], paired['t_high'], dg)]
-    out['95% CI (BCa)'] = [f"[{f(a, d)}, {f(b, d)}]" for a, b, d in zip(paired['bca_low'], paired['bca_high'], dg)]
-    out['Wilcoxon p'] = paired['wilcoxon_p'].map(_fmt_p)
-    out['t-test p'] = paired['ttest_p'].map(_fmt_p)
-    out["Cohen's dz"] = paired['cohens_dz'].map(lambda v: 'n/a' if pd.isna(v) else f'{v:.2f}')
-    return out
 
 # %% ../nbs/07_report.ipynb #de8a3404
 def shipped_markdown(run) -> str | None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from srgan_nb.config import RunConfig, QUICK_CAPS, save_config
-from srgan_nb import report as R, figures as F, stats
+from srgan_nb import report as R, figures as F, tables as T, stats
 from srgan_nb.testing import fake_history, fake_per_image
 
 
@@ -23,7 +23,7 @@ def _close_figures():
 
 def test_loss_table_keeps_the_seed_columns_and_values():
     h = fake_history(pretrain_epochs=1, epochs=2)
-    t = R.loss_table(h)
+    t = T.loss_table(h)
     assert list(t.columns[:5]) == ['epoch', 'phase', 'generator loss', 'discriminator loss (fake)', 'discriminator loss (real)']
     assert t['generator loss'].tolist() == pytest.approx(h['g_loss'].tolist(), abs=1e-4)
     assert t['discriminator loss (real)'].isna().tolist() == [True, False, False]   # no discriminator while pretraining
@@ -56,7 +56,7 @@ def test_interval_table_and_plot_from_stats_summarize():
     stats = pytest.importorskip('srgan_nb.stats')
     pi = fake_per_image(n=6)
     s = stats.summarize(pi, metrics=['psnr', 'ssim'], n_resamples=199)
-    it = R.interval_table(s)
+    it = T.interval_table(s)
     row = it[(it.method == 'SRGAN') & (it.strategy == 's1') & (it.metric == 'psnr')].iloc[0]
     src = s[(s.method == 'srgan') & (s.strategy == 's1') & (s.metric == 'psnr')].iloc[0]
     assert row['mean'] == f"{src['mean']:.3f}" and row['95% CI (t)'] == f"[{src['t_low']:.3f}, {src['t_high']:.3f}]"
@@ -86,14 +86,14 @@ def test_strategy_comparison_is_paired_and_signed():
     assert r['mean_diff'] == pytest.approx((w.s1 - w.s2).mean())
     assert r['t_low'] < r['mean_diff'] < r['t_high'] and r['bca_low'] < r['mean_diff'] < r['bca_high']
     assert {'wilcoxon_p', 'ttest_p', 'cohens_dz'} <= set(sc.columns)
-    t = R.paired_table(sc)                                           # laid out like the comparison with bicubic
+    t = T.paired_table(sc)                                           # laid out like the comparison with bicubic
     assert t.loc[0, 'method'] == 'SRGAN: s1 - s2' and t.loc[0, 'difference'] == f"{r['mean_diff']:+.2f}"
     assert R.strategy_comparison(pi[pi.strategy == 's1'], 's1', 's2').empty     # nothing to pair
 
 
 def test_styled_hides_index_rounds_and_dashes_nan():
     h = fake_history(pretrain_epochs=1, epochs=1)
-    html = R.styled(R.loss_table(h)).to_html()
+    html = T.styled(T.loss_table(h)).to_html()
     assert 'row_heading' not in html and '\u2013' in html               # no 0,1,2 index; NaN as an en dash
     assert f"{h['g_loss'][0]:.4f}" in html and f"{h['val_psnr'][0]:.2f}</td>" in html
     assert '>nan<' not in html.lower()
@@ -190,7 +190,7 @@ def test_readable_summary_names_metrics_and_methods():
     pi = fake_per_image(n=5, strategies=('s2',))
     pi = pd.concat([pi, pi[pi.method == 'bicubic'].assign(method='bicubic_skip_init', psnr=lambda d: d.psnr + .2)])
     with pytest.warns(stats.StatsWarning):                     # the reference's differences have no spread here
-        t = R.readable_summary(stats.summary_table(pi, ['psnr', 'ssim'], n_resamples=199))
+        t = T.readable_summary(stats.summary_table(pi, ['psnr', 'ssim'], n_resamples=199))
     assert {'PSNR (dB, Y)', 'SSIM (Y)', 'Δ PSNR vs bicubic', 'Wilcoxon p, SSIM'} <= set(t.columns)
     assert 'Untrained (bicubic skip)' in t.index.get_level_values('method')
     assert t.loc[('s2', 'Untrained (bicubic skip)'), 'Δ PSNR vs bicubic'].startswith('+0.20')
