@@ -46,7 +46,7 @@ export: setup
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
 
 diagram: setup
-	$(PY) -c "from srgan_nb.report import save_data_flow; print(save_data_flow('docs/data_flow.svg'))"
+	$(PY) -c "from srgan_nb.figures import save_data_flow; print(save_data_flow('docs/data_flow.svg'))"
 
 # the README's picture of `srgan-nb demo`: a face uploaded in headless Chromium (apt-get install chromium)
 demo-screenshot: setup

@@ -108,7 +108,7 @@ def bench_speed(gen, dev, size, reps, do_compile) -> pd.DataFrame:
 
 def train_quickly(seconds: float, dev, seed: int = 0) -> nn.Module:
     "A bicubic_skip generator trained for `seconds` on 96x96 patches of Set14 (or the sample images): real-ish weights."
-    from srgan_nb.data import load_image, make_lr
+    from srgan_nb.images import load_image, make_lr
     torch.manual_seed(seed)
     src = shared_data('Set14')
     paths = sorted(src.glob('*.png')) if src else []
@@ -137,7 +137,7 @@ def train_quickly(seconds: float, dev, seed: int = 0) -> nn.Module:
 
 
 def bench_quality(gen, dev, tile) -> pd.DataFrame:
-    from srgan_nb.data import crop_to_scale, load_image, make_lr, bicubic_upscale
+    from srgan_nb.images import crop_to_scale, load_image, make_lr, bicubic_upscale
     from srgan_nb.metrics import psnr
     src = shared_data('Set5')
     if src: items = [(p.stem, load_image(p)) for p in sorted(src.glob('*.png'))]

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from srgan_nb.config import shared_data
-from srgan_nb.data import crop_to_scale, load_image, make_lr, bicubic_upscale
+from srgan_nb.images import crop_to_scale, load_image, make_lr, bicubic_upscale
 from srgan_nb.sources import list_images, sample_images
 from srgan_nb import metrics as M, suite as Su, evaluate as E
 

@@ -33,7 +33,7 @@ import torch
 
 from srgan_nb import stats
 from srgan_nb.config import shared_data
-from srgan_nb.data import load_image
+from srgan_nb.images import load_image
 from srgan_nb.sources import file_sha256, list_images, read_photo_list
 from srgan_nb.infer import Upscaler
 from srgan_nb.layout import StrategyFiles

@@ -106,6 +106,10 @@ class RunFiles:
     def timings(self) -> Path: return self.root/'timings.json'
     @property
     def report(self) -> Path: return self.root/'report.html'
+    @property
+    def per_image(self) -> Path:
+        "Every reported strategy's per-image scores in one table, beside the report (the report writes it)."
+        return self.root/'per_image.csv'
     def strategy(self, name: str) -> StrategyFiles:
         "The folder of strategy `name`."
         return StrategyFiles(self.root/name)

@@ -55,7 +55,7 @@ def test_evaluation_scores_exactly_what_upscale_writes(tmp_path):
     "Same LR, fp32, PNG, same tiling: the SR image the evaluation scores is byte for byte the file `srgan-nb upscale` writes."
     from skimage import data as skd
     from srgan_nb import metrics as M, evaluate as E
-    from srgan_nb.data import make_lr, load_image
+    from srgan_nb.images import make_lr, load_image
     torch.manual_seed(3)
     g = Generator(n_blocks=2, channels=8, bicubic_skip=True)
     with torch.no_grad(): g.tail.weight.normal_(0, 0.02)  # a generator whose output is far from bicubic

@@ -8,7 +8,7 @@ from PIL import Image
 from skimage import data as skd
 
 from srgan_nb.compare import comparison_html
-from srgan_nb.data import bicubic_upscale, make_lr
+from srgan_nb.images import bicubic_upscale, make_lr
 from srgan_nb.demo import browser_missing, chromium_page
 
 SCREENS = Path(os.environ.get('SRGAN_SCREENS', '/tmp/screens'))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan_nb import data as D, sources as So
+from srgan_nb import data as D, images as Im, sources as So
 from srgan_nb.config import make_config, run_path
 
 
@@ -56,29 +56,29 @@ def odd_files(tmp_path_factory):
 def test_odd_modes_become_rgb8(odd_files):
     d, rgb = odd_files
     for name in ['good.png', 'gray.png', 'palette.png', 'rgba.png', 'g16.png', 'cmyk.jpg']:
-        a = D.load_image(d/name)
+        a = Im.load_image(d/name)
         assert a.shape == (120, 100, 3) and a.dtype == np.uint8, name
-    assert (D.load_image(d/'rgba.png') == rgb).all()
-    assert (D.load_image(d/'g16.png')[..., 0] == rgb[..., 1]).all()       # 16-bit scaled to 8 bits exactly
-    gray = D.load_image(d/'gray.png')
+    assert (Im.load_image(d/'rgba.png') == rgb).all()
+    assert (Im.load_image(d/'g16.png')[..., 0] == rgb[..., 1]).all()       # 16-bit scaled to 8 bits exactly
+    gray = Im.load_image(d/'gray.png')
     assert (gray[..., 0] == gray[..., 2]).all()
-    assert np.abs(D.load_image(d/'cmyk.jpg').astype(int) - rgb).mean() < 12  # CMYK JPEG round trip
+    assert np.abs(Im.load_image(d/'cmyk.jpg').astype(int) - rgb).mean() < 12  # CMYK JPEG round trip
 
 
 def test_exif_rotation(odd_files):
     d, rgb = odd_files
-    a = D.load_image(d/'rotated.jpg')
+    a = Im.load_image(d/'rotated.jpg')
     assert a.shape == (100, 120, 3)
     assert np.abs(a.astype(int) - np.rot90(rgb, -1)).mean() < 8              # orientation 6 = rotate 90 clockwise
 
 
 @pytest.mark.parametrize('name', ['notes.jpg', 'corrupt.png', 'truncated.jpg'])
 def test_bad_files_raise(odd_files, name):
-    with pytest.raises(D.ImageError, match='not a readable image'): D.load_image(odd_files[0]/name)
+    with pytest.raises(Im.ImageError, match='not a readable image'): Im.load_image(odd_files[0]/name)
 
 
 def test_tiny_file_raises(odd_files):
-    with pytest.raises(D.ImageError, match='too small'): D.load_image(odd_files[0]/'tiny.png', min_size=96)
+    with pytest.raises(Im.ImageError, match='too small'): Im.load_image(odd_files[0]/'tiny.png', min_size=96)
 
 
 def test_prepare_skips_bad_files_once_each(odd_files, tmp_path, reports_tmp):
@@ -115,11 +115,11 @@ def test_inner_half_geometry():
 
 def test_lr_is_pil_bicubic_24px():
     hr = _photo(3, 96, 96)
-    lr = D.make_lr(hr, 4)
+    lr = Im.make_lr(hr, 4)
     assert lr.shape == (24, 24, 3) and lr.dtype == np.uint8
     assert (lr == np.asarray(Image.fromarray(hr).resize((24, 24), Image.BICUBIC))).all()
-    assert D.bicubic_upscale(lr, 4).shape == (96, 96, 3)
-    assert D.make_lr(_photo(3, 99, 98), 4).shape == (24, 24, 3)   # cropped to a multiple of the scale first
+    assert Im.bicubic_upscale(lr, 4).shape == (96, 96, 3)
+    assert Im.make_lr(_photo(3, 99, 98), 4).shape == (24, 24, 3)   # cropped to a multiple of the scale first
 
 
 def test_patches_match_their_boxes(tmp_path, reports_tmp):
@@ -129,9 +129,9 @@ def test_patches_match_their_boxes(tmp_path, reports_tmp):
     man = pd.read_csv(Path(s['cache_folder'])/'manifest.csv')
     hr = np.load(Path(s['cache_folder'])/'hr.npy'); lr = np.load(Path(s['cache_folder'])/'lr.npy')
     for r in man.sample(6, random_state=0).itertuples():
-        img = D.load_image(r.path)
+        img = Im.load_image(r.path)
         assert (hr[r.patch] == img[r.y0:r.y0 + 96, r.x0:r.x0 + 96]).all()
-        assert (lr[r.patch] == D.make_lr(hr[r.patch], 4)).all()
+        assert (lr[r.patch] == Im.make_lr(hr[r.patch], 4)).all()
         assert 200 // 4 <= r.x0 <= 200 - 96 and 160 // 4 <= r.y0 <= 160 - 96
     assert set(man.columns) >= {'path', 'x0', 'y0', 'size', 'split', 'sha1'}
 
@@ -235,7 +235,7 @@ def test_loaders_read_prepared_data_and_never_run_the_data_stage(tmp_path, repor
 
 # ---------------------------------------------------------------- Dataset
 def test_patch_dataset():
-    hr = np.stack([_photo(i, 96, 96) for i in range(3)]); lr = np.stack([D.make_lr(h) for h in hr])
+    hr = np.stack([_photo(i, 96, 96) for i in range(3)]); lr = np.stack([Im.make_lr(h) for h in hr])
     ds = D.PatchDataset(lr, hr)
     l, h = ds[1]
     assert l.shape == (3, 24, 24) and h.shape == (3, 96, 96) and h.dtype == torch.float32
@@ -333,7 +333,7 @@ def test_real_faces_folder(faces_dir, tmp_path, reports_tmp):
 
 def test_face_aware_on_real_faces(faces_dir):
     files = sorted(faces_dir.glob('*.jpg'))[:20]
-    found = sum(len(D.detect_faces(D.load_image(f))) > 0 for f in files)
+    found = sum(len(D.detect_faces(Im.load_image(f))) > 0 for f in files)
     assert found >= 10, f'Haar cascade found faces in only {found} of 20 face crops'
     r = D.extract_patches(files[0], files[0].name, n=5, face_aware=True)
     assert r['ok'] and r['hr'].shape == (5, 96, 96, 3)
@@ -351,7 +351,7 @@ def test_sharpness_filter(tmp_path, reports_tmp):
     folder = _folder(tmp_path/'f', 6)
     blurry = Image.fromarray(_photo(40)).resize((25, 20), Image.BICUBIC).resize((200, 160), Image.BICUBIC)
     for i in range(2): blurry.save(folder/f'blur_{i}.png')
-    sh = sorted(D.sharpness(D.load_image(p)) for p in sorted(folder.glob('*.png')))
+    sh = sorted(D.sharpness(Im.load_image(p)) for p in sorted(folder.glob('*.png')))
     thr = (sh[1] + sh[2]) / 2
     assert sh[2] > 2 * sh[1]
     s = D.prepare(_cfg(folder, min_sharpness=thr, n_train=10))

@@ -10,7 +10,7 @@ from srgan_nb.model import Generator
 from srgan_nb.infer import (receptive_radius, probe_radius, tile_spans, prepare_generator, upscale_tensor,
                             upscale_image, upscale_batch, upscale_command, compare_image, fold_batchnorm,
                             is_gray, luma, keep_gray, output_mode, Upscaler)
-from srgan_nb.data import load_image, make_lr
+from srgan_nb.images import load_image, make_lr
 
 
 def _randomize_bn(g):

@@ -13,7 +13,7 @@ from skimage.color import rgb2ycbcr
 
 from srgan_nb import metrics as M, suite as Su
 from srgan_nb import evaluate as E
-from srgan_nb.data import crop_to_scale, make_lr, bicubic_upscale, load_image
+from srgan_nb.images import crop_to_scale, make_lr, bicubic_upscale, load_image
 from srgan_nb.sources import list_images
 
 

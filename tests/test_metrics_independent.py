@@ -13,7 +13,7 @@ from skimage import data as skdata, filters
 
 from srgan_nb import metrics as M, suite as Su
 from srgan_nb import evaluate as E
-from srgan_nb.data import make_lr, bicubic_upscale
+from srgan_nb.images import make_lr, bicubic_upscale
 
 PIQ = {'haarpsi': (M.haarpsi, 1.0, +1), 'fsim': (M.fsim, 1.0, +1), 'mdsi': (M.mdsi, 0.0, -1)}   # best, +1: higher is better
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from srgan_nb import peers as P
-from srgan_nb.data import load_image, make_lr
+from srgan_nb.images import load_image, make_lr
 from srgan_nb.sources import list_images
 from srgan_nb.evaluate import evaluate
 

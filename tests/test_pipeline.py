@@ -181,8 +181,13 @@ def test_tiny_pipeline_end_to_end(reports_tmp, small_faces):
                  'mean [95% BCa interval]', 'Student t intervals', 'vs bicubic', 'SRGAN - Bicubic', 'Wilcoxon p',  # intervals, paired
                  'fidelity', 'perceptual, independent of training', 'face identity', 'aligned with training',   # metric families
                  'HaarPSI', 'LR consistency', 'SRGAN against SRResNet', 'Discriminator health', 'Zoomed',
-                 'Limitations', 'test images only', 'identify', 'Provenance', 'time: train_s2'):
+                 'Limitations', 'test images only', 'identify', 'Provenance', 'time: train_s2',
+                 'Introduction', 'faces enlarged 4x', 'SRGAN (Ledig et al., 2017) adds a discriminator',            # prose and numbers together
+                 'Applications and a caution', 'Each strategy was trained once', 'Efron, B. (1987)', 'Best mean per metric'):
         assert want in text, want
+    heads = [text.index(f'>{h}<') for h in ('Abstract', 'Introduction', 'Methodology', 'Data flow', 'Training', 'Results',
+                                             'Strategy comparison', 'Limitations', 'Applications and a caution', 'Conclusion', 'References', 'Provenance')]
+    assert heads == sorted(heads), heads                                                # the sections in the report's order
     from srgan_nb.render import external_resources
     assert external_resources(text) == []                                              # one file: nothing from the network
     assert 'cdn.' not in text.lower() and '<script src=' not in text

@@ -6,7 +6,7 @@ from PIL import Image
 import srgan_nb.pretrained as P
 from srgan_nb import metrics as M
 from srgan_nb import evaluate as E
-from srgan_nb.data import load_image
+from srgan_nb.images import load_image
 from srgan_nb.sources import list_images, read_photo_list
 
 

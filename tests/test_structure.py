@@ -94,7 +94,7 @@ def test_nbdev_can_process_every_notebook(tmp_path):
 
 
 def test_library_notebooks_keep_small_demo_outputs():
-    "The library notebooks read as a book on GitHub: most keep their demo outputs (tables, small figures), under 2 MB in all."
+    "The library notebooks read as a book on GitHub: most keep their demo outputs (tables, small figures), under 500 KB in all."
     import json
     sizes = {}
     for p in sorted((ROOT/'nbs').glob('[0-9]*.ipynb')):
@@ -102,7 +102,7 @@ def test_library_notebooks_keep_small_demo_outputs():
         sizes[p.name] = sum(len(json.dumps(c.get('outputs', []))) for c in nb['cells'] if c['cell_type'] == 'code')
     with_outputs = [n for n, s in sizes.items() if s > 1000]
     assert len(with_outputs) >= 10, sizes
-    assert sum(sizes.values()) < 2 * 1024**2, sizes
+    assert sum(sizes.values()) < 500_000, sizes
 
 
 def test_every_notebook_opens_with_the_project_kernel():
@@ -161,7 +161,7 @@ def test_longest_chain_finder():
 
 
 def test_import_layers_are_at_most_eight_deep():
-    "Counting imports inside functions too: a reader climbs at most eight floors from cli to the bottom (seven before training was split into rooms: the loop now stands on the room that watches it, which stands on inference)."
+    "Counting imports inside functions too: a reader climbs at most eight floors from cli to the bottom (seven before the rooms were split: cli, evaluate, stats, the metric suite, the metrics, the losses they share, config, layout)."
     c = longest_chain(import_graph())
     assert len(c) <= 8, f"{len(c)} modules deep: {' -> '.join(c)}"
     assert 'report' not in import_graph()['pipeline']   # the pipeline renders through srgan_nb.render, not the report's module
@@ -186,24 +186,44 @@ OTHER_FOLDERS = {('config', 'data'): 'the shared data folder, ../shared/data', (
                  ('metrics', 'checkpoints'): "torch hub's weight cache"}   # same words, not a run's folders
 
 
-def test_run_file_names_live_in_the_layout_module_only():
-    "No module but srgan_nb.layout types a run file's name, or joins a run folder's name onto a path (`x/'eval'`)."
+def _run_names_typed(code: str, module: str = '') -> list[str]:
+    "'line: name' for each run file name `code` types, and each run folder name it joins onto a path (`x/'eval'`)."
     files = {n for n in RUN_FILE_NAMES if '.' in n}
     folders = set(RUN_FILE_NAMES) - files
     found = []
-    for p in sorted(LIB.glob('*.py')):
-        if p.stem in ('layout', '_modidx'): continue
-        for n in ast.walk(ast.parse(p.read_text())):
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in files: found.append(f"{p.name}:{n.lineno}: {n.value!r}")
-            if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
-                parts = [n.right] + ([v for v in n.right.values] if isinstance(n.right, ast.JoinedStr) else [])
-                for r in parts:
-                    if isinstance(r, ast.Constant) and r.value in folders and (p.stem, r.value) not in OTHER_FOLDERS:
-                        found.append(f"{p.name}:{n.lineno}: /{r.value!r}")
+    for n in ast.walk(ast.parse(code)):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in files: found.append(f"{n.lineno}: {n.value!r}")
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
+            parts = [n.right] + ([v for v in n.right.values] if isinstance(n.right, ast.JoinedStr) else [])
+            for r in parts:
+                if isinstance(r, ast.Constant) and r.value in folders and (module, r.value) not in OTHER_FOLDERS:
+                    found.append(f"{n.lineno}: /{r.value!r}")
+    return found
+
+
+def test_run_file_names_live_in_the_layout_module_only():
+    "No module but srgan_nb.layout types a run file's name, or joins a run folder's name onto a path (`x/'eval'`)."
+    found = [f"{p.name}:{line}" for p in sorted(LIB.glob('*.py')) if p.stem not in ('layout', '_modidx')
+             for line in _run_names_typed(p.read_text(), p.stem)]
     assert not found, "run file names outside srgan_nb/layout.py:\n" + '\n'.join(found)
     layout = (LIB/'layout.py').read_text()
     missing = [n for n in RUN_FILE_NAMES if not re.search(r"['}]" + re.escape(n) + "'", layout)]
     assert not missing, f"names the layout module does not declare: {missing}"
+
+
+def test_pipeline_notebooks_name_files_through_the_layout_module():
+    "The pipeline notebooks (nbs/pipeline/) reach every file they read or write through srgan_nb.layout: no file name typed, no run folder joined on."
+    import json
+    assert sorted(_run_names_typed("p = rd/'eval'/'notes.json'")) == ["1: 'notes.json'", "1: /'eval'"]   # the check sees both
+    found = []
+    for p in sorted((ROOT/'nbs'/'pipeline').glob('*.ipynb')):
+        for i, c in enumerate(json.loads(p.read_text())['cells']):
+            if c['cell_type'] != 'code': continue
+            code = ''.join(c['source'])
+            found += [f"{p.name} cell {i}, line {line}" for line in _run_names_typed(code)]
+            found += [f"{p.name} cell {i}: {n.value!r}" for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Constant)
+                      and isinstance(n.value, str) and n.value not in RUN_FILE_NAMES and re.search(r'\.(csv|json|png|html|svg|pt|md|npy|ipynb)$', n.value)]
+    assert not found, "file names typed in the pipeline notebooks (name them in srgan_nb/layout.py):\n" + '\n'.join(found)
 
 
 def test_no_module_writes_the_environment():
