@@ -73,7 +73,7 @@ def bench(images, suite: Su.MetricSuite, reps: int, scale: int = 4) -> pd.DataFr
             for s, h in pairs: f(s, h)
             best[name] = min(best[name], time.perf_counter() - t)
         t = time.perf_counter()
-        E.evaluate({'bicubic': 'bicubic'}, images, scale=scale, backbone=suite, progress=False)
+        E.evaluate({'bicubic': 'bicubic'}, images, scale=scale, suite=suite, progress=False)
         best['evaluate() incl. bicubic SR'] = min(best.get('evaluate() incl. bicubic SR', float('inf')), time.perf_counter() - t)
     n = len(pairs)
     return pd.DataFrame([dict(metric=k, seconds=v, images_per_s=n / v, ms_per_image=1000 * v / n) for k, v in best.items()])

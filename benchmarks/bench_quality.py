@@ -167,7 +167,7 @@ def main(argv=None) -> int:
             warnings.simplefilter('ignore')
             originals = {f'fp32_{n}': StrategyFiles(Path(a.run_dir)).generator(PHASES[n][0]) for n in from_run}
             df = evaluate({'bicubic': 'bicubic', **{f'shipped_{n}': model_path(n, a.weights) for n in names}, **peers, **originals},
-                          images, scale=4, backbone=suite, progress=True, precision='fp32')
+                          images, scale=4, suite=suite, progress=True, precision='fp32')
         frames.append(df.assign(set=s))
         print(f"{s}: {len(images)} images scored in {time.perf_counter() - t0:.0f} s")
     if a.from_csv:

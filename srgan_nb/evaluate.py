@@ -79,13 +79,13 @@ def _image_file(image_id: str) -> str:
     return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in str(image_id)) + '.png'
 
 def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None, patches=None,
-             patch_agg: str | None = 'mean', metrics=None, backbone=None, lpips_net: str = 'alex',
+             patch_agg: str | None = 'mean', metrics=None, suite: MetricSuite | None = None, backbone=None, lpips_net: str = 'alex',
              device='cpu', whole: bool = True, progress: bool = True, precision: str = 'fp32',
              tile: int | None = 256, sr_dir=None, hr_rows: bool = True) -> pd.DataFrame:
     "Score every method on the same images (and optionally patches): a tidy per-image frame; `sr_dir` keeps each SR image as PNG; `hr_rows`: the HR photos' own no-reference scores as method 'hr'."
     if not methods: raise ValueError("methods is empty; pass e.g. {'bicubic': 'bicubic', 'srgan': generator}")
     fns = {name: as_method(m, scale, device, precision, tile) for name, m in methods.items()}
-    suite = backbone if isinstance(backbone, MetricSuite) else MetricSuite(metrics, backbone, lpips_net, device)
+    suite = suite if suite is not None else MetricSuite(metrics, backbone, lpips_net, device)   # a suite built once serves several calls
     suite.reset()
     reference = hr_rows and any(REGISTRY[m].no_reference for m in suite.metrics)
     rows = []
@@ -201,17 +201,17 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
     pset = load_patches(cfg, 'test') if patches else None
     suite = MetricSuite(metrics, device=device)
     df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, patches=pset,
-                  backbone=suite, device=device, progress=progress, precision=precision)
+                  suite=suite, device=device, progress=progress, precision=precision)
     if reference and any(getattr(g, 'bicubic_skip', False) for g in gens.values()):
         # what the generator scores before any training (whole images only): not to be credited to training
         ref = evaluate({'bicubic_skip_init': untrained_generator(cfg)}, images, scale=cfg.scale, strategy=strategy,
-                       backbone=suite, device=device, progress=progress, precision=precision, hr_rows=False)
+                       suite=suite, device=device, progress=progress, precision=precision, hr_rows=False)
         df = _concat(df, ref)
     summ = json.loads(run.data_summary.read_text())
     if wants_shipped(cfg, summ.get('demo', False)):  # reference rows: what the shipped models reach on this test split
         split = pd.read_csv(run.split, keep_default_na=False)
         df = _concat(df, score_shipped(MODEL_NAMES, images, dict(zip(split.image_id, split.path)), cfg.scale, strategy=strategy,
-                                       backbone=suite, device=device, progress=progress, precision=precision))
+                                       suite=suite, device=device, progress=progress, precision=precision))
     write_eval(df, files.eval.root, seed=cfg.seed)
     return df
 
@@ -282,9 +282,9 @@ def evaluate_command(cfg: RunConfig, checkpoint=None, data_dir=None, out=None, m
         split = pd.read_csv(run_files(cfg).split, keep_default_na=False)
         paths = dict(zip(split.image_id, split.path))
     suite = MetricSuite(metrics, device=device)
-    df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, backbone=suite,
+    df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, suite=suite,
                   device=device, progress=progress, precision=precision)
     if named:
-        df = _concat(df, score_shipped(named, images, paths, cfg.scale, strategy=strategy, backbone=suite, device=device,
+        df = _concat(df, score_shipped(named, images, paths, cfg.scale, strategy=strategy, suite=suite, device=device,
                                        progress=progress, precision=precision))
     return Evaluation(df, write_eval(df, dest, seed=cfg.seed), source, cfg.scale, cfg.seed, note)

@@ -398,19 +398,19 @@ def loss_terms(objective: str) -> list[LossTerm]:
     return [t for t in LOSS_TERMS.values() if t.objective == objective]
 
 # %% ../nbs/07_losses.ipynb #1f63ef1b
-def read_setting(cfg_or_weights, key: str):
+def read_setting(settings, key: str):
     """A setting of a `RunConfig` or a dict; a dict may name a weight by its term (`pixel`, `pixel_loss`), and a choice
     it leaves out takes RunConfig's default (declared there, once)."""
-    if not isinstance(cfg_or_weights, dict): return getattr(cfg_or_weights, key)
+    if not isinstance(settings, dict): return getattr(settings, key)
     for k in (key, key.removesuffix('_weight'), key.replace('_weight', '_loss')):
-        if k in cfg_or_weights: return cfg_or_weights[k]
-    if key.endswith('_weight'): raise KeyError(f"loss weight {key!r} missing from {cfg_or_weights!r}")
+        if k in settings: return settings[k]
+    if key.endswith('_weight'): raise KeyError(f"loss weight {key!r} missing from {settings!r}")
     return RunConfig.__dataclass_fields__[key].default
 
-def term_weight(term: LossTerm, cfg_or_weights) -> float:
+def term_weight(term: LossTerm, settings) -> float:
     "The weight of `term` in a config or weights dict (1 for a term without a weight field; 0 for an optional one a dict leaves out)."
     if term.weight is None: return 1.0
-    try: return float(read_setting(cfg_or_weights, term.weight) or 0.0)
+    try: return float(read_setting(settings, term.weight) or 0.0)
     except KeyError:
         if term.optional: return 0.0
         raise
@@ -420,29 +420,29 @@ def objective_settings(cfg) -> dict:
     keys = [k for t in LOSS_TERMS.values() for k in (t.weight, *t.settings) if k]
     return {k: read_setting(cfg, k) for k in dict.fromkeys(keys)}
 
-def loss_weights(cfg_or_weights) -> dict:
+def loss_weights(settings) -> dict:
     "The weight of every generator term, by column."
-    return {t.column: term_weight(t, cfg_or_weights) for t in loss_terms('generator')}
+    return {t.column: term_weight(t, settings) for t in loss_terms('generator')}
 
-def objective(name: str, x: LossInputs, cfg_or_weights) -> tuple[torch.Tensor, dict]:
+def objective(name: str, x: LossInputs, settings) -> tuple[torch.Tensor, dict]:
     "The weighted sum of the registered terms of objective `name` (terms of weight 0 are skipped and reported as 0): (total, unweighted parts, detached)."
     zero = x.sr.new_zeros((), dtype=torch.float32)
     total, parts = zero, {}
     for t in loss_terms(name):
-        w = term_weight(t, cfg_or_weights)
-        parts[t.column] = t.fn(x, cfg_or_weights) if w else zero
+        w = term_weight(t, settings)
+        parts[t.column] = t.fn(x, settings) if w else zero
         total = total + w * parts[t.column]
     return total, {k: v.detach() for k, v in parts.items()}
 
 def generator_objective(sr: torch.Tensor, hr: torch.Tensor, d_fake_logits: torch.Tensor | None, perceptual: nn.Module | None,
-                        cfg_or_weights, hr_features: torch.Tensor | None = None, d_real_logits: torch.Tensor | None = None,
+                        settings, hr_features: torch.Tensor | None = None, d_real_logits: torch.Tensor | None = None,
                         sr_ema: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     "The generator's objective (`objective('generator')`: every registered generator term times its weight): (total, unweighted parts)."
-    return objective('generator', LossInputs(sr, hr, d_fake_logits, d_real_logits, perceptual, hr_features, sr_ema), cfg_or_weights)
+    return objective('generator', LossInputs(sr, hr, d_fake_logits, d_real_logits, perceptual, hr_features, sr_ema), settings)
 
-def discriminator_objective(d_real_logits: torch.Tensor, d_fake_logits: torch.Tensor, cfg_or_weights) -> tuple[torch.Tensor, dict]:
+def discriminator_objective(d_real_logits: torch.Tensor, d_fake_logits: torch.Tensor, settings) -> tuple[torch.Tensor, dict]:
     "The discriminator's objective (`objective('discriminator')`): (total, unweighted parts)."
-    return objective('discriminator', LossInputs(d_fake_logits, None, d_fake_logits, d_real_logits), cfg_or_weights)
+    return objective('discriminator', LossInputs(d_fake_logits, None, d_fake_logits, d_real_logits), settings)
 
 # %% ../nbs/07_losses.ipynb #4b3f0fd6
 _ADV = {'bce': 'BCE(D(SR), real)', 'ragan': '½[BCE(D(HR) - mean D(SR), fake) + BCE(D(SR) - mean D(HR), real)]'}

@@ -187,7 +187,7 @@ def test_evaluate_face_dist_notes_and_patches(collins, shuttle):
                               lr=np.stack([make_lr(collins[:96, :96], 4), make_lr(collins[96:192, 96:192], 4)]),
                               image_ids=np.array(['collins', 'collins']))
     suite = Su.MetricSuite(['psnr', 'face_dist'])
-    kw = dict(backbone=suite, patches=patches, progress=False)
+    kw = dict(suite=suite, patches=patches, progress=False)
     df = E.evaluate({'bicubic': 'bicubic', 'nearest': lambda lr: np.repeat(np.repeat(lr, 4, 0), 4, 1)},
                     [('collins', collins), ('shuttle', shuttle)], **kw)
     img, patch = df[df.level == 'image'].set_index(['image_id', 'method']), df[df.level == 'patch']

@@ -13,6 +13,7 @@ import pytest
 from srgan_nb.config import RunConfig, QUICK_CAPS, save_config
 from srgan_nb import report as R, figures as F, tables as T, stats
 from srgan_nb.testing import fake_history, fake_per_image
+from srgan_nb.train import history_frame
 
 
 @pytest.fixture(autouse=True)
