@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_metrics.ipynb #84dd6ae6
 from __future__ import annotations
-import functools, hashlib, importlib.util, os, warnings
+import collections, functools, hashlib, importlib.util, os, warnings
 from pathlib import Path
 
 import numpy as np
@@ -274,7 +274,7 @@ def stlpips_status() -> tuple[bool, str]:
 # %% ../nbs/08_metrics.ipynb #75bca34e
 class STLPIPS:
     "Shift-tolerant LPIPS (Ghildyal & Liu, ECCV 2022) of uint8 RGB images, VGG16 variant, from the weights inside stlpips-pytorch (lower is closer)."
-    def __init__(self, device='cpu'):
+    def __init__(self, device='cpu', cache_mb: int = 512):
         ok, why = stlpips_status()
         if not ok: raise RuntimeError(why)
         from stlpips_pytorch import stlpips
@@ -285,18 +285,46 @@ class STLPIPS:
         # lins.k are the same modules as link (a ModuleList view): the file holds link only; anything else must load
         if res.unexpected_keys or any(not k.startswith('lins.') for k in res.missing_keys):
             raise RuntimeError(f"ST-LPIPS weights do not fit the model: missing {res.missing_keys}, unexpected {res.unexpected_keys}")
+        if not model.lpips or model.spatial: raise RuntimeError("ST-LPIPS: expected learned weights and a spatial average (`from_features` computes that form)")
         self.model, self.device, self.description = model.eval().to(device), torch.device(device), why
         for q in self.model.parameters(): q.requires_grad_(False)
+        self.hr_cache, self.cache_bytes = collections.OrderedDict(), int(cache_mb) * 2**20   # HR photo -> its features
 
     @torch.no_grad()
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        "The unit-normalised VGG features of an (N, 3, H, W) batch in [0, 1], one tensor per layer: the half of the model's forward that sees one input."
+        from stlpips_pytorch.utils import normalize_tensor
+        m, x = self.model, x.float().to(self.device) * 2 - 1
+        return [normalize_tensor(o) for o in m.net.forward(m.scaling_layer(x) if m.version == '0.1' else x)]
+
+    @torch.no_grad()
+    def from_features(self, f0: list, f1: list) -> torch.Tensor:
+        "Per-image distance of two feature lists: the other half of the model's forward (squared differences, learned weights, spatial average, summed over layers)."
+        from stlpips_pytorch.stlpips import spatial_average
+        m = self.model
+        val = spatial_average(m.lins[0]((f0[0] - f1[0]) ** 2), keepdim=True)
+        for k in range(1, m.L): val += spatial_average(m.lins[k]((f0[k] - f1[k]) ** 2), keepdim=True)
+        return val.flatten()
+
     def distance(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         "Per-image ST-LPIPS of two (N, 3, H, W) batches in [0, 1]."
-        return self.model(sr.float().to(self.device) * 2 - 1, hr.float().to(self.device) * 2 - 1).flatten()
+        return self.from_features(self.features(sr), self.features(hr))
+
+    def hr_features(self, hr: np.ndarray) -> list:
+        "`features` of an HR photo (uint8 HxWx3), kept while they fit in `cache_mb`: every method scored against the same photo reuses them."
+        key = (hr.shape, hashlib.blake2b(np.ascontiguousarray(hr).tobytes(), digest_size=16).digest())
+        if key in self.hr_cache: self.hr_cache.move_to_end(key); return self.hr_cache[key]
+        f = self.features(torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None].float().div(255))
+        size = sum(t.numel() * t.element_size() for t in f)
+        while self.hr_cache and sum(sum(t.numel() * t.element_size() for t in v) for v in self.hr_cache.values()) + size > self.cache_bytes:
+            self.hr_cache.popitem(last=False)
+        if size <= self.cache_bytes: self.hr_cache[key] = f
+        return f
 
     def __call__(self, sr: np.ndarray, hr: np.ndarray, scale: int = 4) -> float:
         a, b = _pair(sr, hr, scale, min_size=32)
-        t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float().div(255)
-        return float(self.distance(t(a), t(b))[0])
+        sr_t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float().div(255)
+        return float(self.from_features(self.features(sr_t), self.hr_features(b))[0])
 
 # %% ../nbs/08_metrics.ipynb #3c6e864e
 NIQE_PARAMS_SHA256 = '2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296'
