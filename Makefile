@@ -42,7 +42,7 @@ nbtest: setup
 	cd $(CURDIR) && $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: setup
-	$(PY) -m pytest -q -rs tests
+	$(PY) -m pytest -q -rs -n 2 tests
 
 export: setup
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
