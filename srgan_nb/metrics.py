@@ -288,7 +288,7 @@ class STLPIPS:
         if not model.lpips or model.spatial: raise RuntimeError("ST-LPIPS: expected learned weights and a spatial average (`from_features` computes that form)")
         self.model, self.device, self.description = model.eval().to(device), torch.device(device), why
         for q in self.model.parameters(): q.requires_grad_(False)
-        self.hr_cache, self.cache_bytes = collections.OrderedDict(), int(cache_mb) * 2**20   # HR photo -> its features
+        self.hr_cache, self.cache_bytes, self.cached_bytes = collections.OrderedDict(), int(cache_mb) * 2**20, 0   # HR photo -> (its features, their bytes)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -312,13 +312,14 @@ class STLPIPS:
 
     def hr_features(self, hr: np.ndarray) -> list:
         "`features` of an HR photo (uint8 HxWx3), kept while they fit in `cache_mb`: every method scored against the same photo reuses them."
-        key = (hr.shape, hashlib.blake2b(np.ascontiguousarray(hr).tobytes(), digest_size=16).digest())
-        if key in self.hr_cache: self.hr_cache.move_to_end(key); return self.hr_cache[key]
-        f = self.features(torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None].float().div(255))
+        hr = np.ascontiguousarray(hr)
+        key = (hr.shape, hashlib.blake2b(hr.tobytes(), digest_size=16).digest())
+        if key in self.hr_cache: self.hr_cache.move_to_end(key); return self.hr_cache[key][0]
+        f = self.features(torch.from_numpy(hr).permute(2, 0, 1)[None].float().div(255))
         size = sum(t.numel() * t.element_size() for t in f)
-        while self.hr_cache and sum(sum(t.numel() * t.element_size() for t in v) for v in self.hr_cache.values()) + size > self.cache_bytes:
-            self.hr_cache.popitem(last=False)
-        if size <= self.cache_bytes: self.hr_cache[key] = f
+        while self.hr_cache and self.cached_bytes + size > self.cache_bytes:   # least recently used out first
+            self.cached_bytes -= self.hr_cache.popitem(last=False)[1][1]
+        if size <= self.cache_bytes: self.hr_cache[key], self.cached_bytes = (f, size), self.cached_bytes + size
         return f
 
     def __call__(self, sr: np.ndarray, hr: np.ndarray, scale: int = 4) -> float:

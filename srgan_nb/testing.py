@@ -30,7 +30,7 @@ def toy_patches(n: int = 16, hr_size: int = 32, scale: int = 4, seed: int = 0) -
 
 # %% ../nbs/05_testing.ipynb #5a75a7cd
 def fake_history(pretrain_epochs: int = 2, epochs: int = 3, seed: int = 0) -> pd.DataFrame:
-    "A made-up training history with the columns `srgan_nb.train` writes (`train.HISTORY_COLUMNS`)."
+    "A made-up training history with the main columns `srgan_nb.train` writes (`train.history_frame` adds the rest)."
     rng = np.random.default_rng(seed); rows = []
     for e in range(1, pretrain_epochs + epochs + 1):
         gan = e > pretrain_epochs
