@@ -4,7 +4,7 @@
 
 # %% ../nbs/19_evaluate.ipynb #1a2ca9df
 from __future__ import annotations
-import json, time, warnings
+import hashlib, json, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,11 +25,12 @@ from .infer import Upscaler, write_image
 from .pretrained import MODEL_NAMES, RECIPE, is_model_name, model_path, shipped_models, trained_on
 from .metrics import psnr
 from .suite import REGISTRY, REFERENCE_METHOD, MetricSuite, whole_images
-from . import stats
+from . import stats, __version__
 
 # %% auto #0
-__all__ = ['SHIPPED_PREFIX', 'bicubic_method', 'as_method', 'evaluate', 'run_generators', 'write_eval', 'untrained_generator',
-           'score_shipped', 'wants_shipped', 'evaluate_run', 'Evaluation', 'evaluation_out', 'evaluate_command']
+__all__ = ['TOO_SMALL', 'SHIPPED_PREFIX', 'bicubic_method', 'as_method', 'evaluate', 'run_generators', 'write_eval',
+           'untrained_generator', 'score_shipped', 'wants_shipped', 'shared_rows', 'evaluate_run', 'Evaluation',
+           'evaluation_out', 'evaluate_command']
 
 # %% ../nbs/19_evaluate.ipynb #2c1a2bc0
 def bicubic_method(scale: int = 4) -> Callable[[np.ndarray], np.ndarray]:
@@ -67,6 +68,14 @@ def _as_images(images) -> list[tuple[str, np.ndarray]]:
     return out
 
 # %% ../nbs/19_evaluate.ipynb #253577fa
+TOO_SMALL = '; NaN where '   # how a metric's note goes on when some images were too small for it
+
+def _with_too_small(notes: dict, too_small: dict) -> dict:
+    "`notes` with each metric of `too_small` ({metric: [why, count]}) saying where it is NaN and how often."
+    out = dict(notes)
+    for m, (why, n) in too_small.items(): out[m] = out.get(m, m).split(TOO_SMALL)[0] + f"{TOO_SMALL}{why} ({n} image(s) or patch(es))"
+    return out
+
 def _sr(fn, lr: np.ndarray, expect: tuple, name: str) -> np.ndarray:
     "Run method `fn` on `lr` and check its output."
     sr = np.asarray(fn(lr))
@@ -81,12 +90,13 @@ def _image_file(image_id: str) -> str:
 def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None, patches=None,
              patch_agg: str | None = 'mean', metrics=None, suite: MetricSuite | None = None, backbone=None, lpips_net: str = 'alex',
              device='cpu', whole: bool = True, progress: bool = True, precision: str = 'fp32',
-             tile: int | None = 256, sr_dir=None, hr_rows: bool = True) -> pd.DataFrame:
-    "Score every method on the same images (and optionally patches): a tidy per-image frame; `sr_dir` keeps each SR image as PNG; `hr_rows`: the HR photos' own no-reference scores as method 'hr'."
+             tile: int | None = 256, sr_dir=None, hr_rows: bool = True, fresh: bool = True) -> pd.DataFrame:
+    "Score every method on the same images (and optionally patches): a tidy per-image frame; `sr_dir` keeps each SR image as PNG; `hr_rows`: the HR photos' own no-reference scores as method 'hr'; `fresh=False` goes on with `suite`'s counts (a too-small warning once over several calls)."
     if not methods: raise ValueError("methods is empty; pass e.g. {'bicubic': 'bicubic', 'srgan': generator}")
     fns = {name: as_method(m, scale, device, precision, tile) for name, m in methods.items()}
     suite = suite if suite is not None else MetricSuite(metrics, backbone, lpips_net, device)   # a suite built once serves several calls
-    suite.reset()
+    if fresh: suite.reset()
+    before = dict(suite.n_too_small)
     reference = hr_rows and any(REGISTRY[m].no_reference for m in suite.metrics)
     rows = []
     if whole:
@@ -127,10 +137,11 @@ def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None,
     front = [c for c in ('image_id', 'method', 'strategy', 'level', *suite.metrics) if c in df.columns]
     df = df[front + [c for c in df.columns if c not in front]]
     notes = dict(suite.notes)
-    for m, why in suite.too_small.items(): notes[m] = notes.get(m, m) + f"; NaN where {why} ({suite.n_too_small[m]} image(s) or patch(es))"
     for name, fn in fns.items():
         if isinstance(fn, Upscaler): notes[f'sr:{name}'] = fn.describe()
-    df.attrs['notes'] = notes
+    small = {m: [why, suite.n_too_small[m] - before.get(m, 0)] for m, why in suite.too_small.items()}
+    df.attrs['too_small'] = {m: v for m, v in small.items() if v[1]}
+    df.attrs['notes'] = _with_too_small(notes, df.attrs['too_small'])
     return df
 
 # %% ../nbs/19_evaluate.ipynb #570ab7c8
@@ -179,18 +190,70 @@ def score_shipped(names, images, paths, scale: int = 4, folder=None, **kw) -> pd
     return df
 
 def _concat(*dfs) -> pd.DataFrame:
-    "Frames one after the other, their notes merged."
+    "Frames one after the other, their notes merged (the later's win) and their too-small counts summed."
     df = pd.concat([d for d in dfs if len(d)], ignore_index=True)
-    df.attrs['notes'] = {k: v for d in dfs for k, v in d.attrs.get('notes', {}).items()}
+    small = {}
+    for d in dfs:
+        for m, (why, n) in d.attrs.get('too_small', {}).items(): small[m] = [small.get(m, [why])[0], small.get(m, [why, 0])[1] + n]
+    df.attrs['too_small'] = small
+    df.attrs['notes'] = _with_too_small({k: v for d in dfs for k, v in d.attrs.get('notes', {}).items()}, small)
     return df
 
 def wants_shipped(cfg: RunConfig, demo: bool = False) -> bool:
     "Whether a run's evaluation adds the shipped models: `reference_models` True, or None (auto) in quick and demo runs."
     return cfg.reference_models if cfg.reference_models is not None else bool(cfg.quick or demo)
 
+def shared_rows(cfg: RunConfig, images, pset, suite: MetricSuite, skip_init: bool, device='cpu', progress: bool = True,
+                precision: str = 'fp32') -> pd.DataFrame:
+    """The rows of a run's evaluation that no strategy changes: bicubic (photos and patches), the HR photos' own scores,
+    `bicubic_skip_init` (when `skip_init`) and the shipped models (`wants_shipped`). Scored once per run and kept in
+    `reference_rows.csv`, keyed by a hash of everything they depend on; the next strategy reads them back."""
+    run = run_files(cfg)
+    shipped = wants_shipped(cfg, json.loads(run.data_summary.read_text()).get('demo', False))
+    h = hashlib.blake2b(digest_size=16)
+    for iid, img in images: h.update(f'{iid}{img.shape}'.encode()); h.update(np.ascontiguousarray(img).tobytes())
+    if pset is not None:
+        for a in (pset.lr, pset.hr): h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+        h.update(repr([str(i) for i in pset.image_ids]).encode())
+    h.update(repr((__version__, cfg.scale, suite.metrics, precision, torch.device(device).type, skip_init and (cfg.n_blocks, cfg.channels),
+                   shipped and [(n, hashlib.sha256(Path(model_path(n)).read_bytes()).hexdigest()) for n in shipped_models()])).encode())
+    key, where, meta = h.hexdigest(), run.reference_rows, run.reference_rows_meta
+    if where.exists() and meta.exists():
+        m = json.loads(meta.read_text())
+        if m.get('key') == key:
+            df = pd.read_csv(where, dtype={'image_id': str}, keep_default_na=False, na_values=[''])
+            df.attrs.update(notes=m['notes'], too_small=m['too_small'])
+            return df
+    kw = dict(scale=cfg.scale, suite=suite, device=device, progress=progress, precision=precision, fresh=False)
+    df = evaluate({'bicubic': 'bicubic'}, images, patches=pset, **kw)
+    if skip_init:   # what the generator scores before any training (whole images only): not to be credited to training
+        df = _concat(df, evaluate({'bicubic_skip_init': untrained_generator(cfg)}, images, hr_rows=False, **kw))
+    if shipped:     # reference rows: what the shipped models reach on this test split
+        split = pd.read_csv(run.split, keep_default_na=False)
+        df = _concat(df, score_shipped(MODEL_NAMES, images, dict(zip(split.image_id, split.path)), **kw))
+    atomic_write(where, lambda t: df.to_csv(t, index=False))
+    atomic_write(meta, lambda t: t.write_text(json.dumps(dict(key=key, notes=df.attrs['notes'], too_small=df.attrs['too_small']), indent=1)))
+    return df
+
+def _in_order(df: pd.DataFrame, methods: list) -> pd.DataFrame:
+    """`df`'s rows in the order one `evaluate` call of `methods` (then the HR rows) would give, then `bicubic_skip_init`,
+    then the shipped models: per photo (or patch photo) in the order first met, methods in their order."""
+    rank = {m: k for k, m in enumerate([*methods, REFERENCE_METHOD])}
+    block = np.where(df['level'] == 'patch', 1, np.where(df['method'].isin(list(rank)), 0, np.where(df['method'] == 'bicubic_skip_init', 2, 3)))
+    pos = pd.Series(0, index=df.index)
+    for lvl in df['level'].unique():
+        sel = df['level'] == lvl
+        first = {iid: k for k, iid in enumerate(dict.fromkeys(df.loc[sel, 'image_id']))}
+        pos[sel] = df.loc[sel, 'image_id'].map(first)
+    keys = pd.DataFrame(dict(block=block, pos=pos, rank=df['method'].map(rank).fillna(0)), index=df.index)
+    out = df.loc[keys.sort_values(['block', 'pos', 'rank'], kind='stable').index].reset_index(drop=True)
+    out.attrs = df.attrs
+    return out
+
 def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = True, metrics=None, device=None,
                  progress: bool = True, reference: bool = True, precision: str = 'fp32') -> pd.DataFrame:
-    "Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split on `device` (None: the run's); write <strategy>/eval/*.csv (the pipeline's evaluate stage)."
+    """Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split on `device` (None: the run's);
+    write <strategy>/eval/*.csv (the pipeline's evaluate stage). The rows no strategy changes come from `shared_rows`."""
     strategy, device = strategy or cfg.strategy, pick_device(cfg.device if device is None else device)
     run = run_files(cfg); files = run.strategy(strategy)
     gens = run_generators(files.root, device)
@@ -200,18 +263,13 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
     images = load_split_images(cfg, 'test')
     pset = load_patches(cfg, 'test') if patches else None
     suite = MetricSuite(metrics, device=device)
-    df = evaluate({'bicubic': 'bicubic', **gens}, images, scale=cfg.scale, strategy=strategy, patches=pset,
-                  suite=suite, device=device, progress=progress, precision=precision)
-    if reference and any(getattr(g, 'bicubic_skip', False) for g in gens.values()):
-        # what the generator scores before any training (whole images only): not to be credited to training
-        ref = evaluate({'bicubic_skip_init': untrained_generator(cfg)}, images, scale=cfg.scale, strategy=strategy,
-                       suite=suite, device=device, progress=progress, precision=precision, hr_rows=False)
-        df = _concat(df, ref)
-    summ = json.loads(run.data_summary.read_text())
-    if wants_shipped(cfg, summ.get('demo', False)):  # reference rows: what the shipped models reach on this test split
-        split = pd.read_csv(run.split, keep_default_na=False)
-        df = _concat(df, score_shipped(MODEL_NAMES, images, dict(zip(split.image_id, split.path)), cfg.scale, strategy=strategy,
-                                       suite=suite, device=device, progress=progress, precision=precision))
+    skip_init = reference and any(getattr(g, 'bicubic_skip', False) for g in gens.values())
+    shared = shared_rows(cfg, images, pset, suite, skip_init, device, progress, precision)
+    own = evaluate(gens, images, scale=cfg.scale, strategy=strategy, patches=pset, suite=suite, device=device,
+                   progress=progress, precision=precision, hr_rows=False, fresh=False)
+    df = _in_order(_concat(shared.assign(strategy=strategy), own), ['bicubic', *gens])
+    front = [c for c in ('image_id', 'method', 'strategy', 'level', *suite.metrics) if c in df.columns]
+    df = df[front + [c for c in df.columns if c not in front]]
     write_eval(df, files.eval.root, seed=cfg.seed)
     return df
 

@@ -110,6 +110,12 @@ class RunFiles:
     def per_image(self) -> Path:
         "Every reported strategy's per-image scores in one table, beside the report (the report writes it)."
         return self.root/'per_image.csv'
+    @property
+    def reference_rows(self) -> Path:
+        "The evaluation rows no strategy changes (bicubic, HR, the shipped models), scored once per run (`evaluate.shared_rows`)."
+        return self.root/'reference_rows.csv'
+    @property
+    def reference_rows_meta(self) -> Path: return self.root/'reference_rows.json'
     def strategy(self, name: str) -> StrategyFiles:
         "The folder of strategy `name`."
         return StrategyFiles(self.root/name)

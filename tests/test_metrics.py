@@ -279,6 +279,36 @@ def test_evaluate_run(reports_tmp):
     assert sorted(hr_rows.image_id) == sorted(ids) and hr_rows.psnr.isna().all()
 
 
+def test_rows_no_strategy_changes_are_scored_once_per_run(reports_tmp, monkeypatch):
+    "A second strategy reads bicubic, bicubic_skip_init and HR rows back (reference_rows.csv) and ends with the same table as if it had scored them."
+    import shutil
+    from srgan_nb.config import make_config, run_path, run_files
+    from srgan_nb.data import prepare
+    cfg = make_config('s2', data_source='samples', quick=True, num_workers=0, hr_size=48, reference_models='false')
+    for s in ('s1', 's2'):
+        (run_path(cfg)/s).mkdir(parents=True)
+        _save_gen(run_path(cfg)/s/'generator_srgan.pt', 0); _save_gen(run_path(cfg)/s/'generator_srresnet.pt', 1)
+    prepare(cfg)
+    kw = dict(metrics=['psnr', 'vif', 'niqe'], progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        first = E.evaluate_run(cfg, 's2', **kw)
+        calls = []
+        real = E.evaluate
+        monkeypatch.setattr(E, 'evaluate', lambda methods, *a, **k: calls.append(list(methods)) or real(methods, *a, **k))
+        second = E.evaluate_run(cfg, 's1', **kw)
+    assert calls == [['srresnet', 'srgan']]                      # only this strategy's generators were scored
+    assert run_files(cfg).reference_rows.exists()
+    pd.testing.assert_frame_equal(first.drop(columns=['strategy', 'sr_seconds']), second.drop(columns=['strategy', 'sr_seconds']))
+    assert set(second.strategy) == {'s1'}
+    notes = json.loads((run_path(cfg)/'s1'/'eval'/'notes.json').read_text())
+    patches = second[second.level == 'patch']                    # VIF's NaN, counted over both calls: every test patch of every method
+    assert patches.vif.isna().all() and f"({int(patches.n_patches.sum())} image(s) or patch(es))" in notes['vif']
+    with warnings.catch_warnings():                              # other metrics: another key, scored afresh
+        warnings.simplefilter('ignore')
+        E.evaluate_run(cfg, 's1', metrics=['psnr'], progress=False)
+    assert calls[-3:] == [['bicubic'], ['bicubic_skip_init'], ['srresnet', 'srgan']]
+
 def test_too_small_images_give_nan_with_one_warning(hr):
     suite = Su.MetricSuite(['psnr', 'ssim', 'vif'])
     with warnings.catch_warnings(record=True) as caught:
