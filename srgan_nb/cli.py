@@ -112,7 +112,8 @@ def cmd_upscale(args) -> int:
     "Upscale image files or folders with a shipped model (default gan) or a trained generator."
     from srgan_nb.infer import upscale_command
     upscale_command(args.inputs, args.out, args.model, tile=args.tile, overlap=args.overlap,
-                    compare=args.compare, device=args.device or 'auto', precision=args.precision, fmt=args.fmt, overwrite=args.overwrite)
+                    compare=args.compare, device=args.device or 'auto', precision=args.precision, fmt=args.fmt, overwrite=args.overwrite,
+                    strength=args.strength)
     return 0
 
 # %% ../nbs/28_cli.ipynb #95c005e7
@@ -174,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument('--model', '--checkpoint', dest='model', metavar='psnr|gan|PATH',
                     help='a shipped face model (gan, the default: sharper; psnr: highest PSNR; weights for non-commercial use, '
                          'trained on UTKFace) or a generator file written by training (generator_srgan.pt)')
+    sp.add_argument('--strength', type=float, default=None, metavar='A',
+                    help="from 0 (smooth: the SRResNet, psnr) to 1 (sharp: the SRGAN, gan): a blend of the two networks' weights; "
+                         "with a run's generator file, that run's SRResNet and SRGAN (default: the model as named)")
     sp.add_argument('--tile', type=int, default=256, help='LR tile size in pixels; bounds memory')
     sp.add_argument('--overlap', type=int, default=None,
                     help="LR pixels of context around each tile (default: the generator's receptive radius, so tiles join exactly)")

@@ -17,28 +17,36 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm.auto import tqdm
 
 from .config import pick_device, pick_precision, autocast, gpu_numerics
-from .layout import atomic_write
+from .layout import GENERATOR_FILES, atomic_write
 from .images import BT601_LUMA, load_image, bicubic_upscale
 from .sources import IMAGE_EXTS
-from .model import load_generator, unwrap
-from .pretrained import resolve_generator
+from .model import load_generator, unwrap, check_strength, blend_generators
+from .pretrained import MODEL_NAMES, is_model_name, model_path, resolve_generator
 
 # %% auto #0
-__all__ = ['WRITE_EXTS', 'GRAY_MODES', 'write_image', 'is_gray', 'luma', 'keep_gray', 'output_mode', 'receptive_radius',
-           'probe_radius', 'tile_spans', 'fold_batchnorm', 'ShuffledTail', 'shuffle_tail', 'prepare_generator',
-           'upscale_tensor', 'upscale_image', 'upscale_batch', 'load_for_inference', 'Upscaler', 'compare_image',
-           'collect_inputs', 'plan_outputs', 'is_done', 'upscale_command']
+__all__ = ['WRITE_EXTS', 'MADE_BY', 'GRAY_MODES', 'write_image', 'is_gray', 'luma', 'keep_gray', 'output_mode',
+           'receptive_radius', 'probe_radius', 'tile_spans', 'fold_batchnorm', 'ShuffledTail', 'shuffle_tail',
+           'prepare_generator', 'upscale_tensor', 'upscale_image', 'upscale_batch', 'strength_pair',
+           'load_for_inference', 'Upscaler', 'compare_image', 'collect_inputs', 'plan_outputs', 'made_by_of', 'is_done',
+           'upscale_command']
 
 # %% ../nbs/11_infer.ipynb #9405c745
 WRITE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')  # the readable formats (data.IMAGE_EXTS) PIL also writes
 
-def write_image(img: np.ndarray, path, quality: int = 95) -> Path:
-    "Save an HxWx3 (RGB) or HxW (gray, mode L) uint8 image, whole (`layout.atomic_write`); the format follows the extension (PNG, JPEG at `quality`, ...)."
+MADE_BY = 'srgan-nb'   # the PNG text key (JPEG: the comment) that says which model made an output
+
+def write_image(img: np.ndarray, path, quality: int = 95, made_by: str | None = None) -> Path:
+    """Save an HxWx3 (RGB) or HxW (gray, mode L) uint8 image, whole (`layout.atomic_write`); the format follows the extension
+    (PNG, JPEG at `quality`, ...); `made_by` goes into a PNG's text or a JPEG's comment (`made_by_of` reads it back)."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in WRITE_EXTS: raise ValueError(f"Unsupported output extension {ext!r} for {path}; use one of {', '.join(WRITE_EXTS)}")
     im = Image.fromarray(np.ascontiguousarray(img))
     kw = dict(quality=quality, subsampling=0) if ext in ('.jpg', '.jpeg') else {}
+    if made_by is not None and ext == '.png':
+        from PIL.PngImagePlugin import PngInfo
+        kw['pnginfo'] = PngInfo(); kw['pnginfo'].add_text(MADE_BY, made_by)
+    elif made_by is not None and ext in ('.jpg', '.jpeg'): kw['comment'] = made_by.encode()
     return atomic_write(path, lambda tmp: im.save(tmp, **kw))   # whole or not at all: a kill leaves no truncated image
 
 # %% ../nbs/11_infer.ipynb #6aa41f87
@@ -244,9 +252,27 @@ def upscale_batch(generator: nn.Module, lr: torch.Tensor, device=None, precision
     return sr
 
 # %% ../nbs/11_infer.ipynb #11ebb970
-def load_for_inference(model=None, device='cpu') -> nn.Module:
+def strength_pair(model=None) -> tuple[Path, Path]:
+    """The (smooth, sharp) generator files a strength blends: the shipped `psnr` and `gan` for a shipped model's name or
+    None; for a run's generator file (or its strategy folder), that folder's SRResNet and SRGAN."""
+    if model is None or is_model_name(model): return model_path('psnr'), model_path('gan')
+    p = Path(model)
+    folder = p.parent if p.name in GENERATOR_FILES.values() else p
+    pair = folder/GENERATOR_FILES['srresnet'], folder/GENERATOR_FILES['srgan']
+    if not all(q.is_file() for q in pair):
+        raise FileNotFoundError(f"a strength blends a run's SRResNet and SRGAN, so {pair[0]} and {pair[1]} must both exist; "
+                                f"or name a shipped model ({', '.join(MODEL_NAMES)})")
+    return pair
+
+def load_for_inference(model=None, device='cpu', strength=None) -> nn.Module:
     """The generator to run: a Generator passed through, a shipped model by name ('psnr', 'gan'; None: the default,
-    `pretrained.default_model`; checked against its sha256) or a file written by `srgan_nb.model.save_generator`, with clear errors."""
+    `pretrained.default_model`; checked against its sha256) or a file written by `srgan_nb.model.save_generator`, with clear errors.
+    With a `strength` from 0 to 1: the blend of the pair `strength_pair(model)` names (`model.blend_generators`)."""
+    if strength is not None:
+        if isinstance(model, nn.Module): raise ValueError("a strength blends two generator files: name a shipped model or a run's generator file")
+        a = check_strength(strength)
+        smooth, sharp = strength_pair(model)
+        return blend_generators(load_generator(smooth, device=device), load_generator(sharp, device=device), a)
     if isinstance(model, nn.Module): return model
     try: path = resolve_generator(model)
     except FileNotFoundError as e:
@@ -257,11 +283,11 @@ def load_for_inference(model=None, device='cpu') -> nn.Module:
 class Upscaler:
     "A generator prepared for inference once; call it on a uint8 HxWx3 LR image to get the uint8 SR image."
     def __init__(self, generator, device='cpu', precision: str = 'fp32', tile: int | None = 256, overlap: int | None = None,
-                 gray: bool = True):
+                 gray: bool = True, strength=None):
         self.device = pick_device(str(device))
         self.precision = pick_precision(precision, self.device)
         gpu_numerics(self.device, self.precision)   # on a GPU: no TF32 in fp32, so fp32 scores do not depend on the card
-        raw = load_for_inference(generator, device=self.device)
+        raw = load_for_inference(generator, device=self.device, strength=strength)
         self.meta = dict(getattr(raw, 'meta', {}) or {})
         self.scale = int(getattr(raw, 'scale', 0) or 0) or None
         self.bicubic_skip = bool(getattr(raw, 'bicubic_skip', False))
@@ -281,6 +307,7 @@ class Upscaler:
     def describe_model(self) -> str:
         "Which generator this is, in a few words."
         m = self.meta
+        if m.get('blend_of'): return f"{m['blend_of'][0]} and {m['blend_of'][1]} blended at strength {m['strength']:g}"
         if m.get('name'): return f"shipped model {m['name']} ({m.get('recipe', '')})"
         return f"generator of {m.get('strategy') or 'a run'}" + (f" ({m['run_id']})" if m.get('run_id') else '')
 
@@ -340,28 +367,38 @@ def plan_outputs(inputs, out=None, scale: int = 4, ext: str = '.png') -> list[tu
         raise ValueError(f"{len(items)} input images need an output folder, not the file name {out}")
     return [(src, out if single else (out/rel).with_name(rel.stem + '_sr' + ext)) for src, rel in items]
 
-def is_done(src: Path, dst: Path) -> bool:
-    "True when `dst` exists, is newer than `src` and reads as a whole image (an output a killed run left is never half-written, but check)."
+def made_by_of(im: Image.Image) -> str | None:
+    "What `write_image(made_by=...)` wrote into an open image, or None."
+    v = im.info.get(MADE_BY, im.info.get('comment'))
+    return v.decode(errors='replace') if isinstance(v, bytes) else v
+
+def is_done(src: Path, dst: Path, made_by: str | None = None) -> bool:
+    """True when `dst` exists, is newer than `src`, reads as a whole image (an output a killed run left is never
+    half-written, but check) and, with `made_by`, was made by that model (another model or strength: redo it)."""
     try:
         if dst.stat().st_mtime < src.stat().st_mtime: return False
-        with Image.open(dst) as im: im.load()
-        return True
+        with Image.open(dst) as im:
+            im.load()
+            return made_by is None or made_by_of(im) == made_by
     except Exception: return False
 
 def upscale_command(inputs, out=None, model=None, tile: int | None = 256, overlap: int | None = None, compare: bool = False,
-                    device='auto', precision: str = 'auto', fmt: str = 'png', progress: bool = True, overwrite: bool = False) -> pd.DataFrame:
+                    device='auto', precision: str = 'auto', fmt: str = 'png', progress: bool = True, overwrite: bool = False,
+                    strength=None) -> pd.DataFrame:
     """Upscale image files and folders with `model` (a shipped model's name, None: the default, or a generator file) into
     `out` (see `plan_outputs`; default: beside the inputs), gray ones as L when they were (`output_mode`); one row per image.
-    An output that is complete and newer than its input is kept (a rerun after a kill resumes) unless `overwrite`."""
+    An output that is complete and newer than its input is kept (a rerun after a kill resumes) unless `overwrite`.
+    `strength` (0 to 1): a blend of the smooth and the sharp model instead (`load_for_inference`)."""
     ext = '.' + fmt.lower().lstrip('.')
     if ext not in WRITE_EXTS: raise ValueError(f"Unsupported output format {fmt!r}")
     collect_inputs(inputs)  # a missing input fails before the model loads
-    up = Upscaler(model, device=device, precision=precision, tile=tile, overlap=overlap)
+    up = Upscaler(model, device=device, precision=precision, tile=tile, overlap=overlap, strength=strength)
     pairs = plan_outputs(inputs, out, up.scale or 4, ext)
+    made_by = f"{up.describe_model()}; {up.precision}"   # in each output: a rerun with another model or strength redoes it
     rows = []
     for src, dst in tqdm(pairs, desc='upscale', disable=not progress or len(pairs) < 2):
         if dst.resolve() == src.resolve(): raise ValueError(f"refusing to overwrite the input {src}")
-        if not overwrite and is_done(src, dst) and (not compare or is_done(src, dst.with_name(dst.stem + '_compare' + dst.suffix))):
+        if not overwrite and is_done(src, dst, made_by) and (not compare or is_done(src, dst.with_name(dst.stem + '_compare' + dst.suffix), made_by)):
             rows.append(dict(input=str(src), output=str(dst), error=None, skipped=True)); continue
         t0 = time.perf_counter()
         try:
@@ -372,13 +409,13 @@ def upscale_command(inputs, out=None, model=None, tile: int | None = 256, overla
             rows.append(dict(input=str(src), output=None, error=str(e))); continue
         sr = up(lr)
         mode = output_mode(src_mode, sr)
-        write_image(sr[..., 0] if mode == 'L' else sr, dst)
+        write_image(sr[..., 0] if mode == 'L' else sr, dst, made_by=made_by)
         row = dict(input=str(src), output=str(dst), lr_size=f"{lr.shape[1]}x{lr.shape[0]}", sr_size=f"{sr.shape[1]}x{sr.shape[0]}",
                    mode=mode, seconds=round(time.perf_counter() - t0, 3), error=None)
         if compare:
             cmp = compare_image(lr, sr)
             cmp = cmp[..., 0] if mode == 'L' and is_gray(cmp) else cmp
-            row['compare'] = str(write_image(cmp, dst.with_name(dst.stem + '_compare' + dst.suffix)))
+            row['compare'] = str(write_image(cmp, dst.with_name(dst.stem + '_compare' + dst.suffix), made_by=made_by))
         rows.append(row)
     df = pd.DataFrame(rows)
     if 'skipped' not in df: df['skipped'] = False

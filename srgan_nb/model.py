@@ -19,7 +19,7 @@ from .layout import atomic_write
 __all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'icnr_', 'UpsampleBlock', 'bicubic', 'Generator', 'spectral_uv', 'spectral_sigma',
            'SNConv2d', 'SNLinear', 'weight_spectral_norm', 'Discriminator', 'count_parameters', 'build_models',
            'parameter_table', 'layer_shapes', 'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state', 'save_generator',
-           'load_generator']
+           'load_generator', 'check_strength', 'blend_generators']
 
 # %% ../nbs/06_model.ipynb #82934f5a
 class ResidualBlock(nn.Module):
@@ -294,3 +294,26 @@ def load_generator(path, device='cpu') -> Generator:
     gen.load_state_dict(sd)
     gen.meta = meta
     return gen.to(device).eval()
+
+# %% ../nbs/06_model.ipynb #153c0114
+def check_strength(strength) -> float:
+    "A blend strength as a float in [0, 1], with a clear error otherwise."
+    try: a = float(strength)
+    except (TypeError, ValueError): raise ValueError(f"strength must be a number from 0 (the SRResNet) to 1 (the SRGAN), got {strength!r}") from None
+    if not (0.0 <= a <= 1.0): raise ValueError(f"strength must be from 0 (the SRResNet) to 1 (the SRGAN), got {strength!r}")
+    return a
+
+def blend_generators(smooth: nn.Module, sharp: nn.Module, strength: float) -> Generator:
+    """A generator whose every floating-point weight and buffer is (1 - `strength`) · `smooth`'s + `strength` · `sharp`'s
+    (`torch.lerp`: exactly `smooth` at 0, exactly `sharp` at 1); both of one shape. `.meta` says what was blended."""
+    a, s, t = check_strength(strength), unwrap(smooth), unwrap(sharp)
+    shape = lambda g: (int(g.scale), int(g.n_blocks), int(g.channels), bool(g.bicubic_skip))
+    if shape(s) != shape(t): raise ValueError(f"cannot blend generators of other shapes (scale, blocks, channels, skip): {shape(s)} and {shape(t)}")
+    sd_s, sd_t = s.state_dict(), t.state_dict()
+    if list(sd_s) != list(sd_t): raise ValueError("cannot blend generators with other layers")
+    out = Generator(scale=s.scale, n_blocks=s.n_blocks, channels=s.channels, bicubic_skip=s.bicubic_skip)
+    out.load_state_dict({k: torch.lerp(v.float(), sd_t[k].float(), a).to(v.dtype) if v.is_floating_point() else v.clone()
+                         for k, v in sd_s.items()})
+    m_s, m_t = dict(getattr(s, 'meta', {}) or {}), dict(getattr(t, 'meta', {}) or {})
+    out.meta = {**m_t, 'strength': a, 'blend_of': (m_s.get('name') or m_s.get('phase') or 'smooth', m_t.get('name') or m_t.get('phase') or 'sharp')}
+    return out.to(next(s.parameters()).device).eval()

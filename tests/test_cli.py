@@ -105,3 +105,25 @@ def test_set_reference_models_and_init_generator(capsys):
         ['auto-d8010229', 'auto-9c8f280c', 'auto-e7f149ee', 'auto-df4e5c41']   # as PINNED in tests/test_config_choices.py
     assert main(['train', '--set', 'reference_models=maybe']) == 1
     assert 'reference_models expects true/false/auto' in capsys.readouterr().err
+
+
+def test_upscale_strength_ends_are_the_two_models_and_a_new_strength_redoes_the_output(tmp_path, capsys):
+    "--strength 0 and 1 write psnr's and gan's pixels exactly; a rerun at another strength redoes what the first wrote (the PNG says which model)."
+    img = tmp_path/'face.png'
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(img)
+    common = ['--device', 'cpu', '--precision', 'fp32']
+    px = lambda p: np.asarray(Image.open(p))
+    for model, a in (('psnr', '0'), ('gan', '1')):
+        assert main(['upscale', str(img), '-o', str(tmp_path/f'{model}.png'), '--model', model, *common]) == 0
+        assert main(['upscale', str(img), '-o', str(tmp_path/f'a{a}.png'), '--strength', a, *common]) == 0
+        assert np.array_equal(px(tmp_path/f'{model}.png'), px(tmp_path/f'a{a}.png'))
+    out = tmp_path/'dial.png'
+    assert main(['upscale', str(img), '-o', str(out), '--strength', '0.5', *common]) == 0
+    half = px(out)
+    assert not np.array_equal(half, px(tmp_path/'psnr.png')) and not np.array_equal(half, px(tmp_path/'gan.png'))
+    assert 'strength 0.5' in Image.open(out).info['srgan-nb']
+    capsys.readouterr()
+    assert main(['upscale', str(img), '-o', str(out), '--strength', '1', *common]) == 0   # not kept: made at 0.5
+    assert 'upscaled 1 of 1' in capsys.readouterr().out and np.array_equal(px(out), px(tmp_path/'gan.png'))
+    assert main(['upscale', str(img), '-o', str(out), '--strength', '1.5', *common]) == 1
+    assert 'from 0 (the SRResNet) to 1' in capsys.readouterr().err
