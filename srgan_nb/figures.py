@@ -14,7 +14,7 @@ import seaborn as sns
 
 from .data import load_split_images
 from .images import make_lr, bicubic_upscale
-from .infer import Upscaler
+from .infer import Upscaler, strength_methods
 from .compare import comparison_html
 from .metrics import FaceIdentity
 from .suite import REFERENCE_METHOD, whole_images
@@ -24,8 +24,8 @@ from .tables import METHODS, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'data_flow_figure', 'save_data_flow', 'example_figure', 'split_examples', 'plot_losses',
            'plot_distributions', 'plot_intervals', 'distribution_figures', 'plot_perception_distortion',
-           'perception_figures', 'comparison_grid', 'center_crop', 'comparison_rows', 'worst_images', 'with_srgan',
-           'full_size_faces', 'face_regions', 'zoom_figure', 'zoom_figures']
+           'perception_figures', 'strength_curve_figure', 'comparison_grid', 'center_crop', 'comparison_rows',
+           'worst_images', 'with_srgan', 'full_size_faces', 'face_regions', 'zoom_figure', 'zoom_figures']
 
 # %% ../nbs/22_figures.ipynb #1b7b3a8c
 LOWER_IS_BETTER = stats.LOWER_IS_BETTER
@@ -175,6 +175,39 @@ def plot_perception_distortion(summary: pd.DataFrame, x: str = 'psnr', y: str = 
 def perception_figures(summary: pd.DataFrame, metrics) -> list:
     "Y-PSNR against each of ST-LPIPS, NIQE, HaarPSI and face identity that `metrics` has, on whole images."
     return [plot_perception_distortion(whole_images(summary), 'psnr', y) for y in ('stlpips', 'niqe', 'haarpsi', 'face_dist') if y in metrics]
+
+# %% ../nbs/22_figures.ipynb #9acbb9b7
+def strength_curve_figure(per_image: pd.DataFrame, ys=('stlpips', 'niqe'), x: str = 'psnr', ends=('srresnet', 'srgan'), seed: int = 0):
+    "Mean `x` against each of `ys` along the strength curve (`infer.strength_methods`), per strategy, with 95% BCa intervals."
+    img = whole_images(per_image)
+    ys = [y for y in ys if y in img and img[y].notna().any()]
+    by = ['strategy', 'method'] if 'strategy' in img and img['strategy'].notna().any() else ['method']
+    summ = stats.summarize(img, [x, *ys], by=by, seed=seed)
+    key = lambda r: (r['strategy'] if 'strategy' in by else None, r['method'], r['metric'])
+    s = {key(r): r for r in summ.to_dict('records')}
+    fig, axes = plt.subplots(1, len(ys), figsize=(5.2 * len(ys), 4), squeeze=False)
+    strategies = list(dict.fromkeys(img['strategy'])) if 'strategy' in by else [None]
+    for ax, y in zip(axes[0], ys):
+        for strat in strategies:
+            g = img if strat is None else img[img['strategy'] == strat]
+            curve = strength_methods(g['method'].unique(), ends)
+            pts = [(a, s[(strat, m, x)], s[(strat, m, y)]) for a, m in curve.items() if (strat, m, x) in s and (strat, m, y) in s]
+            if not pts: continue
+            xs, yv = [p[1]['mean'] for p in pts], [p[2]['mean'] for p in pts]
+            line, = ax.plot(xs, yv, '-', lw=1, label='strength 0 → 1' + (f' ({strat})' if strat else ''))
+            for a, px, py in pts:
+                ax.errorbar(px['mean'], py['mean'], xerr=[[px['mean'] - px['bca_low']], [px['bca_high'] - px['mean']]],
+                            yerr=[[py['mean'] - py['bca_low']], [py['bca_high'] - py['mean']]], fmt='o', ms=4, capsize=2, color=line.get_color())
+                ax.annotate(f'{a:g}', (px['mean'], py['mean']), textcoords='offset points', xytext=(4, 4), fontsize=7)
+            if (strat, 'bicubic', x) in s and (strat, 'bicubic', y) in s:
+                ax.plot(s[(strat, 'bicubic', x)]['mean'], s[(strat, 'bicubic', y)]['mean'], 'x', color='grey', label='bicubic' if strat == strategies[0] else None)
+            if (strat, REFERENCE_METHOD, y) in s and np.isfinite(s[(strat, REFERENCE_METHOD, y)]['mean']):
+                ax.axhline(s[(strat, REFERENCE_METHOD, y)]['mean'], color='green', ls=':', lw=1, label='HR photos' if strat == strategies[0] else None)
+        ax.set(xlabel=METRIC_NAMES.get(x, x) + ' (higher: more faithful)', ylabel=METRIC_NAMES.get(y, y) + ' (lower is better)',
+               title=f'the strength dial: {METRIC_NAMES.get(y, y)}')
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/22_figures.ipynb #c299c4f3
 def comparison_grid(rows, max_cols: int = 8):

@@ -24,11 +24,11 @@ from .model import load_generator, unwrap, check_strength, blend_generators
 from .pretrained import MODEL_NAMES, is_model_name, model_path, resolve_generator
 
 # %% auto #0
-__all__ = ['WRITE_EXTS', 'MADE_BY', 'GRAY_MODES', 'write_image', 'is_gray', 'luma', 'keep_gray', 'output_mode',
+__all__ = ['WRITE_EXTS', 'MADE_BY', 'GRAY_MODES', 'CURVE_STRENGTHS', 'write_image', 'is_gray', 'luma', 'keep_gray', 'output_mode',
            'receptive_radius', 'probe_radius', 'tile_spans', 'fold_batchnorm', 'ShuffledTail', 'shuffle_tail',
            'prepare_generator', 'upscale_tensor', 'upscale_image', 'upscale_batch', 'strength_pair',
-           'load_for_inference', 'Upscaler', 'compare_image', 'collect_inputs', 'plan_outputs', 'made_by_of', 'is_done',
-           'upscale_command']
+           'load_for_inference', 'Upscaler', 'blend_method', 'strength_methods', 'compare_image', 'collect_inputs',
+           'plan_outputs', 'made_by_of', 'is_done', 'upscale_command']
 
 # %% ../nbs/11_infer.ipynb #9405c745
 WRITE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')  # the readable formats (data.IMAGE_EXTS) PIL also writes
@@ -315,6 +315,23 @@ class Upscaler:
         "How the SR images are made, in one line."
         tiles = f"tiles of {self.tile} LR px with {self.overlap} px of context" if self.tile else 'whole images'
         return f"srgan_nb.infer.Upscaler: {self.precision} on {self.device.type}, BatchNorm folded, {tiles}, clamped and rounded to 8 bits" + (", gray kept gray (BT.601 luma)" if self.gray else '')
+
+# %% ../nbs/11_infer.ipynb #0198af5b
+CURVE_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)   # where the perception-distortion curve of the dial is measured
+
+def blend_method(strength: float) -> str:
+    "The method name of a blend at `strength`."
+    return f"a={check_strength(strength):g}"
+
+def strength_methods(methods, ends=('srresnet', 'srgan')) -> dict:
+    "{strength: method} of a strength curve among `methods`: `ends` are strengths 0 and 1, `blend_method` names the others; sorted."
+    out = {}
+    for m in dict.fromkeys(methods):
+        if m in ends: out[float(ends.index(m))] = m
+        elif str(m).startswith('a='):
+            try: out[check_strength(str(m)[2:])] = m
+            except ValueError: pass
+    return dict(sorted(out.items()))
 
 # %% ../nbs/11_infer.ipynb #b824d372
 def _font(size: int):
