@@ -172,6 +172,8 @@ class RunConfig:
     checkpoint_minutes: float = setting(10.0, 'nothing') # also checkpoint inside an epoch this often (a kill loses minutes, not an epoch; 0: per epoch only)
     reference_models: bool | None = setting(None, 'run_id evaluation')  # the shipped pretrained models as reference rows ("trained elsewhere") in
                                      # the evaluation and report: true | false | None, auto (in quick and demo runs only)
+    strength_curve: bool | None = setting(None, 'evaluation')  # also score blends of the run's SRResNet and SRGAN at strengths 0.25, 0.5,
+                                     # 0.75 (upscale --strength): the dial's curve in the report; None, auto: in full runs, not in quick ones
     keep_checkpoints: bool = setting(False, 'nothing')   # keep the full training state (D, optimisers) once a phase is done; else only what
                                      # resume, evaluation and the report need (a full S2 run: 420 MB -> about 20 MB)
     reports: str | None = setting(None, 'nothing')  # the reports root this run lives under (None: SRGAN_REPORTS, else <root>/reports);

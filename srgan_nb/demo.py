@@ -19,6 +19,7 @@ from .config import runs_dir
 from .layout import StrategyFiles
 from .images import ImageError, bicubic_upscale, load_image, make_lr
 from .infer import upscale_command
+from .model import check_strength
 from .pretrained import MODEL_NAMES, WeightsError, default_model, is_model_name, shipped_models
 
 # %% auto #0
@@ -83,9 +84,9 @@ def model_choices(extra=(), runs=None) -> dict:
     return out
 
 # %% ../nbs/27_demo.ipynb #6aafc0b5
-def upscale_upload(data: bytes, name: str = 'upload.png', model=None, device='auto', precision: str = 'auto') -> dict:
+def upscale_upload(data: bytes, name: str = 'upload.png', model=None, device='auto', precision: str = 'auto', strength=None) -> dict:
     """Upscale an uploaded image file exactly as `srgan-nb upscale` does (`infer.upscale_command`): {'lr', 'bicubic', 'sr'
-    arrays, 'png': the bytes of the file it wrote, 'filename', 'row'}."""
+    arrays, 'png': the bytes of the file it wrote, 'filename', 'row'}; `strength`: the blend `upscale --strength` makes."""
     check_upload(data)
     stem = re.sub(r'[^\w.-]+', '_', Path(name).stem)[:80] or 'upload'
     with tempfile.TemporaryDirectory(prefix='srgan-demo-') as td:
@@ -94,7 +95,8 @@ def upscale_upload(data: bytes, name: str = 'upload.png', model=None, device='au
         lr = load_image(src)                                   # what upscale reads: RGB, 8 bits, EXIF-rotated
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            row = upscale_command([src], out=dst, model=model, device=device, precision=precision, progress=False).iloc[0].to_dict()
+            row = upscale_command([src], out=dst, model=model, device=device, precision=precision, progress=False,
+                                  strength=strength).iloc[0].to_dict()
         png = dst.read_bytes()
     sr = np.asarray(Image.open(io.BytesIO(png)))
     scale = sr.shape[0] // lr.shape[0]
@@ -113,7 +115,7 @@ h1{font-size:22px;margin:0 0 4px}
 '''
 
 PAGE_JS = '''
-var file = null, $ = function (id) { return document.getElementById(id); };
+var file = null, strength = null, $ = function (id) { return document.getElementById(id); };
 function choose(f) { if (!f) return; file = f; $('name').textContent = f.name + ' (' + Math.ceil(f.size / 1024) + ' KB)'; go(); }
 function fail(msg) { $('error').textContent = msg; $('status').textContent = ''; }
 async function go() {
@@ -123,7 +125,8 @@ async function go() {
   $('error').textContent = ''; $('go').disabled = true; $('download').hidden = true;
   $('status').textContent = 'Upscaling ' + file.name + ' with ' + model.selectedOptions[0].text + ' on this computer ...';
   try {
-    var r = await fetch('upscale?model=' + encodeURIComponent(model.value) + '&name=' + encodeURIComponent(file.name), {method: 'POST', body: file});
+    var dial = strength === null ? '' : '&strength=' + strength;
+    var r = await fetch('upscale?model=' + encodeURIComponent(model.value) + dial + '&name=' + encodeURIComponent(file.name), {method: 'POST', body: file});
     var j = await r.json();
     if (!r.ok) throw new Error(j.error || r.statusText);
     $('result').innerHTML = j.html;
@@ -135,7 +138,9 @@ async function go() {
 }
 $('file').addEventListener('change', function (e) { choose(e.target.files[0]); });
 $('go').addEventListener('click', go);
-$('model').addEventListener('change', function () { if (file) go(); });
+$('model').addEventListener('change', function () { strength = null; $('strength').value = $('model').value === 'psnr' ? 0 : 1; $('strength_out').textContent = 'as named'; if (file) go(); });
+$('strength').addEventListener('input', function () { $('strength_out').textContent = $('strength').value; });
+$('strength').addEventListener('change', function () { strength = $('strength').value; $('strength_out').textContent = strength; if (file) go(); });
 var drop = $('drop');
 ['dragenter', 'dragover'].forEach(function (t) { drop.addEventListener(t, function (e) { e.preventDefault(); drop.classList.add('over'); }); });
 ['dragleave', 'drop'].forEach(function (t) { drop.addEventListener(t, function (e) { e.preventDefault(); drop.classList.remove('over'); }); });
@@ -156,6 +161,9 @@ def page_html(choices: dict, default: str | None = None, max_bytes: int = MAX_UP
 weights are for non-commercial research (trained on UTKFace).</p>
 <div id="drop"><p>Drop a photo here, or <input id="file" type="file" accept="image/*"></p><p id="name"></p></div>
 <div id="controls"><label>model <select id="model">{opts}</select></label>
+<label title="0: the SRResNet (smooth, highest PSNR), 1: the SRGAN (sharp); in between, a blend of their weights (upscale --strength)">strength
+smooth <input id="strength" type="range" min="0" max="1" step="0.05" value="{0 if default == 'psnr' else 1}"> sharp
+<output id="strength_out">as named</output></label>
 <button id="go" type="button">Upscale</button><a id="download" hidden>Download</a>
 <span id="status"></span><span id="error" role="alert"></span></div>
 <div id="result"></div>
@@ -207,19 +215,22 @@ class DemoHandler(BaseHTTPRequestHandler):
         if len(data) < n: return self._json(400, dict(error=f"the upload ended after {len(data):,} of {n:,} bytes"))
         key = q.get('model') or self.server.default
         if key not in self.server.choices: return self._json(400, dict(error=f"unknown model {key!r}; choose one of {list(self.server.choices)}"))
+        try: strength = None if q.get('strength') in (None, '') else check_strength(q['strength'])
+        except ValueError as e: return self._json(400, dict(error=plain(e)))
+        label = key if strength is None else f"{key} at strength {strength:g}"
         try:
             with self.server.lock:
                 t0 = time.perf_counter()
-                r = upscale_upload(data, q.get('name') or 'upload.png', self.server.choices[key], self.server.device, self.server.precision)
-                images = {'input': r['lr'], 'bicubic': r['bicubic'], key: r['sr']}
-                frag = comparison_html(images, title=q.get('name'), left='bicubic', right=key, assets=False)
+                r = upscale_upload(data, q.get('name') or 'upload.png', self.server.choices[key], self.server.device, self.server.precision, strength)
+                images = {'input': r['lr'], 'bicubic': r['bicubic'], label: r['sr']}
+                frag = comparison_html(images, title=q.get('name'), left='bicubic', right=label, assets=False)
                 rid = secrets.token_urlsafe(12)
                 self.server.results[rid] = (r['filename'], r['png'])
                 while len(self.server.results) > 8: self.server.results.popitem(last=False)
         except (ValueError, FileNotFoundError, OSError, RuntimeError) as e:
             return self._json(400, dict(error=plain(e)))
         lr, sr = r['lr'].shape, r['sr'].shape
-        summary = f"{lr[1]}x{lr[0]} -> {sr[1]}x{sr[0]} px with {key} in {time.perf_counter() - t0:.1f} s; the slider compares it with bicubic."
+        summary = f"{lr[1]}x{lr[0]} -> {sr[1]}x{sr[0]} px with {label} in {time.perf_counter() - t0:.1f} s; the slider compares it with bicubic."
         self._json(200, dict(html=frag, download=f'result/{rid}', filename=r['filename'], summary=summary))
 
     def log_message(self, fmt, *args):

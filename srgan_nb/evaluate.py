@@ -20,8 +20,8 @@ from .layout import GENERATOR_FILES, EvalFiles, StrategyFiles, atomic_write
 from .data import load_split_images, load_patches
 from .images import crop_to_scale, make_lr, bicubic_upscale, load_image, ImageError
 from .sources import list_images
-from .model import Generator, load_generator
-from .infer import Upscaler, write_image
+from .model import Generator, load_generator, blend_generators
+from .infer import CURVE_STRENGTHS, Upscaler, blend_method, write_image
 from .pretrained import MODEL_NAMES, RECIPE, is_model_name, model_path, shipped_models, trained_on
 from .metrics import psnr
 from .suite import REGISTRY, REFERENCE_METHOD, MetricSuite, whole_images
@@ -29,8 +29,8 @@ from . import stats, __version__
 
 # %% auto #0
 __all__ = ['TOO_SMALL', 'SHIPPED_PREFIX', 'bicubic_method', 'as_method', 'evaluate', 'run_generators', 'write_eval',
-           'untrained_generator', 'score_shipped', 'wants_shipped', 'shared_rows', 'evaluate_run', 'Evaluation',
-           'evaluation_out', 'evaluate_command']
+           'untrained_generator', 'score_shipped', 'wants_shipped', 'shared_rows', 'wants_strength_curve',
+           'dial_blends', 'evaluate_run', 'Evaluation', 'evaluation_out', 'evaluate_command']
 
 # %% ../nbs/19_evaluate.ipynb #2c1a2bc0
 def bicubic_method(scale: int = 4) -> Callable[[np.ndarray], np.ndarray]:
@@ -250,6 +250,15 @@ def _in_order(df: pd.DataFrame, methods: list) -> pd.DataFrame:
     out.attrs = df.attrs
     return out
 
+def wants_strength_curve(cfg: RunConfig) -> bool:
+    "Whether a run's evaluation scores the strength dial's blends: `strength_curve` True, or None (auto) in full runs."
+    return cfg.strength_curve if cfg.strength_curve is not None else not cfg.quick
+
+def dial_blends(gens: dict) -> dict:
+    "The blends of a run's SRResNet and SRGAN at the inner strengths of `infer.CURVE_STRENGTHS`, by method name (none without both)."
+    if not {'srresnet', 'srgan'} <= set(gens): return {}
+    return {blend_method(a): blend_generators(gens['srresnet'], gens['srgan'], a) for a in CURVE_STRENGTHS if 0 < a < 1}
+
 def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = True, metrics=None, device=None,
                  progress: bool = True, reference: bool = True, precision: str = 'fp32') -> pd.DataFrame:
     """Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split on `device` (None: the run's);
@@ -265,9 +274,10 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
     suite = MetricSuite(metrics, device=device)
     skip_init = reference and any(getattr(g, 'bicubic_skip', False) for g in gens.values())
     shared = shared_rows(cfg, images, pset, suite, skip_init, device, progress, precision)
-    own = evaluate(gens, images, scale=cfg.scale, strategy=strategy, patches=pset, suite=suite, device=device,
+    methods = {**gens, **(dial_blends(gens) if wants_strength_curve(cfg) else {})}
+    own = evaluate(methods, images, scale=cfg.scale, strategy=strategy, patches=pset, suite=suite, device=device,
                    progress=progress, precision=precision, hr_rows=False, fresh=False)
-    df = _in_order(_concat(shared.assign(strategy=strategy), own), ['bicubic', *gens])
+    df = _in_order(_concat(shared.assign(strategy=strategy), own), ['bicubic', *methods])
     front = [c for c in ('image_id', 'method', 'strategy', 'level', *suite.metrics) if c in df.columns]
     df = df[front + [c for c in df.columns if c not in front]]
     write_eval(df, files.eval.root, seed=cfg.seed)

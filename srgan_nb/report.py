@@ -22,15 +22,16 @@ from .suite import REGISTRY, REFERENCE_METHOD, whole_images
 from . import stats
 from .stats import DIGITS
 from .pretrained import shipped_models
-from .tables import styled, loss_table, readable_summary, paired_table, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES
-from .figures import LOWER_IS_BETTER, comparison_grid, plot_losses, comparison_rows, worst_images, with_srgan
+from .tables import styled, loss_table, readable_summary, paired_table, strength_table, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES
+from .infer import strength_methods
+from .figures import LOWER_IS_BETTER, strength_curve_figure, comparison_grid, plot_losses, comparison_rows, worst_images, with_srgan
 
 # %% auto #0
 __all__ = ['FAMILY_TITLES', 'METRIC_FAMILIES', 'Run', 'load_run', 'report_frame', 'save_scores', 'headline_means', 'n_train_used',
            'title_markdown', 'strategy_markdown', 'abstract_markdown', 'introduction_markdown', 'methodology_markdown',
            'run_methodology', 'strategies_table', 'data_table', 'model_table', 'training_parts', 'shipped_markdown',
            'metric_protocol', 'families', 'present_metrics', 'protocol_parts', 'results_parts', 'vs_baseline',
-           'tradeoff_sentence', 'conclusion_markdown', 'strategy_comparison', 'strategy_comparison_parts',
+           'tradeoff_sentence', 'conclusion_markdown', 'dial_parts', 'strategy_comparison', 'strategy_comparison_parts',
            'worst_parts', 'limitations_markdown', 'package_versions', 'provenance_table']
 
 # %% ../nbs/23_report.ipynb #2cb459a0
@@ -88,7 +89,9 @@ def report_frame(run) -> pd.DataFrame:
     "The run's scores on whole test images, by strategy, the methods in the report's order (an error naming the stage to run when there are none)."
     if run.per_image is None: raise RuntimeError(f"no evaluation results in {run.run_dir}: run the evaluate stage for {run.strategies} first")
     order = {k: i for i, k in enumerate(METHOD_ORDER)}   # bicubic, its untrained-generator reference, SRResNet, SRGAN
-    return whole_images(run.per_image).sort_values(['strategy', 'method'], kind='stable',
+    img = whole_images(run.per_image)
+    img = img[~img['method'].isin(list(strength_methods(img['method'].unique(), ends=()).values()))]   # the dial's blends: `dial_parts`
+    return img.sort_values(['strategy', 'method'], kind='stable',
                                                    key=lambda c: c.map(order).fillna(len(order)) if c.name == 'method' else c)
 
 def save_scores(run, per_image: pd.DataFrame) -> Path:
@@ -366,6 +369,17 @@ def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> s
         lines.append('')
     return '\n'.join(lines).strip()
 
+
+# %% ../nbs/23_report.ipynb #dccbff5e
+def dial_parts(run, metrics=('psnr', 'stlpips', 'niqe', 'chroma_err', 'face_dist')) -> list:
+    "The strength dial's table and perception-distortion curve per strategy, from the run's blend rows; a sentence when it has none."
+    img = whole_images(run.per_image) if run.per_image is not None else pd.DataFrame(columns=['method'])
+    if not strength_methods(img['method'].unique(), ends=()):
+        return ["The dial's curve was not measured in this run (quick runs leave it out): `--set strength_curve=true` scores "
+                "the blends of each strategy's SRResNet and SRGAN at strengths 0.25, 0.5 and 0.75."]
+    have = [m for m in metrics if m != 'psnr' and m in img and img[m].notna().any()]
+    ys = [y for y in ('stlpips', 'niqe') if y in have] or have[:1]   # the perceptual axes, else whatever else was scored
+    return [styled(strength_table(img, metrics))] + ([strength_curve_figure(img, ys=ys)] if ys and 'psnr' in img else [])
 
 # %% ../nbs/23_report.ipynb #d69607f7
 def strategy_comparison(per_image: pd.DataFrame, a: str = 's1', b: str = 's2', metrics=('psnr', 'ssim'),

@@ -152,3 +152,23 @@ def test_bad_content_length_gets_a_short_answer(server, headers, code, says):
 def test_error_messages_show_no_python_reprs(server, tiny):
     code, j = _post(server, str(tiny), 'junk.png', b'not an image at all' * 10)
     assert code == 400 and 'not a readable image' in j['error'] and 'object at 0x' not in j['error'], j
+
+
+def test_the_strength_dial_gives_what_upscale_strength_writes(reports_tmp, tmp_path):
+    "strength=0.5 on the shipped models: the download is what `upscale --strength 0.5` writes; a strength off the dial is refused in words."
+    from srgan_nb.cli import main
+    srv = D.DemoServer(port=0, device='cpu', precision='fp32')
+    D.start(srv)
+    try:
+        f = tmp_path/'face.png'; f.write_bytes(_png((np.random.default_rng(2).random((16, 20, 3)) * 255).astype(np.uint8)))
+        req = lambda s: urllib.request.Request(srv.url + f'upscale?model=gan&strength={s}&name=face.png', data=f.read_bytes())
+        with urllib.request.urlopen(req('0.5'), timeout=120) as r: j = json.loads(r.read())
+        assert 'gan at strength 0.5' in j['summary']
+        with urllib.request.urlopen(srv.url + j['download'], timeout=30) as r: got = r.read()
+        assert main(['upscale', str(f), '-o', str(tmp_path/'cli.png'), '--strength', '0.5', '--device', 'cpu', '--precision', 'fp32']) == 0
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(got))), np.asarray(Image.open(tmp_path/'cli.png')))
+        with pytest.raises(urllib.error.HTTPError) as e: urllib.request.urlopen(req('7'), timeout=30)
+        assert e.value.code == 400 and 'from 0 (the SRResNet) to 1' in json.loads(e.value.read())['error']
+        with urllib.request.urlopen(srv.url, timeout=30) as r: assert 'id="strength"' in r.read().decode()
+    finally:
+        srv.shutdown(); srv.server_close()

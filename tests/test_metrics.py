@@ -443,3 +443,28 @@ def test_chroma_error_sees_a_colour_shift_that_y_psnr_does_not(hr):
     assert M.chroma_error(gray, gray) == 0.0
     tinted = np.clip(hr.astype(int) + [5, 0, -5], 0, 255).astype(np.uint8)
     assert M.chroma_error(tinted, hr) > 2 * M.chroma_error(_blur(hr, 1.0), hr)
+
+
+def test_a_full_run_scores_the_strength_dial(reports_tmp):
+    "strength_curve: the blends of the run's SRResNet and SRGAN at 0.25, 0.5, 0.75 are scored as methods a=<strength>, and the report keeps them to the dial's section."
+    from srgan_nb.config import make_config, run_path
+    from srgan_nb.data import prepare, load_split_images
+    from srgan_nb.model import blend_generators, load_generator
+    from srgan_nb.report import load_run, report_frame, dial_parts
+    cfg = make_config('s2', data_source='samples', quick=True, num_workers=0, reference_models='false', strength_curve='true')
+    folder = run_path(cfg)/'s2'; folder.mkdir(parents=True)
+    _save_gen(folder/'generator_srgan.pt', 0); _save_gen(folder/'generator_srresnet.pt', 1)
+    prepare(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        df = E.evaluate_run(cfg, 's2', metrics=['psnr', 'ssim'], progress=False, patches=False)
+    assert list(dict.fromkeys(df.method)) == ['bicubic', 'srresnet', 'srgan', 'a=0.25', 'a=0.5', 'a=0.75', 'bicubic_skip_init']
+    i0, hr0 = load_split_images(cfg, 'test')[0]
+    hr0 = crop_to_scale(hr0, 4)
+    half = blend_generators(load_generator(folder/'generator_srresnet.pt'), load_generator(folder/'generator_srgan.pt'), 0.5)
+    row = df[(df.image_id == i0) & (df.method == 'a=0.5')].iloc[0]
+    assert row.psnr == pytest.approx(M.psnr(E.as_method(half)(make_lr(hr0, 4)), hr0), abs=1e-9)
+    run = load_run(run_path(cfg), ['s2'])
+    assert not report_frame(run).method.str.startswith('a=').any()
+    table = dial_parts(run, metrics=('psnr', 'ssim'))[0].data
+    assert list(table.strength) == [0.0, 0.25, 0.5, 0.75, 1.0]
