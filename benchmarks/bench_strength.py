@@ -23,8 +23,7 @@ from srgan_nb import stats
 from srgan_nb.evaluate import evaluate
 from srgan_nb.infer import CURVE_STRENGTHS as STRENGTHS, Upscaler, blend_method
 from srgan_nb.pretrained import choose_default
-from srgan_nb.figures import strength_curve_figure
-from srgan_nb.tables import strength_table
+from srgan_nb.figures import strength_curve_figure, strength_table
 
 METRICS = ['psnr', 'stlpips', 'niqe', 'chroma_err', 'psnr_rgb', 'face_dist']
 

@@ -17,11 +17,12 @@ from .layout import ReportsFiles, RunFiles, atomic_write
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'DataSource', 'BackboneName', 'Precision', 'PixelCriterion',
-           'GanLoss', 'DNorm', 'AnchorKind', 'Strategy', 'get_strategy', 'setting', 'RunConfig', 'choice_fields',
-           'allowed_values', 'fields_affecting', 'config_dict', 'default_run_id', 'parse_overrides', 'make_config',
-           'save_config', 'OtherVersion', 'check_schema', 'load_config', 'repo_root', 'package_dir', 'reports_dir',
-           'reports_files', 'cache_dir', 'runs_dir', 'run_path', 'run_files', 'shared_data', 'seed_everything',
-           'pick_device', 'cpu_supports_bf16', 'pick_precision', 'autocast_dtype', 'autocast', 'gpu_numerics']
+           'GanLoss', 'AdvBalance', 'DNorm', 'AnchorKind', 'Strategy', 'get_strategy', 'setting', 'RunConfig',
+           'choice_fields', 'allowed_values', 'fields_affecting', 'config_dict', 'default_run_id', 'parse_overrides',
+           'make_config', 'save_config', 'OtherVersion', 'check_schema', 'load_config', 'repo_root', 'package_dir',
+           'reports_dir', 'reports_files', 'cache_dir', 'runs_dir', 'run_path', 'run_files', 'shared_data',
+           'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision', 'autocast_dtype', 'autocast',
+           'gpu_numerics']
 
 # %% ../nbs/01_config.ipynb #1ca401bd
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ BackboneName = Literal['auto', 'vgg19', 'effnet_lite0']       # the perceptual l
 Precision = Literal['auto', 'fp32', 'bf16', 'fp16']           # autocast precision (auto: `pick_precision`)
 PixelCriterion = Literal['mse', 'l1']                         # the pixel loss
 GanLoss = Literal['bce', 'ragan']                             # the paper's BCE or the relativistic average form (ESRGAN)
+AdvBalance = Literal['fixed', 'adaptive']                     # the adversarial weight as it is, or scaled by a gradient-norm ratio (07_losses)
 DNorm = Literal['bn', 'sn']                                   # the discriminator's normalisation: BatchNorm (the paper's) or spectral norm
 AnchorKind = Literal['lowpass', 'l1', 'chroma']               # the GAN phase's colour anchor (03_losses)
 
@@ -135,6 +137,10 @@ class RunConfig:
     adversarial_weight: float = setting(1e-4, 'run_id training') # the paper's 1e-3 beside its VGG loss; beside the EfficientNet-Lite0 perceptual loss 1e-3
                                      # lets the generator overturn D (pairwise accuracy 0.09-0.69), 1e-4 keeps it 0.56-0.92 (04_train)
     gan_loss: GanLoss = setting('bce', 'run_id training')        # bce (the paper's) | ragan (relativistic average, ESRGAN)
+    adversarial_balance: AdvBalance = setting('fixed', 'run_id training')  # fixed: adversarial_weight as it is | adaptive: adversarial_weight x
+                                     # |grad of the other terms| / |grad of the adversarial term| at SR (Esser et al. 2021): the same beside any backbone
+    adversarial_twin: bool = setting(False, 'run_id training')  # also train the SRGAN's adversarial-free twin (the same GAN phase from the same
+                                     # SRResNet, adversarial_weight 0; <strategy>/twin/): the report then credits the adversarial term alone
     d_norm: DNorm = setting('sn', 'run_id training')             # discriminator normalisation: sn (spectral norm, no batch statistics: D health and the game see
                                      # one discriminator; 04_train's recipe comparison) | bn (the paper's)
     d_joint_batch: bool = setting(False, 'run_id training')      # real and generated patches through D in one batch (shared BatchNorm statistics)

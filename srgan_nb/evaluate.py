@@ -16,7 +16,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .config import RunConfig, run_files, run_path, runs_dir, reports_files, shared_data, pick_device
-from .layout import GENERATOR_FILES, EvalFiles, StrategyFiles, atomic_write
+from .layout import GENERATOR_FILES, TWIN_METHOD, EvalFiles, StrategyFiles, atomic_write
 from .data import load_split_images, load_patches
 from .images import crop_to_scale, make_lr, bicubic_upscale, load_image, ImageError
 from .sources import list_images
@@ -146,8 +146,11 @@ def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None,
 
 # %% ../nbs/19_evaluate.ipynb #570ab7c8
 def run_generators(folder, device='cpu') -> dict:
-    "The generators a training run left in the strategy folder `folder` ({'srresnet': ..., 'srgan': ...}), each loaded in eval mode."
-    return {name: load_generator(p, device=device) for name, p in StrategyFiles(Path(folder)).generators.items()}
+    "The generators a training run left in the strategy folder `folder` ({'srresnet': ..., 'srgan': ...}, and its adversarial-free twin's SRGAN as 'twin'), each in eval mode."
+    f = StrategyFiles(Path(folder))
+    gens = {name: load_generator(p, device=device) for name, p in f.generators.items()}
+    if 'srgan' in f.twin.generators: gens[TWIN_METHOD] = load_generator(f.twin.generator('srgan'), device=device)
+    return gens
 
 def write_eval(df: pd.DataFrame, out, seed: int = 0) -> dict:
     "Write per_image.csv, summary.csv (numbers), table.csv (report strings) and notes.json into folder `out` (or beside a .csv path)."

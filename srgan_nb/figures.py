@@ -17,15 +17,16 @@ from .images import make_lr, bicubic_upscale
 from .infer import Upscaler, strength_methods
 from .compare import comparison_html
 from .metrics import FaceIdentity
-from .suite import REFERENCE_METHOD, whole_images
+from .suite import REGISTRY, REFERENCE_METHOD, whole_images
 from . import stats
-from .tables import METHODS, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES
+from .tables import METHODS, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES, styled
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'data_flow_figure', 'save_data_flow', 'example_figure', 'split_examples', 'plot_losses',
            'plot_distributions', 'plot_intervals', 'distribution_figures', 'plot_perception_distortion',
-           'perception_figures', 'strength_curve_figure', 'comparison_grid', 'center_crop', 'comparison_rows',
-           'worst_images', 'with_srgan', 'full_size_faces', 'face_regions', 'zoom_figure', 'zoom_figures']
+           'perception_figures', 'strength_table', 'strength_curve_figure', 'dial_parts', 'comparison_grid',
+           'center_crop', 'comparison_rows', 'worst_images', 'with_srgan', 'full_size_faces', 'face_regions',
+           'zoom_figure', 'zoom_figures']
 
 # %% ../nbs/22_figures.ipynb #1b7b3a8c
 LOWER_IS_BETTER = stats.LOWER_IS_BETTER
@@ -176,6 +177,31 @@ def perception_figures(summary: pd.DataFrame, metrics) -> list:
     "Y-PSNR against each of ST-LPIPS, NIQE, HaarPSI and face identity that `metrics` has, on whole images."
     return [plot_perception_distortion(whole_images(summary), 'psnr', y) for y in ('stlpips', 'niqe', 'haarpsi', 'face_dist') if y in metrics]
 
+# %% ../nbs/22_figures.ipynb #023de0d0
+def strength_table(per_image: pd.DataFrame, metrics=('psnr', 'stlpips', 'niqe', 'chroma_err'), ends=('srresnet', 'srgan'),
+                   seed: int = 0) -> pd.DataFrame:
+    "The dial's curve on whole images: per strategy (when the frame has one) and strength, mean [95% BCa] of each metric and its paired difference to strength 0."
+    img = whole_images(per_image)
+    groups = list(img.groupby('strategy', sort=False)) if 'strategy' in img and img['strategy'].notna().any() else [(None, img)]
+    rows = []
+    for strat, g in groups:
+        curve = strength_methods(g['method'].unique(), ends)
+        if len(curve) < 2: continue
+        sub = g[g['method'].isin(list(curve.values()))]
+        ms = [m for m in metrics if m in sub and sub[m].notna().any()]
+        summ = stats.summarize(sub, ms, by=['method'], seed=seed)
+        diff = stats.paired_vs_baseline(sub, curve[min(curve)], ms, by=(), seed=seed)
+        for a, meth in curve.items():
+            row = ({} if strat is None else dict(strategy=strat)) | dict(strength=a, n=int(sub[sub['method'] == meth]['image_id'].nunique()))
+            for m in ms:
+                r = summ[(summ['method'] == meth) & (summ['metric'] == m)].iloc[0]
+                row[METRIC_NAMES[m]] = stats.fmt_ci(r['mean'], r['bca_low'], r['bca_high'], REGISTRY[m].digits)
+            for m in ms:
+                d = diff[(diff['method'] == meth) & (diff['metric'] == m)]
+                if len(d): row[f'Δ{METRIC_NAMES[m]} vs a=0'] = stats.fmt_ci(d['mean_diff'].iloc[0], d['bca_low'].iloc[0], d['bca_high'].iloc[0], REGISTRY[m].digits, sign=True)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
 # %% ../nbs/22_figures.ipynb #9acbb9b7
 def strength_curve_figure(per_image: pd.DataFrame, ys=('stlpips', 'niqe'), x: str = 'psnr', ends=('srresnet', 'srgan'), seed: int = 0):
     "Mean `x` against each of `ys` along the strength curve (`infer.strength_methods`), per strategy, with 95% BCa intervals."
@@ -208,6 +234,17 @@ def strength_curve_figure(per_image: pd.DataFrame, ys=('stlpips', 'niqe'), x: st
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/22_figures.ipynb #dccbff5e
+def dial_parts(run, metrics=('psnr', 'stlpips', 'niqe', 'chroma_err', 'face_dist')) -> list:
+    "The strength dial's table and perception-distortion curve per strategy, from the run's blend rows; a sentence when it has none."
+    img = whole_images(run.per_image) if run.per_image is not None else pd.DataFrame(columns=['method'])
+    if not strength_methods(img['method'].unique(), ends=()):
+        return ["The dial's curve was not measured in this run (quick runs leave it out): `--set strength_curve=true` scores "
+                "the blends of each strategy's SRResNet and SRGAN at strengths 0.25, 0.5 and 0.75."]
+    have = [m for m in metrics if m != 'psnr' and m in img and img[m].notna().any()]
+    ys = [y for y in ('stlpips', 'niqe') if y in have] or have[:1]   # the perceptual axes, else whatever else was scored
+    return [styled(strength_table(img, metrics))] + ([strength_curve_figure(img, ys=ys)] if ys and 'psnr' in img else [])
 
 # %% ../nbs/22_figures.ipynb #c299c4f3
 def comparison_grid(rows, max_cols: int = 8):

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['GENERATOR_FILES', 'EvalFiles', 'StrategyFiles', 'RunFiles', 'CacheFiles', 'ReportsFiles', 'DiskFull', 'atomic_output',
-           'atomic_write', 'RunLocked', 'run_lock']
+__all__ = ['GENERATOR_FILES', 'TWIN_METHOD', 'EvalFiles', 'StrategyFiles', 'RunFiles', 'CacheFiles', 'ReportsFiles', 'DiskFull',
+           'atomic_output', 'atomic_write', 'RunLocked', 'run_lock']
 
 # %% ../nbs/00_layout.ipynb #b9b9a82a
 GENERATOR_FILES = {'srresnet': 'generator_srresnet.pt', 'srgan': 'generator_srgan.pt'}   # phase -> file: the MSE phase, the GAN phase
+TWIN_METHOD = 'twin'   # the adversarial-free twin's SRGAN (`StrategyFiles.twin`) as an evaluated method
 
 # %% ../nbs/00_layout.ipynb #00a5c456
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class StrategyFiles:
     def last_checkpoint(self) -> Path: return self.checkpoints/'last.pt'
     @property
     def pretrain_checkpoint(self) -> Path: return self.checkpoints/'pretrain.pt'
+    @property
+    def twin(self) -> StrategyFiles:
+        "The adversarial-free twin's training folder (`adversarial_twin`): the same files, one level down."
+        return StrategyFiles(self.root/'twin')
     @property
     def eval(self) -> EvalFiles: return EvalFiles(self.root/'eval')
 

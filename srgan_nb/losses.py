@@ -25,7 +25,8 @@ __all__ = ['ANCHOR_KINDS', 'CBCR', 'GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 
            'EffNetFeatures', 'build_effnet_lite0', 'build_backbone', 'PerceptualLoss', 'feature_scale_for',
            'bicubic_pairs', 'local_variance', 'artifact_map', 'artifact_loss', 'LossTerm', 'LossInputs',
            'register_loss', 'loss_terms', 'read_setting', 'term_weight', 'objective_settings', 'loss_weights',
-           'objective', 'generator_objective', 'discriminator_objective']
+           'objective_terms', 'weighted_sum', 'objective', 'generator_objective', 'discriminator_objective',
+           'adaptive_balance']
 
 # %% ../nbs/07_losses.ipynb #0b5116de
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, criterion: str = 'mse') -> torch.Tensor:
@@ -424,15 +425,22 @@ def loss_weights(settings) -> dict:
     "The weight of every generator term, by column."
     return {t.column: term_weight(t, settings) for t in loss_terms('generator')}
 
+def objective_terms(name: str, x: LossInputs, settings) -> dict:
+    "Every registered term of objective `name` as {column: (weight, unweighted value with its graph)}; a term of weight 0 is not computed (0)."
+    zero = x.sr.new_zeros((), dtype=torch.float32)
+    return {t.column: (w, t.fn(x, settings) if w else zero) for t in loss_terms(name) for w in [term_weight(t, settings)]}
+
+def weighted_sum(terms: dict, leave_out=()) -> torch.Tensor:
+    "Σ weight · value over `objective_terms`' terms (but those of `leave_out`), in the registry's order."
+    total = next(iter(terms.values()))[1].new_zeros((), dtype=torch.float32)
+    for c, (w, v) in terms.items():
+        if c not in leave_out: total = total + w * v
+    return total
+
 def objective(name: str, x: LossInputs, settings) -> tuple[torch.Tensor, dict]:
     "The weighted sum of the registered terms of objective `name` (terms of weight 0 are skipped and reported as 0): (total, unweighted parts, detached)."
-    zero = x.sr.new_zeros((), dtype=torch.float32)
-    total, parts = zero, {}
-    for t in loss_terms(name):
-        w = term_weight(t, settings)
-        parts[t.column] = t.fn(x, settings) if w else zero
-        total = total + w * parts[t.column]
-    return total, {k: v.detach() for k, v in parts.items()}
+    terms = objective_terms(name, x, settings)
+    return weighted_sum(terms), {k: v.detach() for k, (_, v) in terms.items()}
 
 def generator_objective(sr: torch.Tensor, hr: torch.Tensor, d_fake_logits: torch.Tensor | None, perceptual: nn.Module | None,
                         settings, hr_features: torch.Tensor | None = None, d_real_logits: torch.Tensor | None = None,
@@ -456,9 +464,9 @@ register_loss(LossTerm('perceptual_loss', 'generator', 'perceptual_weight', 'per
     lambda c: 'MSE(φ(SR), φ(HR))',
     lambda x, c: x.perceptual(x.sr, x.hr, hr_features=x.hr_features) if x.perceptual is not None else _zero(x)))
 register_loss(LossTerm('adversarial_loss', 'generator', 'adversarial_weight', 'adversarial',
-    lambda c: _ADV[read_setting(c, 'gan_loss')],
+    lambda c: ('λ · ' if read_setting(c, 'adversarial_balance') == 'adaptive' else '') + _ADV[read_setting(c, 'gan_loss')],
     lambda x, c: generator_adversarial_loss(x.d_fake, x.d_real, read_setting(c, 'gan_loss')) if x.d_fake is not None else _zero(x),
-    settings=('gan_loss',)))
+    settings=('gan_loss', 'adversarial_balance')))
 register_loss(LossTerm('anchor_loss', 'generator', 'anchor_weight', 'anchor',
     lambda c: _ANCHOR[read_setting(c, 'anchor_kind')].format(s=read_setting(c, 'scale')),
     lambda x, c: anchor_loss(x.sr, x.hr, read_setting(c, 'anchor_kind'), int(read_setting(c, 'scale'))), settings=('anchor_kind', 'scale'), optional=True))
@@ -471,3 +479,14 @@ register_loss(LossTerm('d_loss_real', 'discriminator', None, 'd_real',
 register_loss(LossTerm('artifact_loss', 'generator', 'artifact_weight', 'artifact',
     lambda c: 'L1(M ⊙ SR, M ⊙ HR), M the LDL artifact map against the EMA',
     lambda x, c: artifact_loss(x.sr, x.hr, x.sr_ema) if x.sr_ema is not None else _zero(x), optional=True))
+
+# %% ../nbs/07_losses.ipynb #950bf1f7
+def adaptive_balance(rec: torch.Tensor, adv: torch.Tensor, sr: torch.Tensor, eps: float = 1e-4,
+                     max_ratio: float = 1e4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "(λ, ∂rec/∂sr, ∂adv/∂sr): λ = ‖∂rec/∂sr‖ / (‖∂adv/∂sr‖ + eps), clamped to [0, max_ratio], detached (`sr` a leaf that requires grad)."
+    g_rec = torch.autograd.grad(rec, sr, retain_graph=True, allow_unused=True)[0]
+    g_adv = torch.autograd.grad(adv, sr, allow_unused=True)[0]
+    g_rec = torch.zeros_like(sr) if g_rec is None else g_rec
+    g_adv = torch.zeros_like(sr) if g_adv is None else g_adv
+    lam = (g_rec.float().norm() / (g_adv.float().norm() + eps)).clamp(0, max_ratio).detach()
+    return lam, g_rec, g_adv

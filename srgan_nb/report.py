@@ -4,7 +4,7 @@
 
 # %% ../nbs/23_report.ipynb #10bb0fc6
 from __future__ import annotations
-import json, platform, subprocess
+import json, platform, subprocess, warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,22 +17,23 @@ from .model import build_models, count_parameters
 from .train import read_history
 from .plots import plot_d_health, plot_photo_history
 from .losses import loss_terms, term_weight
-from .layout import RunFiles, atomic_write
+from .layout import TWIN_METHOD, RunFiles, atomic_write
 from .suite import REGISTRY, REFERENCE_METHOD, whole_images
 from . import stats
 from .stats import DIGITS
 from .pretrained import shipped_models
-from .tables import styled, loss_table, readable_summary, paired_table, strength_table, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES
+from .tables import styled, loss_table, readable_summary, paired_table, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES
 from .infer import strength_methods
-from .figures import LOWER_IS_BETTER, strength_curve_figure, comparison_grid, plot_losses, comparison_rows, worst_images, with_srgan
+from .figures import LOWER_IS_BETTER, comparison_grid, plot_losses, comparison_rows, worst_images, with_srgan
 
 # %% auto #0
 __all__ = ['FAMILY_TITLES', 'METRIC_FAMILIES', 'Run', 'load_run', 'report_frame', 'save_scores', 'headline_means', 'n_train_used',
            'title_markdown', 'strategy_markdown', 'abstract_markdown', 'introduction_markdown', 'methodology_markdown',
            'run_methodology', 'strategies_table', 'data_table', 'model_table', 'training_parts', 'shipped_markdown',
            'metric_protocol', 'families', 'present_metrics', 'protocol_parts', 'results_parts', 'vs_baseline',
-           'tradeoff_sentence', 'conclusion_markdown', 'dial_parts', 'strategy_comparison', 'strategy_comparison_parts',
-           'worst_parts', 'limitations_markdown', 'package_versions', 'provenance_table']
+           'tradeoff_sentence', 'better_worse', 'twin_sentence', 'twin_parts', 'conclusion_markdown',
+           'strategy_comparison', 'strategy_comparison_parts', 'worst_parts', 'limitations_markdown',
+           'package_versions', 'provenance_table']
 
 # %% ../nbs/23_report.ipynb #2cb459a0
 def _read_json(p, default=None):
@@ -198,6 +199,9 @@ def methodology_markdown(cfg: RunConfig, backbone: str | None = None) -> str:
             f"where φ is the frozen {bb} feature extractor (VGG54 in the paper; EfficientNet-Lite0 when VGG19's ImageNet weights are not "
             f"available offline). Adam with learning rates {_fmt_w(cfg.lr_g)} (generator) and {_fmt_w(cfg.lr_d)} (discriminator), "
             f"betas ({cfg.beta1}, {cfg.beta2})" + (f"; recipe preset '{cfg.gan}'" if cfg.gan else '') + "."
+            + (" λ rescales the adversarial term at every step: the norm of the gradient the other terms send into SR over that of "
+               "the adversarial term's, clamped to [0, 10⁴] and not differentiated (Esser et al. 2021), so the adversarial weight says how "
+               "strong its push is relative to the reconstruction's, whatever the backbone." if cfg.adversarial_balance == 'adaptive' else '')
             + (f" The SRGAN written and evaluated is an exponential moving average of the generator's weights over the GAN steps "
                f"(EMA, decay {_fmt_w(cfg.ema_decay)}), not its last step." if cfg.ema_decay else " The SRGAN is the generator after its last step."))
 
@@ -329,9 +333,37 @@ def tradeoff_sentence(paired: pd.DataFrame, per_image: pd.DataFrame) -> str:
     return out + ('. SRGAN bought perceptual closeness with fidelity.' if gain else
                   '. The GAN phase did not make the faces perceptually closer (ST-LPIPS) than the SRResNet it started from.')
 
+def better_worse(paired: pd.DataFrame) -> str:
+    "'better on ...; worse on ...': the metrics whose paired 95% BCa interval excludes 0, by direction."
+    better, worse = [], []
+    for r in paired.itertuples():
+        lo, hi = getattr(r, 'bca_low', np.nan), getattr(r, 'bca_high', np.nan)
+        if np.isnan(lo) or (lo <= 0 <= hi): continue
+        good = (hi < 0) if r.metric in LOWER_IS_BETTER else (lo > 0)
+        (better if good else worse).append(METRIC_NAMES.get(r.metric, r.metric))
+    return f"better on {', '.join(better) or 'no metric'}; worse on {', '.join(worse) or 'no metric'}"
+
+def twin_sentence(per_image: pd.DataFrame, metrics) -> str:
+    "What the adversarial term alone did (SRGAN minus its adversarial-free twin), or, without a twin, that the SRResNet comparison includes the perceptual fine-tune."
+    if TWIN_METHOD not in set(per_image['method']):
+        return ("SRGAN minus SRResNet includes the whole perceptual fine-tune (the perceptual loss, the colour anchor, the weight "
+                "average), not only the adversarial term: `--set adversarial_twin=true` trains the adversarial-free twin that separates them.")
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        pv = stats.paired_vs_baseline(per_image[per_image['method'].isin(['srgan', TWIN_METHOD])], baseline=TWIN_METHOD, metrics=metrics)
+    p = pv.set_index('metric')
+    f = lambda m: (f"{METRIC_NAMES[m]} {p.loc[m, 'mean_diff']:+.{DIGITS[m]}f} [{p.loc[m, 'bca_low']:+.{DIGITS[m]}f}, {p.loc[m, 'bca_high']:+.{DIGITS[m]}f}]")
+    key = '; '.join(f(m) for m in ('psnr', 'stlpips', 'niqe', 'chroma_err') if m in p.index)
+    return (f"The adversarial term alone, SRGAN minus its adversarial-free twin (the same GAN phase from the same SRResNet without it): "
+            f"{key}; {better_worse(pv)}.")
+
+def twin_parts(per_image: pd.DataFrame, metrics) -> list:
+    "SRGAN minus its adversarial-free twin on every metric (paired, per strategy) when the run trained the twin; else why the SRResNet comparison is not the adversarial term's."
+    if TWIN_METHOD in set(per_image['method']): return [vs_baseline(per_image, metrics, TWIN_METHOD, methods=['srgan'])]
+    return [twin_sentence(per_image, metrics)]
+
 def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> str:
     "The conclusion's findings, per strategy from whole-image results: best method per metric, SRGAN vs SRResNet, D health."
-    import warnings
     pi = whole_images(per_image)
     metrics = present_metrics(pi)
     lines = []
@@ -350,15 +382,9 @@ def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> s
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
                 pv = stats.paired_vs_baseline(d[d['method'].isin(['srgan', 'srresnet'])], baseline='srresnet', metrics=metrics)
-            better, worse = [], []
-            for r in pv.itertuples():
-                lo, hi = getattr(r, 'bca_low', np.nan), getattr(r, 'bca_high', np.nan)
-                if np.isnan(lo) or (lo <= 0 <= hi): continue
-                good = (hi < 0) if r.metric in LOWER_IS_BETTER else (lo > 0)
-                (better if good else worse).append(METRIC_NAMES.get(r.metric, r.metric))
-            lines.append(f"SRGAN against the SRResNet it started from (paired 95% BCa intervals excluding 0): better on "
-                         f"{', '.join(better) or 'no metric'}; worse on {', '.join(worse) or 'no metric'}.")
+            lines.append(f"SRGAN against the SRResNet it started from (paired 95% BCa intervals excluding 0): {better_worse(pv)}.")
             lines.append(tradeoff_sentence(pv, d))
+            lines.append(twin_sentence(d, metrics))
         run = run or Run()
         ts = run.train_summaries.get(s) or {}
         h = run.histories.get(s)
@@ -369,17 +395,6 @@ def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> s
         lines.append('')
     return '\n'.join(lines).strip()
 
-
-# %% ../nbs/23_report.ipynb #dccbff5e
-def dial_parts(run, metrics=('psnr', 'stlpips', 'niqe', 'chroma_err', 'face_dist')) -> list:
-    "The strength dial's table and perception-distortion curve per strategy, from the run's blend rows; a sentence when it has none."
-    img = whole_images(run.per_image) if run.per_image is not None else pd.DataFrame(columns=['method'])
-    if not strength_methods(img['method'].unique(), ends=()):
-        return ["The dial's curve was not measured in this run (quick runs leave it out): `--set strength_curve=true` scores "
-                "the blends of each strategy's SRResNet and SRGAN at strengths 0.25, 0.5 and 0.75."]
-    have = [m for m in metrics if m != 'psnr' and m in img and img[m].notna().any()]
-    ys = [y for y in ('stlpips', 'niqe') if y in have] or have[:1]   # the perceptual axes, else whatever else was scored
-    return [styled(strength_table(img, metrics))] + ([strength_curve_figure(img, ys=ys)] if ys and 'psnr' in img else [])
 
 # %% ../nbs/23_report.ipynb #d69607f7
 def strategy_comparison(per_image: pd.DataFrame, a: str = 's1', b: str = 's2', metrics=('psnr', 'ssim'),

@@ -12,11 +12,12 @@ import torch.nn as nn
 
 from .config import RunConfig, pick_device, pick_precision, autocast
 from .model import build_models, unwrap
-from .losses import build_backbone, PerceptualLoss, pixel_loss, discriminator_objective, generator_objective, objective_settings
+from .losses import (build_backbone, PerceptualLoss, LossInputs, pixel_loss, discriminator_objective, objective_terms,
+                             weighted_sum, adaptive_balance, objective_settings, loss_terms)
 
 
 # %% auto #0
-__all__ = ['make_scaler', 'TrainState', 'build_train_state', 'pretrain_step', 'discriminator_step', 'generator_step',
+__all__ = ['make_scaler', 'TrainState', 'build_train_state', 'pretrain_step', 'discriminator_step', 'generator_step', 'd_parts',
            'srgan_step', 'ema_update', 'ema_reset', 'hr_feature_cache']
 
 # %% ../nbs/12_steps.ipynb #4a2eea63
@@ -98,27 +99,45 @@ def discriminator_step(s: TrainState, sr: torch.Tensor, hr: torch.Tensor) -> dic
 
 def generator_step(s: TrainState, sr: torch.Tensor, hr: torch.Tensor, hr_features: torch.Tensor | None = None,
                    sr_ema: torch.Tensor | None = None) -> dict:
-    "One Adam step of the generator on its objective, the discriminator frozen; `sr` = generator(lr) with its graph (`sr_ema`: the average's, for the artifact map)."
+    """One Adam step of the generator on its objective, the discriminator frozen; `sr` = generator(lr) with its graph (`sr_ema`:
+    the average's, for the artifact map). With `adversarial_balance='adaptive'` the adversarial weight is rescaled by
+    `losses.adaptive_balance` at SR, and the generator's backward pass runs once on the weighted sum of the two gradients.
+    Returns the loss parts and `adv_weight`, the adversarial weight the step used."""
     D = unwrap(s.discriminator)
     D.requires_grad_(False)
+    adaptive = s.weights.get('adversarial_balance') == 'adaptive' and bool(s.weights['adversarial_weight'])
+    x = sr.detach().requires_grad_(True) if adaptive else sr   # adaptive: the terms see a leaf copy of SR, where their gradients are weighed
     try:
         s.opt_g.zero_grad(set_to_none=True)
         with s.autocast():
             d_fake, d_real = None, None
             if s.weights['adversarial_weight'] and s.joint_batch:  # the batch D was trained on: HR and SR together
-                d_real, d_fake = D(torch.cat([hr, sr])).chunk(2)
+                d_real, d_fake = D(torch.cat([hr, x])).chunk(2)
                 d_real = d_real.detach().float()
             elif s.weights['adversarial_weight']:
-                d_fake = D(sr)
+                d_fake = D(x)
                 if s.weights['gan_loss'] == 'ragan':
                     with torch.no_grad(): d_real = D(hr).float()  # the relativistic loss compares with HR (detached, as ESRGAN)
-            g_loss, parts = generator_objective(sr.float(), hr, None if d_fake is None else d_fake.float(), s.perceptual,
-                                                s.weights, hr_features=hr_features, d_real_logits=d_real, sr_ema=sr_ema)
-        s.scaler_g.scale(g_loss).backward()
+            inputs = LossInputs(x.float(), hr, None if d_fake is None else d_fake.float(), d_real, s.perceptual, hr_features, sr_ema)
+            terms = objective_terms('generator', inputs, s.weights)
+        w_adv, adv = terms['adversarial_loss']
+        if adaptive:
+            rec = weighted_sum(terms, leave_out=('adversarial_loss',))
+            lam, g_rec, g_adv = adaptive_balance(rec, adv, x)
+            w_adv = w_adv * lam
+            sr.backward(s.scaler_g.scale(g_rec + w_adv * g_adv))
+            g_loss = rec.detach() + w_adv * adv.detach()
+        else:
+            g_loss = weighted_sum(terms)
+            s.scaler_g.scale(g_loss).backward()
         s.scaler_g.step(s.opt_g); s.scaler_g.update()
     finally:
         D.requires_grad_(True)
-    return dict(g_loss=g_loss.detach(), **parts)
+    return dict(g_loss=g_loss.detach(), adv_weight=sr.new_tensor(float(w_adv), dtype=torch.float32), **{k: v.detach() for k, (_, v) in terms.items()})
+
+def d_parts() -> tuple[str, ...]:
+    "The parts `discriminator_step` returns (none when the adversarial weight is 0: D is not trained then)."
+    return ('d_loss', *(t.column for t in loss_terms('discriminator')), 'd_real_mean', 'd_fake_mean')
 
 def srgan_step(s: TrainState, lr: torch.Tensor, hr: torch.Tensor, hr_features: torch.Tensor | None = None) -> dict:
     "One SRGAN training step: SR = G(lr), then `discriminator_step`, then `generator_step`, then the EMA update (when on). Returns every loss part."
@@ -127,7 +146,8 @@ def srgan_step(s: TrainState, lr: torch.Tensor, hr: torch.Tensor, hr_features: t
     sr_ema = None
     if s.weights['artifact_weight'] and s.ema is not None:   # the artifact map compares the generator with its average
         with torch.no_grad(), s.autocast(): sr_ema = s.ema(lr).float()
-    out = discriminator_step(s, sr, hr)
+    # no adversarial term: D cannot change the generator, so it is not trained (and has no parts: `d_parts`)
+    out = discriminator_step(s, sr, hr) if s.weights['adversarial_weight'] else {}
     out.update(generator_step(s, sr, hr, hr_features, sr_ema))
     if s.ema is not None: ema_update(s.ema, s.generator, s.ema_decay)
     return out

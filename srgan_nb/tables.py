@@ -7,20 +7,20 @@ from __future__ import annotations
 import pandas as pd
 import matplotlib.pyplot as plt
 
+from .layout import TWIN_METHOD
 from .suite import REGISTRY, REFERENCE_METHOD, whole_images
-from .infer import strength_methods
-from . import stats
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'COLUMN_FORMATS', 'LOSS_COLUMNS', 'styled', 'show',
-           'loss_table', 'interval_table', 'readable_summary', 'paired_table', 'strength_table']
+           'loss_table', 'interval_table', 'readable_summary', 'paired_table']
 
 # %% ../nbs/21_tables.ipynb #619e689a
 METHODS = ('bicubic', 'srresnet', 'srgan')
 METHOD_NAMES = {'bicubic': 'Bicubic', 'bicubic_skip_init': 'Untrained (bicubic skip)', 'srresnet': 'SRResNet', 'srgan': 'SRGAN',
+                TWIN_METHOD: 'SRGAN without its adversarial term (twin)',
                 'shipped_psnr': 'psnr model (trained elsewhere)', 'shipped_gan': 'gan model (trained elsewhere)',
                 REFERENCE_METHOD: 'HR original (reference)'}
-METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan', 'shipped_psnr', 'shipped_gan', REFERENCE_METHOD)   # reference rows first, shipped last
+METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan', TWIN_METHOD, 'shipped_psnr', 'shipped_gan', REFERENCE_METHOD)   # reference rows first, shipped last
 METRIC_NAMES = {k: m.label for k, m in REGISTRY.items()}   # labels: a view of the registry
 
 # %% ../nbs/21_tables.ipynb #d17f1127
@@ -108,28 +108,3 @@ def paired_table(paired: pd.DataFrame, digits: int | None = None) -> pd.DataFram
     out['t-test p'] = paired['ttest_p'].map(_fmt_p)
     out["Cohen's dz"] = paired['cohens_dz'].map(lambda v: 'n/a' if pd.isna(v) else f'{v:.2f}')
     return out
-
-# %% ../nbs/21_tables.ipynb #023de0d0
-def strength_table(per_image: pd.DataFrame, metrics=('psnr', 'stlpips', 'niqe', 'chroma_err'), ends=('srresnet', 'srgan'),
-                   seed: int = 0) -> pd.DataFrame:
-    "The dial's curve on whole images: per strategy (when the frame has one) and strength, mean [95% BCa] of each metric and its paired difference to strength 0."
-    img = whole_images(per_image)
-    groups = list(img.groupby('strategy', sort=False)) if 'strategy' in img and img['strategy'].notna().any() else [(None, img)]
-    rows = []
-    for strat, g in groups:
-        curve = strength_methods(g['method'].unique(), ends)
-        if len(curve) < 2: continue
-        sub = g[g['method'].isin(list(curve.values()))]
-        ms = [m for m in metrics if m in sub and sub[m].notna().any()]
-        summ = stats.summarize(sub, ms, by=['method'], seed=seed)
-        diff = stats.paired_vs_baseline(sub, curve[min(curve)], ms, by=(), seed=seed)
-        for a, meth in curve.items():
-            row = ({} if strat is None else dict(strategy=strat)) | dict(strength=a, n=int(sub[sub['method'] == meth]['image_id'].nunique()))
-            for m in ms:
-                r = summ[(summ['method'] == meth) & (summ['metric'] == m)].iloc[0]
-                row[METRIC_NAMES[m]] = stats.fmt_ci(r['mean'], r['bca_low'], r['bca_high'], REGISTRY[m].digits)
-            for m in ms:
-                d = diff[(diff['method'] == meth) & (diff['metric'] == m)]
-                if len(d): row[f'Δ{METRIC_NAMES[m]} vs a=0'] = stats.fmt_ci(d['mean_diff'].iloc[0], d['bca_low'].iloc[0], d['bca_high'].iloc[0], REGISTRY[m].digits, sign=True)
-            rows.append(row)
-    return pd.DataFrame(rows)

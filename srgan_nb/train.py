@@ -5,7 +5,7 @@
 # %% ../nbs/15_train.ipynb #22523baf
 from __future__ import annotations
 import ctypes, datetime, json, math, os, sys, time, warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from .data import augment_pair, load_patches, load_split_images, patch_tensors, 
 from .layout import StrategyFiles, atomic_write
 from .model import save_generator
 from .losses import LOSS_TERMS, loss_terms, term_weight
-from .steps import TrainState, build_train_state, pretrain_step, srgan_step, hr_feature_cache
+from .steps import TrainState, build_train_state, pretrain_step, srgan_step, d_parts, hr_feature_cache
 from .monitor import (bicubic_psnr, validate, validate_photos, validation_photos, ValidationPhotos, D_HEALTH_COLUMNS, d_health_mode,
                               d_health_record, health_steps, d_health_warning)
 from .checkpoint import (RESUME_KEYS, config_mismatch, save_checkpoint, Progress, checkpoint_state, restore, slim_checkpoint,
@@ -30,7 +30,7 @@ from .checkpoint import (RESUME_KEYS, config_mismatch, save_checkpoint, Progress
 __all__ = ['HISTORY_COLUMNS', 'DIST_TIMEOUT_MINUTES', 'TrainingDiverged', 'history_frame', 'read_history', 'in_notebook',
            'show_progress', 'progress_bar', 'shard_indices', 'LossTracker', 'dist_info', 'setup_distributed',
            'teardown_distributed', 'keep_freed_memory', 'training_device', 'TrainingData', 'training_data', 'run_epoch',
-           'end_epoch', 'write_summary', 'fit', 'read_train_summary', 'is_finished', 'train']
+           'end_epoch', 'write_summary', 'fit', 'read_train_summary', 'is_finished', 'twin_config', 'train']
 
 # %% ../nbs/15_train.ipynb #25466e98
 class TrainingDiverged(RuntimeError):
@@ -42,7 +42,7 @@ class TrainingDiverged(RuntimeError):
 
 # %% ../nbs/15_train.ipynb #ce8cae16
 HISTORY_COLUMNS = (['epoch', 'phase', 'g_loss'] + [t.column for t in loss_terms('discriminator')]   # the terms: from the registry
-                   + [t.column for t in loss_terms('generator')] + ['d_real_mean', 'd_fake_mean', 'd_pair_acc', 'd_pair_acc_min',
+                   + [t.column for t in loss_terms('generator')] + ['adv_weight', 'd_real_mean', 'd_fake_mean', 'd_pair_acc', 'd_pair_acc_min',
                    'd_pair_acc_eval', 'd_health_mode', 'val_psnr', 'val_psnr_bicubic', 'val_stlpips', 'val_niqe', 'val_chroma_err',
                    'val_stlpips_bicubic', 'val_niqe_bicubic', 'val_chroma_err_bicubic', 'val_niqe_hr', 'seconds'])
 
@@ -205,7 +205,7 @@ def training_data(cfg: RunConfig, train_set, val_set, device) -> TrainingData:
 
 # %% ../nbs/15_train.ipynb #e97257f8
 _PRETRAIN_PARTS = ['pixel_loss', 'g_loss']
-_GAN_PARTS = list(LOSS_TERMS) + ['g_loss', 'd_loss', 'd_real_mean', 'd_fake_mean']   # every registered term, and the totals
+_GAN_PARTS = list(LOSS_TERMS) + ['g_loss', 'd_loss', 'adv_weight', 'd_real_mean', 'd_fake_mean']   # every registered term, the totals, the adversarial weight used
 
 def _batch(data, b, cfg, device, aug_gen):
     "LR and HR of indices `b` as float [0, 1] tensors on `device` (augmented, channels_last as configured)."
@@ -234,8 +234,9 @@ def run_epoch(s: TrainState, data: TrainingData, cfg: RunConfig, ep: int, prog: 
     idx = shard_indices(len(data.lr), ep, cfg.seed, rank, world).to(data.device)
     aug_gen = torch.Generator().manual_seed(int(cfg.seed) * 7919 + ep) if cfg.augment else None
     n_steps = math.ceil(len(idx) / batch_size)
-    checks = set(health_steps(n_steps, cfg.d_health_checks)) if phase == 'gan' and main and data.health else set()
-    tracker, accs, accs_eval = LossTracker(_PRETRAIN_PARTS if phase == 'pretrain' else _GAN_PARTS, s.device), [], []
+    checks = set(health_steps(n_steps, cfg.d_health_checks)) if phase == 'gan' and main and data.health and cfg.adversarial_weight else set()
+    parts = _PRETRAIN_PARTS if phase == 'pretrain' else [p for p in _GAN_PARTS if cfg.adversarial_weight or p not in d_parts()]
+    tracker, accs, accs_eval = LossTracker(parts, s.device), [], []
     saved, start, seconds_before = prog.partial if prog.partial and prog.partial.get('epoch') == epoch else None, 0, 0.0
     if saved:  # resume inside this epoch: same shuffled order, skip the steps done, continue the sums
         start, seconds_before, accs, accs_eval = int(saved['step']), float(saved['seconds']), list(saved['accs']), list(saved['accs_eval'])
@@ -267,7 +268,7 @@ def run_epoch(s: TrainState, data: TrainingData, cfg: RunConfig, ep: int, prog: 
     prog.train_seconds += seconds; prog.images_seen += n_img
     prog.phase_time[phase][0] += seconds; prog.phase_time[phase][1] += n_img
     nan = float('nan')
-    return dict(epoch=epoch, phase=phase, g_loss=m['g_loss'], **{c: m.get(c, nan) for c in LOSS_TERMS},
+    return dict(epoch=epoch, phase=phase, g_loss=m['g_loss'], **{c: m.get(c, nan) for c in LOSS_TERMS}, adv_weight=m.get('adv_weight', nan),
                 d_real_mean=m.get('d_real_mean', nan), d_fake_mean=m.get('d_fake_mean', nan),
                 d_pair_acc=float(np.mean(accs)) if accs else nan, d_pair_acc_min=float(np.min(accs)) if accs else nan,
                 d_pair_acc_eval=float(np.mean(accs_eval)) if accs_eval else nan, d_health_mode=d_health_mode(s) if accs else nan,
@@ -280,8 +281,9 @@ def _fmt(row: dict, cfg: RunConfig) -> str:
     "One plain-text line per epoch: the loss terms the phase trains with (from the registry), D's health, validation scores."
     s = f"epoch {row['epoch']:>3} {row['phase']:<8} g_loss {row['g_loss']:.4f}"
     terms = [LOSS_TERMS['pixel_loss']] if row['phase'] == 'pretrain' else [t for t in LOSS_TERMS.values() if term_weight(t, cfg)]
-    s += ''.join(f" {t.label} {row[t.column]:.{t.digits}f}" for t in terms)
-    if row['phase'] == 'gan':
+    s += ''.join(f" {t.label} {row[t.column]:.{t.digits}f}" for t in terms if not math.isnan(row.get(t.column, 0.0)))   # an untrained D: no parts
+    if row['phase'] == 'gan' and cfg.adversarial_balance == 'adaptive': s += f" (weight {row['adv_weight']:.2e})"   # the mean adaptive weight
+    if row['phase'] == 'gan' and not math.isnan(row['d_real_mean']):
         s += f" D(hr) {row['d_real_mean']:.2f} D(sr) {row['d_fake_mean']:.2f}"
         if not math.isnan(row['d_pair_acc']):
             s += f" D pair acc {row['d_pair_acc']:.2f} (min {row['d_pair_acc_min']:.2f}, {row.get('d_health_mode')}"
@@ -404,11 +406,20 @@ def _final_line(hist: pd.DataFrame) -> str:
         v = float(h.val_psnr.iloc[-1]); return f"{name} {v:.2f} dB ({v - bic:+.2f})"
     return f"val PSNR (Y): bicubic {bic:.2f} dB | {part('SRResNet', pre)} | {part('SRGAN', gan)}"
 
+def twin_config(cfg: RunConfig, out_dir) -> RunConfig:
+    """The adversarial-free twin of `cfg`'s GAN phase: the same settings and data with adversarial_weight 0, starting from the
+    SRResNet in `out_dir` (no pretraining of its own; its GAN epochs shuffle the same patches in another order; no D to watch)."""
+    return replace(cfg, adversarial_weight=0.0, adversarial_twin=False, pretrain_epochs=0, d_health_patches=0,
+                   init_generator=str(StrategyFiles(Path(out_dir)).generator('srresnet').resolve()))
+
 def train(cfg: RunConfig, out_dir=None) -> pd.DataFrame:
-    "Train `cfg.strategy` on the run's patches (see `fit`); returns the history and prints where it wrote."
+    "Train `cfg.strategy` on the run's patches (see `fit`), then its adversarial-free twin when `cfg.adversarial_twin`; returns the history and prints where it wrote."
     out_dir = Path(out_dir) if out_dir else run_files(cfg).strategy(cfg.strategy).root
     rank, world, _ = setup_distributed(cfg.device)
-    if cfg.resume and is_finished(out_dir, cfg):
+    twin_dir = StrategyFiles(out_dir).twin.root
+    done = cfg.resume and is_finished(out_dir, cfg)
+    twin_done = not cfg.adversarial_twin or (cfg.resume and is_finished(twin_dir, twin_config(cfg, out_dir)))
+    if done and twin_done:
         hist = read_history(StrategyFiles(out_dir).history)
         if rank == 0:
             print(f"{out_dir} is already trained (train_summary.json: finished); loaded its history")
@@ -420,7 +431,10 @@ def train(cfg: RunConfig, out_dir=None) -> pd.DataFrame:
         val_set = load_patches(cfg, 'val')
         photos = load_split_images(cfg, 'val')[:int(cfg.val_photos)] if rank == 0 and cfg.val_photos else None
         if rank == 0: _barrier()
-        hist = fit(cfg, train_set, val_set, out_dir, val_photos=photos)
+        hist = read_history(StrategyFiles(out_dir).history) if done else fit(cfg, train_set, val_set, out_dir, val_photos=photos)
+        if not twin_done:
+            if rank == 0: print(f"the adversarial-free twin: the same GAN phase from the same SRResNet, adversarial_weight 0 -> {twin_dir}")
+            fit(twin_config(cfg, out_dir), train_set, val_set, twin_dir, val_photos=photos)
     finally:
         if world > 1: teardown_distributed()
     if rank == 0:

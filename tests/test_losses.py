@@ -353,10 +353,13 @@ def test_the_registry_drives_objective_history_log_and_report():
     default, paper = methodology_markdown(make_config('s2')), methodology_markdown(make_config('s2', gan='paper'))
     assert 'L_G = 1 · MSE(φ(SR), φ(HR)) + 0.0001 · BCE(D(SR), real) + 1 · L1(CbCr(SR), CbCr(HR))' in default
     assert 'L_G = 1 · MSE(φ(SR), φ(HR)) + 0.001 · BCE(D(SR), real)\n' in paper and 'EMA' not in paper
+    adaptive = methodology_markdown(make_config('s2', adversarial_balance='adaptive', adversarial_weight=0.5))
+    assert '+ 0.5 · λ · BCE(D(SR), real) +' in adaptive and 'λ rescales the adversarial term at every step' in adaptive and 'λ' not in default
     row = dict(epoch=3, phase='gan', g_loss=0.5, pixel_loss=0.0, perceptual_loss=0.25, adversarial_loss=0.7, anchor_loss=0.01, artifact_loss=0.0,
                d_loss_fake=0.69, d_loss_real=0.7, d_real_mean=0.5, d_fake_mean=0.5, d_pair_acc=float('nan'), val_psnr=float('nan'), seconds=1.0)
     line = T._fmt(row, make_config('s2'))
     assert 'perceptual 0.2500 adversarial 0.7000 anchor 0.0100 d_fake 0.690 d_real 0.700' in line and 'pixel' not in line   # weight 0: not trained on, not shown
+    assert '(weight 3.20e-03)' in T._fmt(row | dict(adv_weight=0.0032), make_config('s2', adversarial_balance='adaptive')) and 'weight' not in line
 
 
 def test_a_registered_term_joins_the_objective():

@@ -450,7 +450,8 @@ def test_a_full_run_scores_the_strength_dial(reports_tmp):
     from srgan_nb.config import make_config, run_path
     from srgan_nb.data import prepare, load_split_images
     from srgan_nb.model import blend_generators, load_generator
-    from srgan_nb.report import load_run, report_frame, dial_parts
+    from srgan_nb.report import load_run, report_frame
+    from srgan_nb.figures import dial_parts
     cfg = make_config('s2', data_source='samples', quick=True, num_workers=0, reference_models='false', strength_curve='true')
     folder = run_path(cfg)/'s2'; folder.mkdir(parents=True)
     _save_gen(folder/'generator_srgan.pt', 0); _save_gen(folder/'generator_srresnet.pt', 1)

@@ -282,6 +282,30 @@ def test_train_wires_data_and_skips_finished(tmp_path, backbone, monkeypatch, ca
     assert len(h2) == len(h)
 
 
+
+def test_the_adversarial_free_twin_starts_from_the_same_srresnet_without_the_term(tmp_path, backbone, monkeypatch, capsys, reports_tmp):
+    "adversarial_twin: after the run, the same GAN phase from its SRResNet with adversarial_weight 0 in <strategy>/twin; a finished twin is not retrained; evaluation names it 'twin'."
+    from srgan_nb.model import load_generator
+    from srgan_nb.evaluate import run_generators
+    monkeypatch.setattr(T, 'load_patches', lambda cfg, split, n_images=None: TRAIN if split == 'train' else VAL)
+    monkeypatch.setattr(T, 'load_split_images', lambda cfg, split: [])
+    monkeypatch.setattr(St, 'build_backbone', lambda *a, **k: backbone)
+    monkeypatch.setattr(St, 'build_models', lambda cfg: tiny_models())
+    cfg = tiny_cfg(adversarial_twin=True, adversarial_weight=1e-2)
+    T.train(cfg)
+    out = reports_tmp/'runs'/cfg.run_id/'s2'
+    twin = json.loads((out/'twin'/'train_summary.json').read_text())
+    assert twin['config']['adversarial_weight'] == 0 and twin['config']['pretrain_epochs'] == 0 and twin['config']['epochs'] == cfg.epochs
+    srresnet = load_generator(out/'generator_srresnet.pt').state_dict()
+    assert all(torch.equal(v, srresnet[k]) for k, v in load_generator(out/'twin'/'generator_srresnet.pt').state_dict().items())  # the same start
+    h = T.read_history(out/'twin'/'history.csv')
+    assert list(h.phase) == ['gan'] * cfg.epochs and (h.adversarial_loss == 0).all() and (h.adv_weight == 0).all()
+    assert set(run_generators(out)) == {'srresnet', 'srgan', 'twin'}
+    assert 'the adversarial-free twin' in capsys.readouterr().out
+    monkeypatch.setattr(T, 'load_patches', lambda *a, **k: pytest.fail('a finished run and twin must not reload data'))
+    T.train(cfg)
+    assert 'already trained' in capsys.readouterr().out
+
 # ---------------------------------------------------------------- the SRGAN step itself (the code fit runs)
 def _weights(m): return {k: v.detach().clone() for k, v in m.named_parameters()}
 
@@ -326,10 +350,34 @@ def test_srgan_step_every_loss_term_reaches_the_generator(term, backbone):
 def test_srgan_step_returns_every_part_and_matches_the_objective(backbone):
     s, lr, hr = _step_setup(backbone, pixel_weight=0.5, pixel_criterion='l1')
     out = St.srgan_step(s, lr, hr)
-    assert set(out) == set(T.LOSS_TERMS) | {'g_loss', 'd_loss', 'd_real_mean', 'd_fake_mean'}   # every registered term
+    assert set(out) == set(T.LOSS_TERMS) | {'g_loss', 'd_loss', 'adv_weight', 'd_real_mean', 'd_fake_mean'}   # every registered term
+    assert float(out['adv_weight']) == pytest.approx(1e-4)   # fixed: the weight as set
     assert {'pixel_loss', 'perceptual_loss', 'adversarial_loss', 'anchor_loss', 'artifact_loss', 'd_loss_real', 'd_loss_fake'} <= set(out)
     torch.testing.assert_close(out['g_loss'], 0.5 * out['pixel_loss'] + out['perceptual_loss'] + 1e-4 * out['adversarial_loss'])
     torch.testing.assert_close(out['d_loss'], out['d_loss_real'] + out['d_loss_fake'])
+
+
+def test_an_adaptive_step_gives_the_generator_the_gradient_of_the_balanced_objective(backbone):
+    """adversarial_balance='adaptive': the generator gets exactly the gradient of rec + w·λ·adv (λ the gradient-norm ratio at SR, a constant),
+    as a fixed step with that weight would; λ scales with the other terms' gradient."""
+    s, lr, hr = _step_setup(backbone, precision='fp32', adversarial_balance='adaptive', adversarial_weight=0.5)
+    twin = copy.deepcopy(s)
+    with s.autocast(): sr = s.generator(lr)
+    out = St.generator_step(s, sr, hr)
+    w = float(out['adv_weight'])
+    assert w > 0 and w != 0.5
+    twin.weights.update(adversarial_balance='fixed', adversarial_weight=w)
+    ref = St.generator_step(twin, twin.generator(lr), hr)
+    torch.testing.assert_close(out['g_loss'], ref['g_loss'])
+    scale = max(float(p.grad.abs().max()) for p in twin.generator.parameters())
+    for (n, a), (_, b) in zip(s.generator.named_parameters(), twin.generator.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5 * scale, msg=n)   # the same gradient, layer by layer (biases before BN: ~0)
+    s2, lr2, hr2 = _step_setup(backbone, precision='fp32', adversarial_balance='adaptive', adversarial_weight=0.5, anchor_weight=0.0)
+    s3, _, _ = _step_setup(backbone, precision='fp32', adversarial_balance='adaptive', adversarial_weight=0.5, anchor_weight=0.0, perceptual_weight=2.0)
+    s3.generator.load_state_dict(s2.generator.state_dict()); s3.discriminator.load_state_dict(s2.discriminator.state_dict())
+    w2 = float(St.generator_step(s2, s2.generator(lr2), hr2)['adv_weight'])
+    w3 = float(St.generator_step(s3, s3.generator(lr2), hr2)['adv_weight'])
+    assert w3 == pytest.approx(2 * w2, rel=1e-4)   # twice the perceptual loss, twice the adversarial weight
 
 
 def test_d_pairwise_accuracy_sees_an_obvious_fake(backbone):
