@@ -7,11 +7,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 
 # %% auto #0
-__all__ = ['BT601_LUMA', 'ImageError', 'load_image', 'crop_to_scale', 'make_lr', 'bicubic_upscale']
+__all__ = ['BT601_LUMA', 'ImageError', 'load_image', 'crop_to_scale', 'make_lr', 'bicubic_upscale', 'unsharp_mask']
 
 # %% ../nbs/02_images.ipynb #19330ded
 class ImageError(ValueError):
@@ -64,6 +64,11 @@ def bicubic_upscale(lr: np.ndarray, scale: int = 4) -> np.ndarray:
     "PIL BICUBIC upscale of a uint8 HxWx3 image by `scale`."
     img = Image.fromarray(np.ascontiguousarray(lr))
     return np.asarray(img.resize((lr.shape[1] * scale, lr.shape[0] * scale), Image.BICUBIC), dtype=np.uint8)
+
+# %% ../nbs/02_images.ipynb #370f38bc
+def unsharp_mask(img: np.ndarray, radius: float = 2.0, percent: int = 150) -> np.ndarray:
+    "`img` (uint8 HxWx3) sharpened by PIL's unsharp mask: img + percent/100 · (img - Gaussian(img, radius)), clipped to 8 bits."
+    return np.asarray(Image.fromarray(np.ascontiguousarray(img)).filter(ImageFilter.UnsharpMask(radius=radius, percent=int(percent), threshold=0)))
 
 # %% ../nbs/02_images.ipynb #8d2e70b0
 BT601_LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601: luma = 0.299 R + 0.587 G + 0.114 B
