@@ -17,7 +17,7 @@ from .layout import ReportsFiles, RunFiles, atomic_write
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'DataSource', 'BackboneName', 'Precision', 'PixelCriterion',
-           'GanLoss', 'AdvBalance', 'DNorm', 'AnchorKind', 'Strategy', 'get_strategy', 'setting', 'RunConfig',
+           'GanLoss', 'AdvBalance', 'DNorm', 'DView', 'AnchorKind', 'Strategy', 'get_strategy', 'setting', 'RunConfig',
            'choice_fields', 'allowed_values', 'fields_affecting', 'config_dict', 'default_run_id', 'parse_overrides',
            'make_config', 'save_config', 'OtherVersion', 'check_schema', 'load_config', 'repo_root', 'package_dir',
            'reports_dir', 'reports_files', 'cache_dir', 'runs_dir', 'run_path', 'run_files', 'shared_data',
@@ -97,6 +97,7 @@ PixelCriterion = Literal['mse', 'l1']                         # the pixel loss
 GanLoss = Literal['bce', 'ragan']                             # the paper's BCE or the relativistic average form (ESRGAN)
 AdvBalance = Literal['fixed', 'adaptive']                     # the adversarial weight as it is, or scaled by a gradient-norm ratio (07_losses)
 DNorm = Literal['bn', 'sn']                                   # the discriminator's normalisation: BatchNorm (the paper's) or spectral norm
+DView = Literal['rgb', 'haar']                                # what the discriminator sees: the image, or the Haar details of its luma
 AnchorKind = Literal['lowpass', 'l1', 'chroma']               # the GAN phase's colour anchor (03_losses)
 
 # %% ../nbs/01_config.ipynb #04628636
@@ -144,6 +145,8 @@ class RunConfig:
     d_norm: DNorm = setting('sn', 'run_id training')             # discriminator normalisation: sn (spectral norm, no batch statistics: D health and the game see
                                      # one discriminator; 04_train's recipe comparison) | bn (the paper's)
     d_joint_batch: bool = setting(False, 'run_id training')      # real and generated patches through D in one batch (shared BatchNorm statistics)
+    d_view: DView = setting('rgb', 'run_id training')           # rgb: D sees the image (the paper's) | haar: only the Haar detail bands of luma at half
+                                     # resolution (WGSR, Korkmaz et al. 2024): D judges texture and edges and cannot push colour
     anchor_weight: float = setting(1.0, 'run_id training')       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
     anchor_kind: AnchorKind = setting('chroma', 'run_id training')  # lowpass: L1 between SR and HR after a scale x scale average pool (the LR grid: colour and
                                      # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss) | chroma: L1 on Cb, Cr

@@ -14,12 +14,13 @@ import torch.nn.functional as F
 
 from .config import allowed_values
 from .layout import atomic_write
+from .images import BT601_LUMA
 
 # %% auto #0
 __all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'icnr_', 'UpsampleBlock', 'bicubic', 'Generator', 'spectral_uv', 'spectral_sigma',
-           'SNConv2d', 'SNLinear', 'weight_spectral_norm', 'Discriminator', 'count_parameters', 'build_models',
-           'parameter_table', 'layer_shapes', 'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state', 'save_generator',
-           'load_generator', 'check_strength', 'blend_generators']
+           'SNConv2d', 'SNLinear', 'weight_spectral_norm', 'haar_details', 'Discriminator', 'count_parameters',
+           'build_models', 'parameter_table', 'layer_shapes', 'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state',
+           'save_generator', 'load_generator', 'check_strength', 'blend_generators']
 
 # %% ../nbs/06_model.ipynb #82934f5a
 class ResidualBlock(nn.Module):
@@ -168,14 +169,23 @@ def weight_spectral_norm(module: nn.Module) -> nn.Module:
         elif isinstance(m, SNLinear): m.forward = nn.Linear.forward.__get__(m)
     return module
 
+# %% ../nbs/06_model.ipynb #2eb3c656
+def haar_details(x: torch.Tensor) -> torch.Tensor:
+    "The Haar detail bands (LH, HL, HH; orthonormal, half resolution) of the BT.601 luma of (N, 3, H, W) images: (N, 3, H/2, W/2)."
+    y = (x * x.new_tensor(BT601_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    a, b, c, d = y[..., 0::2, 0::2], y[..., 0::2, 1::2], y[..., 1::2, 0::2], y[..., 1::2, 1::2]
+    return torch.cat([a + b - c - d, a - b + c - d, a - b - c + d], 1) / 2
+
 # %% ../nbs/06_model.ipynb #14223b93
 class Discriminator(nn.Module):
-    "The SRGAN discriminator: 8 conv layers (64->512, strides 1/2), 6x6 adaptive pool, dense 1024, dense 1 -> logits (B,); `norm` bn (the paper's) or sn."
-    def __init__(self, hr_size: int = 96, in_channels: int = 3, base: int = 64, norm: str = 'bn'):
+    """The SRGAN discriminator: 8 conv layers (64->512, strides 1/2), 6x6 adaptive pool, dense 1024, dense 1 -> logits (B,); `norm`
+    bn (the paper's) or sn; `view` rgb (the paper's: the image) or haar (only the Haar detail bands of luma, `haar_details`)."""
+    def __init__(self, hr_size: int = 96, in_channels: int = 3, base: int = 64, norm: str = 'bn', view: str = 'rgb'):
         super().__init__()
         if hr_size < 16: raise ValueError(f"hr_size must be at least 16 (four stride-2 convs), got {hr_size}")
         if norm not in allowed_values('d_norm'): raise ValueError(f"discriminator norm must be {' or '.join(allowed_values('d_norm'))}, got {norm!r}")
-        self.hr_size, self.norm = hr_size, norm
+        if view not in allowed_values('d_view'): raise ValueError(f"discriminator view must be {' or '.join(allowed_values('d_view'))}, got {view!r}")
+        self.hr_size, self.norm, self.view = hr_size, norm, view
         sn = norm == 'sn'
         chans = [base, base, base * 2, base * 2, base * 4, base * 4, base * 8, base * 8]
         layers, c_in = [], in_channels
@@ -185,6 +195,10 @@ class Discriminator(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(6)
         self.classifier = nn.Sequential(nn.Flatten(), _sn(nn.Linear(c_in * 36, 1024), sn), nn.LeakyReLU(0.2, inplace=True),
                                         _sn(nn.Linear(1024, 1), sn))
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        "What the conv layers see of images in [0, 1]: the image in [-1, 1], or its luma's Haar detail bands."
+        return (x - 0.5) / 0.5 if self.view == 'rgb' else haar_details(x)
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Logits (B,) of images `x` in [0, 1]. With `more` batches (D(hr, sr)): each batch through the conv layers on its own
@@ -198,8 +212,8 @@ class Discriminator(nn.Module):
                 for m in self.features.modules():
                     if isinstance(m, SNConv2d):
                         for _ in more: spectral_uv(m)   # the steps of the calls saved; the layer's own forward takes the last
-            h = self.pool(self.features((torch.cat(xs) - 0.5) / 0.5))
-        else: h = torch.cat([self.pool(self.features((t - 0.5) / 0.5)) for t in xs])  # [0, 1] -> [-1, 1]
+            h = self.pool(self.features(self._input(torch.cat(xs))))
+        else: h = torch.cat([self.pool(self.features(self._input(t))) for t in xs])
         with torch.autocast(h.device.type, enabled=False):  # the dense head in fp32: no low-precision copy of its 18.9 M weights per call
             logits = self.classifier(h.float()).squeeze(1)
         return logits.split([len(t) for t in xs]) if more else logits
@@ -214,7 +228,7 @@ def build_models(cfg) -> tuple[Generator, Discriminator]:
     "The generator and discriminator a `RunConfig` describes (ICNR when `cfg.icnr` and the generator starts from scratch)."
     icnr = bool(getattr(cfg, 'icnr', False)) and not getattr(cfg, 'init_generator', None)  # loaded weights would overwrite it
     gen = Generator(scale=cfg.scale, n_blocks=cfg.n_blocks, channels=cfg.channels, bicubic_skip=getattr(cfg, 'bicubic_skip', False), icnr=icnr)
-    disc = Discriminator(hr_size=cfg.hr_size, norm=getattr(cfg, 'd_norm', 'bn'))
+    disc = Discriminator(hr_size=cfg.hr_size, norm=getattr(cfg, 'd_norm', 'bn'), view=getattr(cfg, 'd_view', 'rgb'))
     return gen, disc
 
 # %% ../nbs/06_model.ipynb #7384047f

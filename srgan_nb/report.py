@@ -191,7 +191,7 @@ def methodology_markdown(cfg: RunConfig, backbone: str | None = None) -> str:
             f"**Generator.** SRResNet: {cfg.n_blocks} residual blocks of {cfg.channels} channels, sub-pixel upsampling"
             + (", plus a bicubic upscale of its input added to its output (residual learning)" if cfg.bicubic_skip else '') + ".\n\n"
             f"**Discriminator.** Eight 3x3 convolutions (64 to 512 channels, LeakyReLU 0.2) with {d_norm}, two dense layers, one logit"
-            + ("; HR and SR patches pass through it in one batch" if cfg.d_joint_batch else '') + ".\n\n"
+            + ("; HR and SR patches pass through it in one batch" if cfg.d_joint_batch else '') + ("; it sees only the Haar detail bands of the luma, at half resolution (it cannot judge colour)" if cfg.d_view == 'haar' else '') + ".\n\n"
             f"**Phase 1, SRResNet.** {cfg.pretrain_epochs} epochs minimising the pixel loss "
             f"{cfg.pixel_criterion.upper()}(SR, HR) with Adam (learning rate {_fmt_w(cfg.lr_pretrain or cfg.lr_g)}).\n\n"
             f"**Phase 2, SRGAN.** Each step first updates the discriminator on "

@@ -380,6 +380,21 @@ def test_an_adaptive_step_gives_the_generator_the_gradient_of_the_balanced_objec
     assert w3 == pytest.approx(2 * w2, rel=1e-4)   # twice the perceptual loss, twice the adversarial weight
 
 
+def test_a_haar_discriminator_trains_and_cannot_see_colour(backbone):
+    "d_view='haar': an SRGAN step trains D on the luma's Haar details; two images with the same luma get the same logit."
+    g, _ = tiny_models()
+    torch.manual_seed(0)
+    d = Discriminator(hr_size=24, base=8, view='haar')
+    s = St.build_train_state(tiny_cfg(d_view='haar'), g, d, backbone)
+    lr, hr = T.patch_tensors(TRAIN)
+    lr, hr = lr[:4].float() / 255, hr[:4].float() / 255
+    before = {k: v.detach().clone() for k, v in s.discriminator.named_parameters()}
+    out = St.srgan_step(s, lr, hr)
+    assert math.isfinite(float(out['d_loss'])) and any(not torch.equal(v, before[k]) for k, v in s.discriminator.named_parameters())
+    s.discriminator.eval()
+    shifted = hr.clone(); shifted[:, 0] += 0.05; shifted[:, 2] -= 0.05 * 0.299 / 0.114   # the same luma, another colour
+    with torch.no_grad(): torch.testing.assert_close(s.discriminator(shifted), s.discriminator(hr), rtol=1e-4, atol=1e-5)
+
 def test_d_pairwise_accuracy_sees_an_obvious_fake(backbone):
     "A discriminator that scores brightness tells HR from an all-black generator on every patch; D's mode is restored."
     class Bright(torch.nn.Module):
