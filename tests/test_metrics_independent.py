@@ -120,11 +120,14 @@ def test_lr_psnr_in_evaluate_is_against_the_lr_the_method_saw(hr):
 def test_face_models_found_without_importing_the_package():
     sys.modules.pop('face_recognition_models', None)
     paths = M.face_model_paths()
-    assert set(paths) == {'shape', 'descriptor'} and all(p.is_file() for p in paths.values())
+    assert set(paths) == {'shape', 'descriptor', 'landmarks68'} and all(p.is_file() for p in paths.values())
+    assert set(M.face_model_paths('face_dist')) == {'shape', 'descriptor'} and set(M.face_model_paths('lmd')) == {'landmarks68'}
     assert paths['shape'].name == 'shape_predictor_5_face_landmarks.dat'
+    assert paths['landmarks68'].name == 'shape_predictor_68_face_landmarks.dat'
     assert 'face_recognition_models' not in sys.modules          # its __init__ needs pkg_resources
-    ok, why = M.face_status()
-    assert ok, why
+    for metric in ('face_dist', 'lmd'):
+        ok, why = M.face_status(metric)
+        assert ok, why
 
 
 def test_face_identity_distances(collins, hopper):
