@@ -295,8 +295,9 @@ def present_metrics(per_image: pd.DataFrame) -> list:
     return [m for fam in METRIC_FAMILIES.values() for m in fam if m in per_image and per_image[m].notna().any()]
 
 def protocol_parts(run, metrics) -> list:
-    "The metrics' protocol table, and each strategy's note on the face-identity metric."
-    return [styled(metric_protocol(metrics))] + [f"Face identity, strategy {s}: {n['face_dist']}." for s, n in run.eval_notes.items() if 'face_dist' in n]
+    "The metrics' protocol table, and each strategy's notes on the face metrics (identity, landmarks): how many HR photos had no face."
+    faces = {'face_dist': 'Face identity', 'lmd': 'Landmark distance'}
+    return [styled(metric_protocol(metrics))] + [f"{name}, strategy {s}: {n[k]}." for s, n in run.eval_notes.items() for k, name in faces.items() if k in n]
 
 def results_parts(run, per_image: pd.DataFrame, metrics, table) -> list:
     "Where the numbers come from (`table`), the sample caveat, what the reference rows are, then mean [95% BCa interval] per family and Student t intervals of all."

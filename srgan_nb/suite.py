@@ -13,7 +13,7 @@ import pandas as pd
 
 from .config import pick_device
 from .metrics import (psnr, ssim, vif, haarpsi, fsim, mdsi, lr_psnr, niqe_sr, chroma_error, ImageTooSmall, LPIPSMetric, lpips_status,
-                              FeatureDistance, FaceIdentity, face_status, STLPIPS, stlpips_status)
+                              FeatureDistance, FaceIdentity, LandmarkDistance, face_status, STLPIPS, stlpips_status)
 
 
 # %% auto #0
@@ -86,6 +86,10 @@ REGISTRY: dict[str, Metric] = {m.key: m for m in [
            better='lower', digits=4, whole_only=True, needs_face=True,
            caveat='NaN where no face is found in the HR, and on patches; more sensitive to blur than to blockiness',
            build=lambda **kw: FaceIdentity(), status=lambda **kw: face_status()),
+    Metric('lmd', 'landmark distance (LMD)', "face geometry: mean distance of dlib's 68 landmarks on SR and HR in the HR's face box, over the HR's inter-ocular distance",
+           'identity', better='lower', digits=4, whole_only=True, needs_face=True,
+           caveat='NaN where no face is found in the HR, and on patches; dlib rounds landmarks to whole pixels (one pixel is about 0.017 on a 200x200 face)',
+           build=lambda **kw: LandmarkDistance(), status=lambda **kw: face_status('lmd')),
 ]}
 METRIC_NAMES = tuple(REGISTRY)          # the columns every evaluation writes and the statistics summarise
 REFERENCE_METHOD = 'hr'                 # evaluation's rows of the HR photos themselves: only the no-reference metrics
@@ -133,15 +137,17 @@ class MetricSuite:
         self._face_note()
 
     @property
-    def face(self): return self.fns.get('face_dist')
+    def faces(self) -> dict:
+        "The face metrics built (face_dist, lmd: those that count HR images without a face), by key."
+        return {k: f for k, f in self.fns.items() if REGISTRY[k].needs_face and f is not None}
 
     def _face_note(self):
-        if self.face is not None: self.notes['face_dist'] = self.face.note()
+        for k, f in self.faces.items(): self.notes[k] = f.note()
 
     def reset(self):
         "Forget which metrics met too-small images (each warns once again) and start counting faces afresh."
         self.too_small, self.n_too_small = {}, {}
-        if self.face is not None: self.face.reset()
+        for f in self.faces.values(): f.reset()
         self._face_note()
 
     def __call__(self, sr: np.ndarray, hr: np.ndarray, scale: int = 4, whole: bool = True, metrics=None) -> dict:

@@ -1,4 +1,4 @@
-"Metrics the generator was not trained on: piq's HaarPSI/FSIM/MDSI, LR consistency, dlib face identity, the metric registry."
+"Metrics the generator was not trained on: piq's HaarPSI/FSIM/MDSI, LR consistency, dlib face identity and landmark distance, the metric registry."
 import importlib.util
 import sys
 import warnings
@@ -120,11 +120,14 @@ def test_lr_psnr_in_evaluate_is_against_the_lr_the_method_saw(hr):
 def test_face_models_found_without_importing_the_package():
     sys.modules.pop('face_recognition_models', None)
     paths = M.face_model_paths()
-    assert set(paths) == {'shape', 'descriptor'} and all(p.is_file() for p in paths.values())
+    assert set(paths) == {'shape', 'descriptor', 'landmarks68'} and all(p.is_file() for p in paths.values())
+    assert set(M.face_model_paths('face_dist')) == {'shape', 'descriptor'} and set(M.face_model_paths('lmd')) == {'landmarks68'}
     assert paths['shape'].name == 'shape_predictor_5_face_landmarks.dat'
+    assert paths['landmarks68'].name == 'shape_predictor_68_face_landmarks.dat'
     assert 'face_recognition_models' not in sys.modules          # its __init__ needs pkg_resources
-    ok, why = M.face_status()
-    assert ok, why
+    for metric in ('face_dist', 'lmd'):
+        ok, why = M.face_status(metric)
+        assert ok, why
 
 
 def test_face_identity_distances(collins, hopper):
@@ -201,12 +204,43 @@ def test_evaluate_face_dist_notes_and_patches(collins, shuttle):
     assert again.attrs['notes']['face_dist'].startswith(note)
 
 
+def test_landmark_distance_in_the_hr_box(collins):
+    "LMD is 0 for a copy, grows with a shift (every point moves by the shift), and the detector runs on the HR only, once."
+    lmd = M.LandmarkDistance()
+    det, pred = lmd._load()
+    calls = []
+    lmd._models = (lambda img, up: calls.append((img.shape, up)) or det(img, up), pred)
+    assert lmd(collins, collins) == 0.0
+    box, pts, iod = lmd.hr_face(M.shave(collins, 4))
+    assert pts.shape == (68, 2) and 40 < iod < 80                       # eyes about 58 px apart on the 200x200 face
+    shifts = [lmd(np.roll(collins, k, axis=1), collins) for k in (2, 5, 10)]
+    assert 0 < shifts[0] < shifts[1] < shifts[2] and shifts[2] == pytest.approx(10 / iod, abs=0.03)
+    assert 0 < lmd(bicubic_upscale(make_lr(collins, 4), 4), collins) < shifts[1]
+    assert lmd(_blur(collins, 4), collins) > 0
+    assert calls == [((192, 192, 3), 2)]                                # one detection, on the HR, for all of them
+    # an SR with no detectable face is still scored: it is read in the HR's box
+    assert np.isfinite(lmd(np.full_like(collins, 128), collins))
+
+
+def test_evaluate_lmd_counts_faceless_photos(collins, shuttle):
+    "evaluate(metrics=['lmd']): a number on the face, NaN on the faceless photo and on patches, and a note that counts it."
+    patches = SimpleNamespace(hr=np.stack([collins[:96, :96]]), lr=np.stack([make_lr(collins[:96, :96], 4)]), image_ids=np.array(['collins']))
+    df = E.evaluate({'bicubic': 'bicubic'}, [('collins', collins), ('shuttle', shuttle)], metrics=['lmd'], patches=patches, progress=False)
+    img = df[df.level == 'image'].set_index(['image_id', 'method']).lmd
+    bic = bicubic_upscale(make_lr(collins, 4), 4)
+    assert img['collins', 'bicubic'] == pytest.approx(M.LandmarkDistance()(bic, collins), abs=1e-12) and img['collins', 'bicubic'] > 0
+    assert np.isnan(img['shuttle', 'bicubic']) and df[df.level == 'patch'].lmd.isna().all()
+    note = df.attrs['notes']['lmd']
+    assert note.startswith('no face found in 1 of 2 HR images; those are NaN') and "inter-ocular" in note
+    assert Su.REGISTRY['lmd'].family == 'identity' and Su.REGISTRY['lmd'].training == 'independent' and 'lmd' in Su.WHOLE_IMAGE_METRICS
+
 def test_face_dist_unavailable_without_dlib(monkeypatch, collins):
     monkeypatch.setitem(sys.modules, 'dlib', None)                 # import dlib raises ImportError
     ok, why = M.face_status()
     assert not ok and why.startswith('unavailable: dlib') and 'pip install dlib-bin face-recognition-models' in why
     suite = Su.MetricSuite(None, backbone=torch.nn.Conv2d(3, 4, 3))
     assert 'face_dist' not in suite.metrics and suite.notes['face_dist'].startswith('unavailable')
+    assert 'lmd' not in suite.metrics and suite.notes['lmd'].startswith('unavailable: dlib')
     assert 'face_dist' not in suite(collins, collins)
     with pytest.warns(UserWarning, match='face_dist unavailable'):
         Su.MetricSuite(['psnr', 'face_dist'])
@@ -229,7 +263,8 @@ def test_registry_covers_every_metric():
         assert spec.key == m and spec.label and spec.measures and spec.family, m
         assert spec.better in ('higher', 'lower') and spec.training in ('independent', 'aligned'), m
     assert [m for m, s in Su.REGISTRY.items() if s.training == 'aligned'] == ['feat_dist']
-    assert {m for m, s in Su.REGISTRY.items() if s.better == 'lower'} == {'feat_dist', 'lpips', 'stlpips', 'mdsi', 'niqe', 'chroma_err', 'face_dist'}
+    assert {m for m, s in Su.REGISTRY.items() if s.better == 'lower'} == {'feat_dist', 'lpips', 'stlpips', 'mdsi', 'niqe', 'chroma_err', 'face_dist', 'lmd'}
+    assert [m for m, s in Su.REGISTRY.items() if s.needs_face] == ['face_dist', 'lmd']
 
 
 def test_metric_info_direction_matches_the_metrics(collins):
