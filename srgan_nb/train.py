@@ -282,7 +282,7 @@ def _fmt(row: dict, cfg: RunConfig) -> str:
     s = f"epoch {row['epoch']:>3} {row['phase']:<8} g_loss {row['g_loss']:.4f}"
     terms = [LOSS_TERMS['pixel_loss']] if row['phase'] == 'pretrain' else [t for t in LOSS_TERMS.values() if term_weight(t, cfg)]
     s += ''.join(f" {t.label} {row[t.column]:.{t.digits}f}" for t in terms if not math.isnan(row.get(t.column, 0.0)))   # an untrained D: no parts
-    if row['phase'] == 'gan' and cfg.adversarial_balance == 'adaptive': s += f" (weight {row['adv_weight']:.2e})"   # the mean adaptive weight
+    if row['phase'] == 'gan' and cfg.adversarial_balance == 'adaptive' and cfg.adversarial_weight: s += f" (weight {row['adv_weight']:.2e})"   # the mean adaptive weight
     if row['phase'] == 'gan' and not math.isnan(row['d_real_mean']):
         s += f" D(hr) {row['d_real_mean']:.2f} D(sr) {row['d_fake_mean']:.2f}"
         if not math.isnan(row['d_pair_acc']):
