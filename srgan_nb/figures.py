@@ -4,6 +4,7 @@
 
 # %% ../nbs/22_figures.ipynb #2088d842
 from __future__ import annotations
+import functools, hashlib
 from pathlib import Path
 
 import numpy as np
@@ -269,25 +270,34 @@ def center_crop(im: np.ndarray, size: int, multiple: int = 4) -> np.ndarray:
     return im[y:y + s, x:x + s]
 
 # %% ../nbs/22_figures.ipynb #7d88cc82
+@functools.lru_cache(maxsize=16)
+def _upscaler(path: str, mtime_ns: int) -> Upscaler:
+    "One prepared fp32 `Upscaler` per generator file (and version of it): the report asks for the same ones several times."
+    return Upscaler(path, precision='fp32')
+
+_PANELS: dict = {}   # (generators and their versions, scale, the photo's hash, crop) -> panels
+
+def _panels(gens: tuple, scale: int, hr: np.ndarray, crop: int) -> dict:
+    "LR, bicubic, each generator's SR and HR of one test photo, made once: the report shows a face in several places."
+    key = (gens, scale, hashlib.blake2b(np.ascontiguousarray(hr).tobytes(), digest_size=16).digest(), crop)
+    if key not in _PANELS:
+        if len(_PANELS) >= 64: _PANELS.clear()
+        h = center_crop(hr, crop, scale)
+        lr = make_lr(h, scale)
+        _PANELS[key] = {'LR': lr, 'bicubic': bicubic_upscale(lr, scale), **{k: _upscaler(p, t)(lr) for k, p, t in gens}, 'HR': h}
+    return dict(_PANELS[key])
+
 def comparison_rows(run, n: int = 3, crop: int = 160, ids=None) -> list:
     "Rows for `comparison_grid`: LR, bicubic, SRResNet and SRGAN of each strategy and HR on `n` test images, or those in `ids` (SR by `infer.Upscaler`, fp32)."
     cfg = run.cfg
-    gens = {}
+    gens = []
     for s in run.strategies:
         for kind, name in (('srresnet', 'SRResNet'), ('srgan', 'SRGAN')):
             p = run.files.strategy(s).generator(kind)
-            if p.exists(): gens[f'{name} {s}'] = Upscaler(p, precision='fp32')
-    rows = []
+            if p.exists(): gens.append((f'{name} {s}', str(p), p.stat().st_mtime_ns))
     test = load_split_images(cfg, 'test')
     chosen = test[:n] if ids is None else [t for i in ids for t in test if t[0] == i]
-    for iid, hr in chosen:
-        hr = center_crop(hr, crop, cfg.scale)
-        lr = make_lr(hr, cfg.scale)
-        panels = {'LR': lr, 'bicubic': bicubic_upscale(lr, cfg.scale)}
-        panels.update({k: up(lr) for k, up in gens.items()})
-        panels['HR'] = hr
-        rows.append((iid, panels))
-    return rows
+    return [(iid, _panels(tuple(gens), cfg.scale, hr, crop)) for iid, hr in chosen]
 
 # %% ../nbs/22_figures.ipynb #83e388f9
 def worst_images(per_image: pd.DataFrame, strategy: str, method: str = 'srgan', n: int = 3) -> pd.DataFrame:
@@ -314,7 +324,7 @@ def full_size_faces(run, per_image: pd.DataFrame, rows) -> list:
     pi = per_image
     ids = list(dict.fromkeys([i for i, _ in rows] + [i for s in with_srgan(run, pi) for i in worst_images(pi, s)['image_id']]))
     if not ids: return []
-    shipped = {m: Upscaler(m.removeprefix('shipped_'), precision='fp32') for m in METHOD_ORDER if m.startswith('shipped_') and m in set(pi['method'])}
+    shipped = {m: _upscaler(m.removeprefix('shipped_'), 0) for m in METHOD_ORDER if m.startswith('shipped_') and m in set(pi['method'])}
     out = []
     for iid, panels in comparison_rows(run, ids=ids, crop=10**6):
         hr = panels.pop('HR')
