@@ -56,7 +56,7 @@ def get_strategy(name: str) -> Strategy:
 
 # %% ../nbs/01_config.ipynb #25b0f5c5
 QUICK_CAPS = dict(n_train=12, n_val=4, n_test=6, epochs=2, pretrain_epochs=2, patches_per_image=10,
-                  val_photos=2, d_health_patches=20)   # whole photos scored per epoch; patches D's health is measured on
+                  val_photos=1, d_health_patches=20)   # whole photos scored per epoch; patches D's health is measured on
 
 
 # Named GAN recipes: `--set gan=paper` fills in these fields; explicit --set values win.
