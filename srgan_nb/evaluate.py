@@ -76,6 +76,11 @@ def _with_too_small(notes: dict, too_small: dict) -> dict:
     for m, (why, n) in too_small.items(): out[m] = out.get(m, m).split(TOO_SMALL)[0] + f"{TOO_SMALL}{why} ({n} image(s) or patch(es))"
     return out
 
+def _columns_in_order(df: pd.DataFrame, metrics) -> pd.DataFrame:
+    "`df` with the id columns and `metrics` first, the rest after them as they come."
+    front = [c for c in ('image_id', 'method', 'strategy', 'level', *metrics) if c in df.columns]
+    return df[front + [c for c in df.columns if c not in front]]
+
 def _sr(fn, lr: np.ndarray, expect: tuple, name: str) -> np.ndarray:
     "Run method `fn` on `lr` and check its output."
     sr = np.asarray(fn(lr))
@@ -134,8 +139,7 @@ def evaluate(methods: dict, images, scale: int = 4, strategy: str | None = None,
             raise ValueError(f"patch_agg must be 'mean' or None, got {patch_agg!r}")
         rows += pdf.to_dict('records')
     df = pd.DataFrame(rows)
-    front = [c for c in ('image_id', 'method', 'strategy', 'level', *suite.metrics) if c in df.columns]
-    df = df[front + [c for c in df.columns if c not in front]]
+    df = _columns_in_order(df, suite.metrics)
     notes = dict(suite.notes)
     for name, fn in fns.items():
         if isinstance(fn, Upscaler): notes[f'sr:{name}'] = fn.describe()
@@ -197,7 +201,9 @@ def _concat(*dfs) -> pd.DataFrame:
     df = pd.concat([d for d in dfs if len(d)], ignore_index=True)
     small = {}
     for d in dfs:
-        for m, (why, n) in d.attrs.get('too_small', {}).items(): small[m] = [small.get(m, [why])[0], small.get(m, [why, 0])[1] + n]
+        for m, (why, n) in d.attrs.get('too_small', {}).items():
+            first_why, count = small.get(m, (why, 0))
+            small[m] = [first_why, count + n]
     df.attrs['too_small'] = small
     df.attrs['notes'] = _with_too_small({k: v for d in dfs for k, v in d.attrs.get('notes', {}).items()}, small)
     return df
@@ -219,7 +225,7 @@ def shared_rows(cfg: RunConfig, images, pset, suite: MetricSuite, skip_init: boo
         for a in (pset.lr, pset.hr): h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
         h.update(repr([str(i) for i in pset.image_ids]).encode())
     h.update(repr((__version__, cfg.scale, suite.metrics, precision, torch.device(device).type, skip_init and (cfg.n_blocks, cfg.channels),
-                   shipped and [(n, hashlib.sha256(Path(model_path(n)).read_bytes()).hexdigest()) for n in shipped_models()])).encode())
+                   shipped and [(n, e['sha256']) for n, e in shipped_models().items()])).encode())   # model_path checks each file against it
     key, where, meta = h.hexdigest(), run.reference_rows, run.reference_rows_meta
     if where.exists() and meta.exists():
         m = json.loads(meta.read_text())
@@ -281,8 +287,7 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
     own = evaluate(methods, images, scale=cfg.scale, strategy=strategy, patches=pset, suite=suite, device=device,
                    progress=progress, precision=precision, hr_rows=False, fresh=False)
     df = _in_order(_concat(shared.assign(strategy=strategy), own), ['bicubic', *methods])
-    front = [c for c in ('image_id', 'method', 'strategy', 'level', *suite.metrics) if c in df.columns]
-    df = df[front + [c for c in df.columns if c not in front]]
+    df = _columns_in_order(df, suite.metrics)
     write_eval(df, files.eval.root, seed=cfg.seed)
     return df
 

@@ -17,18 +17,18 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm.auto import tqdm
 
 from .config import pick_device, pick_precision, autocast, gpu_numerics
-from .layout import GENERATOR_FILES, atomic_write
+from .layout import GENERATOR_FILES, StrategyFiles, atomic_write
 from .images import BT601_LUMA, load_image, bicubic_upscale
 from .sources import IMAGE_EXTS
 from .model import load_generator, unwrap, check_strength, blend_generators
 from .pretrained import MODEL_NAMES, is_model_name, model_path, resolve_generator
 
 # %% auto #0
-__all__ = ['WRITE_EXTS', 'MADE_BY', 'GRAY_MODES', 'CURVE_STRENGTHS', 'write_image', 'is_gray', 'luma', 'keep_gray', 'output_mode',
-           'receptive_radius', 'probe_radius', 'tile_spans', 'fold_batchnorm', 'ShuffledTail', 'shuffle_tail',
-           'prepare_generator', 'upscale_tensor', 'upscale_image', 'upscale_batch', 'strength_pair',
-           'load_for_inference', 'Upscaler', 'blend_method', 'strength_methods', 'compare_image', 'collect_inputs',
-           'plan_outputs', 'made_by_of', 'is_done', 'upscale_command']
+__all__ = ['WRITE_EXTS', 'MADE_BY', 'GRAY_MODES', 'CURVE_STRENGTHS', 'BLEND_PREFIX', 'write_image', 'is_gray', 'luma',
+           'keep_gray', 'output_mode', 'receptive_radius', 'probe_radius', 'tile_spans', 'fold_batchnorm',
+           'ShuffledTail', 'shuffle_tail', 'prepare_generator', 'upscale_tensor', 'upscale_image', 'upscale_batch',
+           'strength_pair', 'load_for_inference', 'Upscaler', 'blend_method', 'strength_methods', 'compare_image',
+           'collect_inputs', 'plan_outputs', 'made_by_of', 'is_done', 'upscale_command']
 
 # %% ../nbs/11_infer.ipynb #9405c745
 WRITE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')  # the readable formats (data.IMAGE_EXTS) PIL also writes
@@ -257,8 +257,8 @@ def strength_pair(model=None) -> tuple[Path, Path]:
     None; for a run's generator file (or its strategy folder), that folder's SRResNet and SRGAN."""
     if model is None or is_model_name(model): return model_path('psnr'), model_path('gan')
     p = Path(model)
-    folder = p.parent if p.name in GENERATOR_FILES.values() else p
-    pair = folder/GENERATOR_FILES['srresnet'], folder/GENERATOR_FILES['srgan']
+    files = StrategyFiles(p.parent if p.name in GENERATOR_FILES.values() else p)
+    pair = files.generator('srresnet'), files.generator('srgan')
     if not all(q.is_file() for q in pair):
         raise FileNotFoundError(f"a strength blends a run's SRResNet and SRGAN, so {pair[0]} and {pair[1]} must both exist; "
                                 f"or name a shipped model ({', '.join(MODEL_NAMES)})")
@@ -318,18 +318,19 @@ class Upscaler:
 
 # %% ../nbs/11_infer.ipynb #0198af5b
 CURVE_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)   # where the perception-distortion curve of the dial is measured
+BLEND_PREFIX = 'a='   # a blend's method name: the prefix, then its strength
 
 def blend_method(strength: float) -> str:
     "The method name of a blend at `strength`."
-    return f"a={check_strength(strength):g}"
+    return f"{BLEND_PREFIX}{check_strength(strength):g}"
 
 def strength_methods(methods, ends=('srresnet', 'srgan')) -> dict:
     "{strength: method} of a strength curve among `methods`: `ends` are strengths 0 and 1, `blend_method` names the others; sorted."
     out = {}
     for m in dict.fromkeys(methods):
         if m in ends: out[float(ends.index(m))] = m
-        elif str(m).startswith('a='):
-            try: out[check_strength(str(m)[2:])] = m
+        elif str(m).startswith(BLEND_PREFIX):
+            try: out[check_strength(str(m).removeprefix(BLEND_PREFIX))] = m
             except ValueError: pass
     return dict(sorted(out.items()))
 

@@ -133,7 +133,8 @@ def generator_step(s: TrainState, sr: torch.Tensor, hr: torch.Tensor, hr_feature
         s.scaler_g.step(s.opt_g); s.scaler_g.update()
     finally:
         D.requires_grad_(True)
-    return dict(g_loss=g_loss.detach(), adv_weight=sr.new_tensor(float(w_adv), dtype=torch.float32), **{k: v.detach() for k, (_, v) in terms.items()})
+    adv_weight = torch.as_tensor(w_adv, dtype=torch.float32, device=sr.device)   # a tensor on the device as it is: no host sync per step
+    return dict(g_loss=g_loss.detach(), adv_weight=adv_weight.detach(), **{k: v.detach() for k, (_, v) in terms.items()})
 
 def d_parts() -> tuple[str, ...]:
     "The parts `discriminator_step` returns (none when the adversarial weight is 0: D is not trained then)."
