@@ -17,12 +17,12 @@ from .layout import ReportsFiles, RunFiles, atomic_write
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'QUICK_CAPS', 'GAN_PRESETS', 'AFFECTS', 'DataSource', 'BackboneName', 'Precision', 'PixelCriterion',
-           'GanLoss', 'AdvBalance', 'DNorm', 'DView', 'AnchorKind', 'Strategy', 'get_strategy', 'setting', 'RunConfig',
-           'choice_fields', 'allowed_values', 'fields_affecting', 'config_dict', 'default_run_id', 'parse_overrides',
-           'make_config', 'save_config', 'OtherVersion', 'check_schema', 'load_config', 'repo_root', 'package_dir',
-           'reports_dir', 'reports_files', 'cache_dir', 'runs_dir', 'run_path', 'run_files', 'shared_data',
-           'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision', 'autocast_dtype', 'autocast',
-           'gpu_numerics']
+           'GanLoss', 'AdvBalance', 'DNorm', 'DView', 'DArch', 'AnchorKind', 'Strategy', 'get_strategy', 'setting',
+           'RunConfig', 'choice_fields', 'allowed_values', 'fields_affecting', 'config_dict', 'default_run_id',
+           'parse_overrides', 'make_config', 'save_config', 'OtherVersion', 'check_schema', 'load_config', 'repo_root',
+           'package_dir', 'reports_dir', 'reports_files', 'cache_dir', 'runs_dir', 'run_path', 'run_files',
+           'shared_data', 'seed_everything', 'pick_device', 'cpu_supports_bf16', 'pick_precision', 'autocast_dtype',
+           'autocast', 'gpu_numerics']
 
 # %% ../nbs/01_config.ipynb #1ca401bd
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ GanLoss = Literal['bce', 'ragan']                             # the paper's BCE 
 AdvBalance = Literal['fixed', 'adaptive']                     # the adversarial weight as it is, or scaled by a gradient-norm ratio (07_losses)
 DNorm = Literal['bn', 'sn']                                   # the discriminator's normalisation: BatchNorm (the paper's) or spectral norm
 DView = Literal['rgb', 'haar']                                # what the discriminator sees: the image, or the Haar details of its luma
+DArch = Literal['srgan', 'unet']                              # the discriminator: the paper's (a verdict per patch) or a U-Net (a verdict per pixel)
 AnchorKind = Literal['lowpass', 'l1', 'chroma']               # the GAN phase's colour anchor (03_losses)
 
 # %% ../nbs/01_config.ipynb #04628636
@@ -145,6 +146,7 @@ class RunConfig:
     d_norm: DNorm = setting('sn', 'run_id training')             # discriminator normalisation: sn (spectral norm, no batch statistics: D health and the game see
                                      # one discriminator; 04_train's recipe comparison) | bn (the paper's)
     d_joint_batch: bool = setting(False, 'run_id training')      # real and generated patches through D in one batch (shared BatchNorm statistics)
+    d_arch: DArch = setting('srgan', 'run_id training')          # srgan: the paper's (a logit per patch) | unet: Real-ESRGAN's U-Net, spectral norm, a logit per pixel
     d_view: DView = setting('rgb', 'run_id training')           # rgb: D sees the image (the paper's) | haar: only the Haar detail bands of luma at half
                                      # resolution (WGSR, Korkmaz et al. 2024): D judges texture and edges and cannot push colour
     anchor_weight: float = setting(1.0, 'run_id training')       # a colour/tone anchor in the GAN phase only, independent of pixel_weight/pixel_criterion (0: off)
@@ -152,6 +154,7 @@ class RunConfig:
                                      # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss) | chroma: L1 on Cb, Cr
     artifact_weight: float = setting(0.0, 'run_id training')     # LDL artifact map (Liang et al. 2022): L1 on the pixels where the generator is worse
                                      # than its EMA, weighted by local residual variance (0: off; needs ema_decay > 0; LDL uses 1)
+    d_warmup_steps: int = setting(0, 'run_id training')          # the GAN phase's first steps train D alone (BasicSR's net_d_init_iters; 0: off)
     ema_decay: float = setting(0.99, 'run_id training')           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
                                      # (0: off; BasicSR uses 0.999)
     icnr: bool = setting(False, 'run_id training')               # ICNR initialisation of the sub-pixel convolutions (Aitken et al. 2017: no checkerboard at
@@ -212,8 +215,8 @@ class RunConfig:
             v = getattr(self, k)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
-        for k in ('n_val', 'n_test', 'pretrain_epochs', 'num_workers', 'd_health_patches', 'val_photos'):
-            if int(getattr(self, k)) < 0: raise ValueError(f"{k} must be >= 0, got {getattr(self, k)!r}")
+        for k in ('n_val', 'n_test', 'pretrain_epochs', 'num_workers', 'd_health_patches', 'val_photos', 'd_warmup_steps', 'min_sharpness'):
+            if float(getattr(self, k)) < 0: raise ValueError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if self.scale not in (2, 4, 8): raise ValueError(f"scale must be 2, 4 or 8, got {self.scale}")
         if self.hr_size % self.scale: raise ValueError(f"hr_size {self.hr_size} is not a multiple of scale {self.scale}")
         for k in choice_fields():   # every multiple-choice field against the one list of its values, its Literal type
@@ -223,7 +226,6 @@ class RunConfig:
             raise ValueError("data_source='folder' needs data_dir")
         for k in ('lr_g', 'lr_d'):
             if not float(getattr(self, k)) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)!r}")
-        if self.min_sharpness < 0: raise ValueError("min_sharpness must be >= 0")
         if not float(self.checkpoint_minutes) >= 0: raise ValueError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes!r}")
         if self.reference_models is not None and not isinstance(self.reference_models, bool):
             raise ValueError(f"reference_models must be true, false or None (auto), got {self.reference_models!r}")
@@ -234,6 +236,7 @@ class RunConfig:
         if not 0 <= float(self.ema_decay) < 1: raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not float(self.artifact_weight) >= 0: raise ValueError(f"artifact_weight must be >= 0, got {self.artifact_weight!r}")
         if self.artifact_weight and not self.ema_decay: raise ValueError("artifact_weight needs the generator's average (ema_decay > 0): the artifact map compares with it")
+        if self.d_arch == 'unet' and self.d_norm != 'sn': raise ValueError("the U-Net discriminator is spectrally normalised: d_arch=unet needs d_norm=sn")
         if self.gan is not None and self.gan not in GAN_PRESETS:
             raise ValueError(f"Unknown gan preset {self.gan!r}; choose one of {sorted(GAN_PRESETS)}")
         return self

@@ -18,9 +18,10 @@ from .images import BT601_LUMA
 
 # %% auto #0
 __all__ = ['GENERATOR_FORMAT', 'ResidualBlock', 'icnr_', 'UpsampleBlock', 'bicubic', 'Generator', 'spectral_uv', 'spectral_sigma',
-           'SNConv2d', 'SNLinear', 'weight_spectral_norm', 'haar_details', 'Discriminator', 'count_parameters',
-           'build_models', 'parameter_table', 'layer_shapes', 'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state',
-           'save_generator', 'load_generator', 'check_strength', 'blend_generators']
+           'SNConv2d', 'SNLinear', 'weight_spectral_norm', 'check_view', 'd_input', 'haar_details', 'Discriminator',
+           'UNetDiscriminator', 'describe_discriminator', 'count_parameters', 'build_models', 'parameter_table',
+           'layer_shapes', 'atomic_save', 'load_checkpoint', 'unwrap', 'cpu_state', 'save_generator', 'load_generator',
+           'check_strength', 'blend_generators']
 
 # %% ../nbs/06_model.ipynb #82934f5a
 class ResidualBlock(nn.Module):
@@ -170,6 +171,15 @@ def weight_spectral_norm(module: nn.Module) -> nn.Module:
     return module
 
 # %% ../nbs/06_model.ipynb #2eb3c656
+def check_view(view: str) -> str:
+    "`view` when it is one of `d_view`'s values, with a clear error otherwise."
+    if view not in allowed_values('d_view'): raise ValueError(f"discriminator view must be {' or '.join(allowed_values('d_view'))}, got {view!r}")
+    return view
+
+def d_input(x: torch.Tensor, view: str) -> torch.Tensor:
+    "What a discriminator's conv layers see of images in [0, 1]: the image in [-1, 1] (`view` rgb), or its luma's Haar detail bands (haar)."
+    return (x - 0.5) / 0.5 if view == 'rgb' else haar_details(x)
+
 def haar_details(x: torch.Tensor) -> torch.Tensor:
     "The Haar detail bands (LH, HL, HH; orthonormal, half resolution) of the BT.601 luma of (N, 3, H, W) images: (N, 3, H/2, W/2)."
     y = (x * x.new_tensor(BT601_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
@@ -184,7 +194,7 @@ class Discriminator(nn.Module):
         super().__init__()
         if hr_size < 16: raise ValueError(f"hr_size must be at least 16 (four stride-2 convs), got {hr_size}")
         if norm not in allowed_values('d_norm'): raise ValueError(f"discriminator norm must be {' or '.join(allowed_values('d_norm'))}, got {norm!r}")
-        if view not in allowed_values('d_view'): raise ValueError(f"discriminator view must be {' or '.join(allowed_values('d_view'))}, got {view!r}")
+        check_view(view)
         self.hr_size, self.norm, self.view = hr_size, norm, view
         sn = norm == 'sn'
         chans = [base, base, base * 2, base * 2, base * 4, base * 4, base * 8, base * 8]
@@ -196,9 +206,7 @@ class Discriminator(nn.Module):
         self.classifier = nn.Sequential(nn.Flatten(), _sn(nn.Linear(c_in * 36, 1024), sn), nn.LeakyReLU(0.2, inplace=True),
                                         _sn(nn.Linear(1024, 1), sn))
 
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        "What the conv layers see of images in [0, 1]: the image in [-1, 1], or its luma's Haar detail bands."
-        return (x - 0.5) / 0.5 if self.view == 'rgb' else haar_details(x)
+    def _input(self, x: torch.Tensor) -> torch.Tensor: return d_input(x, self.view)
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Logits (B,) of images `x` in [0, 1]. With `more` batches (D(hr, sr)): each batch through the conv layers on its own
@@ -218,17 +226,63 @@ class Discriminator(nn.Module):
             logits = self.classifier(h.float()).squeeze(1)
         return logits.split([len(t) for t in xs]) if more else logits
 
+# %% ../nbs/06_model.ipynb #5b3fd12e
+class UNetDiscriminator(nn.Module):
+    """Real-ESRGAN's U-Net discriminator with spectral norm: conv3x3 (`base` channels), three 4x4 stride-2 convs down (to 8 x `base`),
+    three 3x3 convs up (bilinear x2 before each, the way down's level of that size added after), two 3x3 convs and a 3x3 to one
+    channel -> logits (B, H', W') of images in [0, 1]: one per pixel of what D sees (`d_input`: H' = H for rgb, H/2 for haar)."""
+    def __init__(self, in_channels: int = 3, base: int = 64, view: str = 'rgb'):
+        super().__init__()
+        self.view, self.norm = check_view(view), 'sn'
+        conv = lambda c_in, c_out, k=3, stride=1: _sn(nn.Conv2d(c_in, c_out, k, stride, 1, bias=False), True)
+        c = [base, base * 2, base * 4, base * 8]
+        self.stem = nn.Conv2d(in_channels, base, 3, 1, 1)
+        self.down = nn.ModuleList([conv(c[i], c[i + 1], 4, 2) for i in range(3)])
+        self.up = nn.ModuleList([conv(c[i + 1], c[i]) for i in (2, 1, 0)])
+        self.head = nn.Sequential(conv(base, base), nn.LeakyReLU(0.2), conv(base, base), nn.LeakyReLU(0.2), nn.Conv2d(base, 1, 3, 1, 1))
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        h = d_input(x, self.view)
+        if h.shape[-1] % 8 or h.shape[-2] % 8:
+            raise ValueError(f"the U-Net discriminator needs sides that are multiples of {8 * x.shape[-1] // h.shape[-1]} (three halvings), got {tuple(x.shape)}")
+        levels = [F.leaky_relu(self.stem(h), 0.2)]
+        for conv in self.down: levels.append(F.leaky_relu(conv(levels[-1]), 0.2))
+        h = levels.pop()
+        for conv in self.up:
+            h = F.leaky_relu(conv(F.interpolate(h, scale_factor=2, mode='bilinear', align_corners=False)), 0.2) + levels.pop()
+        return self.head(h).squeeze(1)
+
+    def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        "Per-pixel logits of images `x` in [0, 1]; with `more` batches (D(hr, sr)) a tuple, each batch its own call (no batch statistics)."
+        out = tuple(self._logits(t) for t in (x, *more))
+        return out if more else out[0]
+
+# %% ../nbs/06_model.ipynb #26d3b310
+def describe_discriminator(cfg) -> str:
+    "One sentence on the discriminator of `cfg` (`d_arch`, `d_norm`, `d_view`, `d_joint_batch`), for the report's methodology."
+    if getattr(cfg, 'd_arch', 'srgan') == 'unet':
+        s = ("Real-ESRGAN's U-Net with spectral normalisation: three stride-2 convolutions down (64 to 512 channels), three back up "
+             "with skip connections, one logit per pixel (its BCE is averaged over the pixels)")
+    else:
+        norm = "batch norm (the paper's)" if cfg.d_norm == 'bn' else 'spectral normalisation'
+        s = f"Eight 3x3 convolutions (64 to 512 channels, LeakyReLU 0.2) with {norm}, two dense layers, one logit"
+    if cfg.d_joint_batch: s += "; HR and SR patches pass through it in one batch"
+    if getattr(cfg, 'd_view', 'rgb') == 'haar': s += "; it sees only the Haar detail bands of the luma, at half resolution (it cannot judge colour)"
+    return s + "."
+
 # %% ../nbs/06_model.ipynb #aef7d01d
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters of `module` (only those with requires_grad when `trainable_only`)."
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 # %% ../nbs/06_model.ipynb #ec482874
-def build_models(cfg) -> tuple[Generator, Discriminator]:
-    "The generator and discriminator a `RunConfig` describes (ICNR when `cfg.icnr` and the generator starts from scratch)."
+def build_models(cfg) -> tuple[Generator, nn.Module]:
+    "The generator and discriminator (`d_arch`: the paper's or the U-Net) a `RunConfig` describes (ICNR when `cfg.icnr` and the generator starts from scratch)."
     icnr = bool(getattr(cfg, 'icnr', False)) and not getattr(cfg, 'init_generator', None)  # loaded weights would overwrite it
     gen = Generator(scale=cfg.scale, n_blocks=cfg.n_blocks, channels=cfg.channels, bicubic_skip=getattr(cfg, 'bicubic_skip', False), icnr=icnr)
-    disc = Discriminator(hr_size=cfg.hr_size, norm=getattr(cfg, 'd_norm', 'bn'), view=getattr(cfg, 'd_view', 'rgb'))
+    view = getattr(cfg, 'd_view', 'rgb')
+    disc = (UNetDiscriminator(view=view) if getattr(cfg, 'd_arch', 'srgan') == 'unet'
+            else Discriminator(hr_size=cfg.hr_size, norm=getattr(cfg, 'd_norm', 'bn'), view=view))
     return gen, disc
 
 # %% ../nbs/06_model.ipynb #7384047f

@@ -4,7 +4,6 @@
 
 # %% ../nbs/13_monitor.ipynb #665fefdd
 from __future__ import annotations
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,13 +15,13 @@ from .images import bicubic_upscale, crop_to_scale, make_lr
 from .model import unwrap
 from .infer import upscale_batch, upscale_image, prepare_generator
 from .metrics import psnr, niqe_sr, chroma_error, STLPIPS, stlpips_status, ImageTooSmall
-from .steps import TrainState
+from .steps import TrainState, frozen_buffers
 
 
 # %% auto #0
 __all__ = ['VAL_PHOTO_METRICS', 'D_HEALTH_COLUMNS', 'batch_psnr', 'bicubic_psnr', 'ValidationPhotos', 'validation_photos',
-           'photo_scores', 'validate_photos', 'validate', 'd_health_mode', 'frozen_buffers', 'd_pairwise_accuracy',
-           'd_health_record', 'health_steps', 'd_health_warning']
+           'photo_scores', 'validate_photos', 'validate', 'd_health_mode', 'd_pairwise_accuracy', 'd_health_record',
+           'health_steps', 'd_health_warning']
 
 # %% ../nbs/13_monitor.ipynb #1cef46d2
 def batch_psnr(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> np.ndarray:
@@ -93,15 +92,6 @@ def d_health_mode(s: TrainState) -> str:
     D = unwrap(s.discriminator)
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()): return 'eval'
     return 'train-joint' if s.joint_batch else 'train-separate'
-
-@contextlib.contextmanager
-def frozen_buffers(module: nn.Module):
-    "Run `module` in any mode and put its buffers (BatchNorm running statistics, spectral-norm vectors) back afterwards."
-    saved = [(b, b.detach().clone()) for b in module.buffers()]
-    try: yield module
-    finally:
-        with torch.no_grad():
-            for b, v in saved: b.copy_(v)
 
 @torch.no_grad()
 def d_pairwise_accuracy(s: TrainState, lr_u8: torch.Tensor, hr_u8: torch.Tensor, batch_size: int = 50, mode: str = 'eval',

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig, load_config, QUICK_CAPS, STRATEGIES, repo_root
-from .model import build_models, count_parameters
+from .model import build_models, count_parameters, describe_discriminator
 from .train import read_history
 from .plots import plot_d_health, plot_photo_history
 from .losses import loss_terms, term_weight
@@ -182,7 +182,6 @@ def methodology_markdown(cfg: RunConfig, backbone: str | None = None) -> str:
     bb = backbone or cfg.backbone
     terms = [f"{_fmt_w(term_weight(t, cfg))} · {t.formula(cfg)}" for t in loss_terms('generator') if term_weight(t, cfg)]   # from the registry: what training sums
     d_terms = [t.formula(cfg) for t in loss_terms('discriminator')]
-    d_norm = 'batch norm (the paper\'s)' if cfg.d_norm == 'bn' else 'spectral normalisation'
     return ("## Methodology\n\n"
             f"**Degradation.** From each training photo, {cfg.patches_per_image} HR patches of {cfg.hr_size}x{cfg.hr_size} are cut at "
             f"random positions in the inner half of the photo; each LR patch is its PIL bicubic downsample by {cfg.scale} "
@@ -190,8 +189,7 @@ def methodology_markdown(cfg: RunConfig, backbone: str | None = None) -> str:
             "validation and test sets before any patch is cut.\n\n"
             f"**Generator.** SRResNet: {cfg.n_blocks} residual blocks of {cfg.channels} channels, sub-pixel upsampling"
             + (", plus a bicubic upscale of its input added to its output (residual learning)" if cfg.bicubic_skip else '') + ".\n\n"
-            f"**Discriminator.** Eight 3x3 convolutions (64 to 512 channels, LeakyReLU 0.2) with {d_norm}, two dense layers, one logit"
-            + ("; HR and SR patches pass through it in one batch" if cfg.d_joint_batch else '') + ("; it sees only the Haar detail bands of the luma, at half resolution (it cannot judge colour)" if cfg.d_view == 'haar' else '') + ".\n\n"
+            f"**Discriminator.** {describe_discriminator(cfg)}\n\n"
             f"**Phase 1, SRResNet.** {cfg.pretrain_epochs} epochs minimising the pixel loss "
             f"{cfg.pixel_criterion.upper()}(SR, HR) with Adam (learning rate {_fmt_w(cfg.lr_pretrain or cfg.lr_g)}).\n\n"
             f"**Phase 2, SRGAN.** Each step first updates the discriminator on "

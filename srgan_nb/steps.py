@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_steps.ipynb #2a855d76
 from __future__ import annotations
-import copy
+import contextlib, copy
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +18,7 @@ from .losses import (build_backbone, PerceptualLoss, LossInputs, pixel_loss, dis
 
 # %% auto #0
 __all__ = ['make_scaler', 'TrainState', 'build_train_state', 'pretrain_step', 'discriminator_step', 'generator_step', 'd_parts',
-           'srgan_step', 'ema_update', 'ema_reset', 'hr_feature_cache']
+           'frozen_buffers', 'srgan_step', 'ema_update', 'ema_reset', 'hr_feature_cache']
 
 # %% ../nbs/12_steps.ipynb #4a2eea63
 def make_scaler(device, precision: str):
@@ -98,18 +98,19 @@ def discriminator_step(s: TrainState, sr: torch.Tensor, hr: torch.Tensor) -> dic
                     d_real_mean=torch.sigmoid(d_real.float()).mean(), d_fake_mean=torch.sigmoid(d_fake.float()).mean())
 
 def generator_step(s: TrainState, sr: torch.Tensor, hr: torch.Tensor, hr_features: torch.Tensor | None = None,
-                   sr_ema: torch.Tensor | None = None) -> dict:
+                   sr_ema: torch.Tensor | None = None, update: bool = True) -> dict:
     """One Adam step of the generator on its objective, the discriminator frozen; `sr` = generator(lr) with its graph (`sr_ema`:
     the average's, for the artifact map). With `adversarial_balance='adaptive'` the adversarial weight is rescaled by
     `losses.adaptive_balance` at SR, and the generator's backward pass runs once on the weighted sum of the two gradients.
+    With `update=False` (D's warm-up) the objective is measured and the generator left as it is (`adv_weight` 0: no push reached it).
     Returns the loss parts and `adv_weight`, the adversarial weight the step used."""
     D = unwrap(s.discriminator)
     D.requires_grad_(False)
-    adaptive = s.weights.get('adversarial_balance') == 'adaptive' and bool(s.weights['adversarial_weight'])
+    adaptive = update and s.weights.get('adversarial_balance') == 'adaptive' and bool(s.weights['adversarial_weight'])
     x = sr.detach().requires_grad_(True) if adaptive else sr   # adaptive: the terms see a leaf copy of SR, where their gradients are weighed
     try:
         s.opt_g.zero_grad(set_to_none=True)
-        with s.autocast():
+        with s.autocast(), torch.set_grad_enabled(update and torch.is_grad_enabled()):
             d_fake, d_real = None, None
             if s.weights['adversarial_weight'] and s.joint_batch:  # the batch D was trained on: HR and SR together
                 d_real, d_fake = D(torch.cat([hr, x])).chunk(2)
@@ -121,7 +122,8 @@ def generator_step(s: TrainState, sr: torch.Tensor, hr: torch.Tensor, hr_feature
             inputs = LossInputs(x.float(), hr, None if d_fake is None else d_fake.float(), d_real, s.perceptual, hr_features, sr_ema)
             terms = objective_terms('generator', inputs, s.weights)
         w_adv, adv = terms['adversarial_loss']
-        if adaptive:
+        if not update: w_adv, g_loss = 0.0, weighted_sum(terms)
+        elif adaptive:
             rec = weighted_sum(terms, leave_out=('adversarial_loss',))
             lam, g_rec, g_adv = adaptive_balance(rec, adv, x)
             w_adv = w_adv * lam
@@ -130,7 +132,7 @@ def generator_step(s: TrainState, sr: torch.Tensor, hr: torch.Tensor, hr_feature
         else:
             g_loss = weighted_sum(terms)
             s.scaler_g.scale(g_loss).backward()
-        s.scaler_g.step(s.opt_g); s.scaler_g.update()
+        if update: s.scaler_g.step(s.opt_g); s.scaler_g.update()
     finally:
         D.requires_grad_(True)
     adv_weight = torch.as_tensor(w_adv, dtype=torch.float32, device=sr.device)   # a tensor on the device as it is: no host sync per step
@@ -140,17 +142,28 @@ def d_parts() -> tuple[str, ...]:
     "The parts `discriminator_step` returns (none when the adversarial weight is 0: D is not trained then)."
     return ('d_loss', *(t.column for t in loss_terms('discriminator')), 'd_real_mean', 'd_fake_mean')
 
-def srgan_step(s: TrainState, lr: torch.Tensor, hr: torch.Tensor, hr_features: torch.Tensor | None = None) -> dict:
-    "One SRGAN training step: SR = G(lr), then `discriminator_step`, then `generator_step`, then the EMA update (when on). Returns every loss part."
+@contextlib.contextmanager
+def frozen_buffers(module: nn.Module):
+    "Run `module` in any mode and put its buffers (BatchNorm running statistics, spectral-norm vectors) back afterwards."
+    saved = [(b, b.detach().clone()) for b in module.buffers()]
+    try: yield module
+    finally:
+        with torch.no_grad():
+            for b, v in saved: b.copy_(v)
+
+def srgan_step(s: TrainState, lr: torch.Tensor, hr: torch.Tensor, hr_features: torch.Tensor | None = None, train_g: bool = True) -> dict:
+    """One SRGAN training step: SR = G(lr), then `discriminator_step`, then `generator_step`, then the EMA update (when on).
+    `train_g=False` (D's warm-up, `d_warmup_steps`): D learns, the generator and its average stay. Returns every loss part."""
     if s.ema_decay and s.ema is None: ema_reset(s)  # the first GAN step: the average starts from the generator the GAN phase starts with
-    with s.autocast(): sr = s.generator(lr)
+    with s.autocast(), torch.set_grad_enabled(train_g), frozen_buffers(s.generator) if not train_g else contextlib.nullcontext():
+        sr = s.generator(lr)   # in D's warm-up not even the generator's BatchNorm statistics move
     sr_ema = None
     if s.weights['artifact_weight'] and s.ema is not None:   # the artifact map compares the generator with its average
         with torch.no_grad(), s.autocast(): sr_ema = s.ema(lr).float()
     # no adversarial term: D cannot change the generator, so it is not trained (and has no parts: `d_parts`)
     out = discriminator_step(s, sr, hr) if s.weights['adversarial_weight'] else {}
-    out.update(generator_step(s, sr, hr, hr_features, sr_ema))
-    if s.ema is not None: ema_update(s.ema, s.generator, s.ema_decay)
+    out.update(generator_step(s, sr, hr, hr_features, sr_ema, update=train_g))
+    if s.ema is not None and train_g: ema_update(s.ema, s.generator, s.ema_decay)
     return out
 
 # %% ../nbs/12_steps.ipynb #1315bfa5

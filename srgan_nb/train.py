@@ -234,6 +234,7 @@ def run_epoch(s: TrainState, data: TrainingData, cfg: RunConfig, ep: int, prog: 
     idx = shard_indices(len(data.lr), ep, cfg.seed, rank, world).to(data.device)
     aug_gen = torch.Generator().manual_seed(int(cfg.seed) * 7919 + ep) if cfg.augment else None
     n_steps = math.ceil(len(idx) / batch_size)
+    warmup = int(cfg.d_warmup_steps) if cfg.adversarial_weight else 0   # no D to warm without the adversarial term
     checks = set(health_steps(n_steps, cfg.d_health_checks)) if phase == 'gan' and main and data.health and cfg.adversarial_weight else set()
     parts = _PRETRAIN_PARTS if phase == 'pretrain' else [p for p in _GAN_PARTS if cfg.adversarial_weight or p not in d_parts()]
     tracker, accs, accs_eval = LossTracker(parts, s.device), [], []
@@ -250,7 +251,8 @@ def run_epoch(s: TrainState, data: TrainingData, cfg: RunConfig, ep: int, prog: 
             b = idx[(step - 1) * batch_size: step * batch_size]
             lr_b, hr_b = _batch(data, b, cfg, s.device, aug_gen)
             if phase == 'pretrain': parts = pretrain_step(s, lr_b, hr_b)
-            else: parts = srgan_step(s, lr_b, hr_b, data.feats[b.to(data.feats.device)] if data.feats is not None else None)
+            else: parts = srgan_step(s, lr_b, hr_b, data.feats[b.to(data.feats.device)] if data.feats is not None else None,
+                                     train_g=(ep - n_pretrain) * n_steps + step > warmup)   # D alone in its warm-up steps
             tracker.add(step, **parts)
             if step in checks:
                 h = d_health_record(s, *data.health, batch_size=batch_size)  # in the mode D trains in, and in eval mode

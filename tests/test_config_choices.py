@@ -13,7 +13,7 @@ from srgan_nb.config import (RunConfig, allowed_values, choice_fields, config_di
 
 
 DECLARED = dict(data_source=('auto', 'folder', 'kaggle', 'samples'), backbone=('auto', 'vgg19', 'effnet_lite0'),
-                pixel_criterion=('mse', 'l1'), gan_loss=('bce', 'ragan'), adversarial_balance=('fixed', 'adaptive'), d_norm=('bn', 'sn'), d_view=('rgb', 'haar'),
+                pixel_criterion=('mse', 'l1'), gan_loss=('bce', 'ragan'), adversarial_balance=('fixed', 'adaptive'), d_norm=('bn', 'sn'), d_view=('rgb', 'haar'), d_arch=('srgan', 'unet'),
                 anchor_kind=('lowpass', 'l1', 'chroma'), precision=('auto', 'fp32', 'bf16', 'fp16'))
 
 
@@ -74,28 +74,28 @@ def test_a_config_json_of_another_version_is_refused_saying_to_rerun(tmp_path):
     (tmp_path/'config.json').write_text(json.dumps(today))
     assert load_config(tmp_path/'config.json') == make_config('s2', data_source='samples', quick=True)
     (tmp_path/'old.json').write_text(CONFIG_JSON_A5F7520)   # as commit a5f7520 wrote it
-    with pytest.raises(C.OtherVersion, match=r"old.json was written by another version of srgan-nb \(without adversarial_balance, adversarial_twin, artifact_weight, d_view, "
+    with pytest.raises(C.OtherVersion, match=r"old.json was written by another version of srgan-nb \(without adversarial_balance, adversarial_twin, artifact_weight, d_arch, d_view, d_warmup_steps, "
                                              r"progress, reports, strength_curve, user_set; "
                                              r"with content_weight, unknown here\): rerun it with this version"):
         load_config(tmp_path/'old.json')
 
 
 # run ids, recorded when the project dropped its compatibility machinery (one schema: the ids of older runs changed then, once),
-# and again when adversarial_balance, adversarial_twin and d_view joined the training settings (issue 28):
+# and again when adversarial_balance, adversarial_twin and d_view, then d_arch and d_warmup_steps joined the training settings (issue 28):
 # a change that moves one of these renames every run folder, so it must be deliberate
 PINNED = [
-    ('s2', [], 'auto-301bf422'),
-    ('s1', [], 'auto-301bf422'),
-    ('faces-x4', [], 'auto-953b35b9'),
-    ('s2', ['data_source=samples', 'quick=true'], 'samples-quick-66a89db0'),
-    ('s2', ['reference_models=true'], 'auto-dd03b8b6'),
-    ('s2', ['reference_models=false'], 'auto-ae31adad'),
-    ('s2', ['reference_models=auto'], 'auto-301bf422'),
-    ('s2', ['init_generator=psnr', 'pretrain_epochs=0'], 'auto-ea15b5a5'),
-    ('s2', ['init_generator=gan'], 'auto-c45cda70'),
-    ('s2', ['gan=paper'], 'auto-64ce0966'),
-    ('s1', ['gan=paper', 'data_source=samples', 'quick=true', 'reference_models=false'], 'samples-quick-363efe12'),
-    ('s2', ['precision=bf16', 'gan_loss=ragan', 'd_norm=bn', 'anchor_kind=l1', 'pixel_criterion=l1', 'backbone=vgg19'], 'auto-b2549028'),
+    ('s2', [], 'auto-09797af8'),
+    ('s1', [], 'auto-09797af8'),
+    ('faces-x4', [], 'auto-3e3efc89'),
+    ('s2', ['data_source=samples', 'quick=true'], 'samples-quick-8937fa04'),
+    ('s2', ['reference_models=true'], 'auto-ff689978'),
+    ('s2', ['reference_models=false'], 'auto-293e612d'),
+    ('s2', ['reference_models=auto'], 'auto-09797af8'),
+    ('s2', ['init_generator=psnr', 'pretrain_epochs=0'], 'auto-35aa2cf9'),
+    ('s2', ['init_generator=gan'], 'auto-6bb4f03a'),
+    ('s2', ['gan=paper'], 'auto-3ba8c752'),
+    ('s1', ['gan=paper', 'data_source=samples', 'quick=true', 'reference_models=false'], 'samples-quick-84a6e28f'),
+    ('s2', ['precision=bf16', 'gan_loss=ragan', 'd_norm=bn', 'anchor_kind=l1', 'pixel_criterion=l1', 'backbone=vgg19'], 'auto-ae73b5d0'),
 ]
 
 

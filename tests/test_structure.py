@@ -135,13 +135,13 @@ def test_every_config_field_says_what_it_affects_and_the_lists_derive_from_it():
     assert {'seed', 'n_blocks', 'adversarial_weight', 'batch_size', 'init_generator', 'anchor_weight', 'ema_decay', 'icnr'} <= set(Ck.RESUME_KEYS)
     assert not {'epochs', 'device', 'val_photos', 'd_health_patches'} & set(Ck.RESUME_KEYS)
     # run ids stay as they are (recorded when the compatibility machinery went: one schema, the ids of older runs changed once;
-    # and again when adversarial_balance, adversarial_twin and d_view joined the training settings, issue 28)
+    # and again when adversarial_balance, adversarial_twin and d_view, then d_arch and d_warmup_steps joined the training settings, issue 28)
     old = dict(d_norm='bn', anchor_weight=0.0, ema_decay=0.0)
-    assert C.default_run_id(C.make_config(**old)) == 'auto-36d4d9f4'
-    assert C.default_run_id(C.make_config(quick=True, **old)) == 'auto-quick-a9e6deef'
-    assert C.default_run_id(C.make_config(gan='paper')) == 'auto-64ce0966'
-    assert C.default_run_id(C.make_config(data_dir='/x/faces-utk', **old)) == 'folder-faces-utk-58a3ea12'
-    assert C.default_run_id(C.make_config()) != 'auto-36d4d9f4'   # today's default recipe is another run
+    assert C.default_run_id(C.make_config(**old)) == 'auto-39ac3abe'
+    assert C.default_run_id(C.make_config(quick=True, **old)) == 'auto-quick-143349a2'
+    assert C.default_run_id(C.make_config(gan='paper')) == 'auto-3ba8c752'
+    assert C.default_run_id(C.make_config(data_dir='/x/faces-utk', **old)) == 'folder-faces-utk-64e13291'
+    assert C.default_run_id(C.make_config()) != 'auto-39ac3abe'   # today's default recipe is another run
     # no module types these lists again
     for mod in ('pipeline', 'data', 'train', 'cli'):
         text = (LIB/f'{mod}.py').read_text()
