@@ -11,8 +11,8 @@ Why: a discriminator whose logits stay at chance gives the generator a push that
     # --variants srgan-bn srgan-sn unet-sn srgan-sn@4e-4 (a variant: arch-norm, @lr_d to change the learning rate)
 """
 from __future__ import annotations
-import argparse, sys, time
-from dataclasses import replace
+import argparse, json, sys, time
+from dataclasses import fields, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from srgan_nb import steps as St
-from srgan_nb.config import load_config
+from srgan_nb.config import RunConfig
 from srgan_nb.data import load_patches, patch_tensors
 from srgan_nb.infer import upscale_batch
 from srgan_nb.model import build_models, load_generator
@@ -70,7 +70,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     folder = Path(a.run) / a.strategy
-    cfg = load_config(folder / 'config.json')
+    saved = json.loads((folder / 'config.json').read_text())   # fields added since the run take their defaults
+    cfg = RunConfig(**{f.name: saved[f.name] for f in fields(RunConfig) if f.name in saved})
     gen = load_generator(folder / 'generator_srresnet.pt')
     train = patch_tensors(load_patches(cfg, 'train'))
     lr_v, hr_v = patch_tensors(load_patches(cfg, 'val'))

@@ -134,9 +134,19 @@ def health_steps(n_steps: int, checks: int = 5) -> list[int]:
 
 # %% ../nbs/13_monitor.ipynb #3f52a403
 def d_health_warning(hist: pd.DataFrame) -> str | None:
-    "A warning when D's pairwise accuracy sat near chance or saturated in most GAN epochs, else None."
-    acc = hist.loc[hist.phase == 'gan', 'd_pair_acc'].dropna()
+    """A warning when D's outputs stayed flat at 0.5 (mean D(hr) and D(sr) of its training batches within 0.01 of each other
+    and of 0.5: a pairwise accuracy then ranks by a gap too small to push anything), or its pairwise accuracy sat near chance
+    or saturated, in most GAN epochs; else None."""
+    gan = hist[hist.phase == 'gan']
+    acc = gan['d_pair_acc'].dropna()
     if not len(acc): return None
+    if {'d_real_mean', 'd_fake_mean'} <= set(gan):
+        r, f = gan['d_real_mean'].dropna(), gan['d_fake_mean'].dropna()
+        flat = float((((r - f).abs() < 0.01) & ((r - 0.5).abs() < 0.01) & ((f - 0.5).abs() < 0.01)).mean()) if len(r) else 0.0
+        if flat > 0.5:
+            return (f"the discriminator's outputs stayed at 0.5 on real and generated patches alike in {flat:.0%} of the GAN epochs "
+                    "(mean D(hr) and D(sr) within 0.01): it did not learn to tell them apart, so its push on the generator is noise "
+                    "whatever its pairwise accuracy (see benchmarks/bench_discriminator.py)")
     near, high, low = float(((acc - 0.5).abs() <= 0.05).mean()), float((acc > 0.99).mean()), float((acc < 0.45).mean())
     if low > 0.5:
         return (f"the discriminator's pairwise accuracy was below chance in {low:.0%} of the GAN epochs: the generator "
