@@ -16,9 +16,9 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .config import RunConfig, run_files, run_path, runs_dir, reports_files, shared_data, pick_device
-from .layout import GENERATOR_FILES, TWIN_METHOD, EvalFiles, StrategyFiles, atomic_write
+from .layout import GENERATOR_FILES, TWIN_METHOD, SHARPENED_METHOD, EvalFiles, StrategyFiles, atomic_write
 from .data import load_split_images, load_patches
-from .images import crop_to_scale, make_lr, bicubic_upscale, load_image, ImageError
+from .images import crop_to_scale, make_lr, bicubic_upscale, load_image, unsharp_mask, SHARPENING_CONTROL, ImageError
 from .sources import list_images
 from .model import Generator, load_generator, blend_generators
 from .infer import CURVE_STRENGTHS, Upscaler, blend_method, write_image
@@ -30,7 +30,7 @@ from . import stats, __version__
 # %% auto #0
 __all__ = ['TOO_SMALL', 'SHIPPED_PREFIX', 'bicubic_method', 'as_method', 'evaluate', 'run_generators', 'write_eval',
            'untrained_generator', 'score_shipped', 'wants_shipped', 'shared_rows', 'wants_strength_curve',
-           'dial_blends', 'evaluate_run', 'Evaluation', 'evaluation_out', 'evaluate_command']
+           'dial_blends', 'sharpening_control', 'evaluate_run', 'Evaluation', 'evaluation_out', 'evaluate_command']
 
 # %% ../nbs/19_evaluate.ipynb #2c1a2bc0
 def bicubic_method(scale: int = 4) -> Callable[[np.ndarray], np.ndarray]:
@@ -268,9 +268,16 @@ def dial_blends(gens: dict) -> dict:
     if not {'srresnet', 'srgan'} <= set(gens): return {}
     return {blend_method(a): blend_generators(gens['srresnet'], gens['srgan'], a) for a in CURVE_STRENGTHS if 0 < a < 1}
 
+def sharpening_control(gens: dict, scale: int = 4, device='cpu', precision: str = 'fp32') -> dict:
+    """The run's SRResNet followed by the unsharp mask NIQE likes best (`images.SHARPENING_CONTROL`) as method `SHARPENED_METHOD`
+    (none without an SRResNet): NIQE rewards plain sharpening, so the SRGAN's realism claim must beat this on ST-LPIPS and NIQE."""
+    if 'srresnet' not in gens: return {}
+    up = as_method(gens['srresnet'], scale, device, precision)
+    return {SHARPENED_METHOD: lambda lr: unsharp_mask(up(lr), **SHARPENING_CONTROL)}
+
 def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = True, metrics=None, device=None,
                  progress: bool = True, reference: bool = True, precision: str = 'fp32') -> pd.DataFrame:
-    """Score bicubic, srresnet and srgan of run_path(cfg)/strategy on the run's test split on `device` (None: the run's);
+    """Score bicubic, srresnet, srgan (its twin, the dial's blends, the sharpening control) of run_path(cfg)/strategy on the run's test split on `device` (None: the run's);
     write <strategy>/eval/*.csv (the pipeline's evaluate stage). The rows no strategy changes come from `shared_rows`."""
     strategy, device = strategy or cfg.strategy, pick_device(cfg.device if device is None else device)
     run = run_files(cfg); files = run.strategy(strategy)
@@ -283,7 +290,7 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
     suite = MetricSuite(metrics, device=device)
     skip_init = reference and any(getattr(g, 'bicubic_skip', False) for g in gens.values())
     shared = shared_rows(cfg, images, pset, suite, skip_init, device, progress, precision)
-    methods = {**gens, **(dial_blends(gens) if wants_strength_curve(cfg) else {})}
+    methods = {**gens, **(dial_blends(gens) if wants_strength_curve(cfg) else {}), **sharpening_control(gens, cfg.scale, device, precision)}
     own = evaluate(methods, images, scale=cfg.scale, strategy=strategy, patches=pset, suite=suite, device=device,
                    progress=progress, precision=precision, hr_rows=False, fresh=False)
     df = _in_order(_concat(shared.assign(strategy=strategy), own), ['bicubic', *methods])

@@ -11,7 +11,8 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 
 # %% auto #0
-__all__ = ['BT601_LUMA', 'ImageError', 'load_image', 'crop_to_scale', 'make_lr', 'bicubic_upscale', 'unsharp_mask']
+__all__ = ['SHARPENING_CONTROL', 'BT601_LUMA', 'ImageError', 'load_image', 'crop_to_scale', 'make_lr', 'bicubic_upscale',
+           'unsharp_mask']
 
 # %% ../nbs/02_images.ipynb #19330ded
 class ImageError(ValueError):
@@ -69,6 +70,10 @@ def bicubic_upscale(lr: np.ndarray, scale: int = 4) -> np.ndarray:
 def unsharp_mask(img: np.ndarray, radius: float = 2.0, percent: int = 150) -> np.ndarray:
     "`img` (uint8 HxWx3) sharpened by PIL's unsharp mask: img + percent/100 · (img - Gaussian(img, radius)), clipped to 8 bits."
     return np.asarray(Image.fromarray(np.ascontiguousarray(img)).filter(ImageFilter.UnsharpMask(radius=radius, percent=int(percent), threshold=0)))
+
+# the mask with the lowest mean NIQE after the shipped psnr on 50 validation faces (the shipped models' training list, never the
+# held-out faces), from a grid of radii 0.5-3 and amounts 50-300%: benchmarks/bench_sharpen.py, 2026-12-07 (README)
+SHARPENING_CONTROL = dict(radius=3.0, percent=200)
 
 # %% ../nbs/02_images.ipynb #8d2e70b0
 BT601_LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601: luma = 0.299 R + 0.587 G + 0.114 B

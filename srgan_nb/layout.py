@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['GENERATOR_FILES', 'TWIN_METHOD', 'EvalFiles', 'StrategyFiles', 'RunFiles', 'CacheFiles', 'ReportsFiles', 'DiskFull',
-           'atomic_output', 'atomic_write', 'RunLocked', 'run_lock']
+__all__ = ['GENERATOR_FILES', 'TWIN_METHOD', 'SHARPENED_METHOD', 'EvalFiles', 'StrategyFiles', 'RunFiles', 'CacheFiles',
+           'ReportsFiles', 'DiskFull', 'atomic_output', 'atomic_write', 'RunLocked', 'run_lock']
 
 # %% ../nbs/00_layout.ipynb #b9b9a82a
 GENERATOR_FILES = {'srresnet': 'generator_srresnet.pt', 'srgan': 'generator_srgan.pt'}   # phase -> file: the MSE phase, the GAN phase
 TWIN_METHOD = 'twin'   # the adversarial-free twin's SRGAN (`StrategyFiles.twin`) as an evaluated method
+SHARPENED_METHOD = 'srresnet_usm'   # the sharpening control: the run's SRResNet followed by `images.SHARPENING_CONTROL`'s unsharp mask
 
 # %% ../nbs/00_layout.ipynb #00a5c456
 @dataclass(frozen=True)

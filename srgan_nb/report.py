@@ -17,7 +17,7 @@ from .model import build_models, count_parameters, describe_discriminator
 from .train import read_history
 from .plots import plot_d_health, plot_photo_history
 from .losses import loss_terms, term_weight
-from .layout import TWIN_METHOD, RunFiles, atomic_write
+from .layout import TWIN_METHOD, SHARPENED_METHOD, RunFiles, atomic_write
 from .suite import REGISTRY, REFERENCE_METHOD, whole_images
 from . import stats
 from .stats import DIGITS
@@ -31,7 +31,7 @@ __all__ = ['FAMILY_TITLES', 'METRIC_FAMILIES', 'Run', 'load_run', 'report_frame'
            'title_markdown', 'strategy_markdown', 'abstract_markdown', 'introduction_markdown', 'methodology_markdown',
            'run_methodology', 'strategies_table', 'data_table', 'model_table', 'training_parts', 'shipped_markdown',
            'metric_protocol', 'families', 'present_metrics', 'protocol_parts', 'results_parts', 'vs_baseline',
-           'tradeoff_sentence', 'better_worse', 'twin_sentence', 'twin_parts', 'conclusion_markdown',
+           'tradeoff_sentence', 'srgan_vs', 'better_worse', 'twin_sentence', 'twin_parts', 'conclusion_markdown',
            'strategy_comparison', 'strategy_comparison_parts', 'worst_parts', 'limitations_markdown',
            'package_versions', 'provenance_table']
 
@@ -102,8 +102,7 @@ def save_scores(run, per_image: pd.DataFrame) -> Path:
 # %% ../nbs/23_report.ipynb #48824c23
 def headline_means(per_image: pd.DataFrame, metric='psnr') -> pd.DataFrame:
     "Mean of `metric` per method (rows) and strategy (columns), on whole images when a `level` column says so."
-    df = per_image
-    df = whole_images(df)
+    df = whole_images(per_image)
     t = df.pivot_table(index='method', columns='strategy', values=metric, aggfunc='mean')
     return t.reindex([m for m in METHOD_ORDER if m in t.index] + [m for m in t.index if m not in METHOD_ORDER])
 
@@ -113,8 +112,7 @@ def _src_name(run) -> str:
     return str(ds.get('source') or (run.cfg.data_source if run.cfg else 'unknown'))
 
 def _is_demo(run) -> bool:
-    ds = run.data_summary
-    return bool(ds.get('demo')) or 'sample' in _src_name(run).lower()
+    return bool(run.data_summary.get('demo')) or 'sample' in _src_name(run).lower()
 
 def n_train_used(run, strategy: str) -> int | None:
     "Training photos `strategy` used: train_summary.json's n_train_images, else its config's n_train capped by the train split."
@@ -332,6 +330,12 @@ def tradeoff_sentence(paired: pd.DataFrame, per_image: pd.DataFrame) -> str:
     return out + ('. SRGAN bought perceptual closeness with fidelity.' if gain else
                   '. The GAN phase did not make the faces perceptually closer (ST-LPIPS) than the SRResNet it started from.')
 
+def srgan_vs(per_image: pd.DataFrame, baseline: str, metrics) -> pd.DataFrame:
+    "SRGAN minus `baseline`, paired per metric (`stats.paired_vs_baseline`; its small-sample warnings silenced)."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return stats.paired_vs_baseline(per_image[per_image['method'].isin(['srgan', baseline])], baseline=baseline, metrics=metrics)
+
 def better_worse(paired: pd.DataFrame) -> str:
     "'better on ...; worse on ...': the metrics whose paired 95% BCa interval excludes 0, by direction."
     better, worse = [], []
@@ -347,9 +351,7 @@ def twin_sentence(per_image: pd.DataFrame, metrics) -> str:
     if TWIN_METHOD not in set(per_image['method']):
         return ("SRGAN minus SRResNet includes the whole perceptual fine-tune (the perceptual loss, the colour anchor, the weight "
                 "average), not only the adversarial term: `--set adversarial_twin=true` trains the adversarial-free twin that separates them.")
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        pv = stats.paired_vs_baseline(per_image[per_image['method'].isin(['srgan', TWIN_METHOD])], baseline=TWIN_METHOD, metrics=metrics)
+    pv = srgan_vs(per_image, TWIN_METHOD, metrics)
     p = pv.set_index('metric')
     f = lambda m: (f"{METRIC_NAMES[m]} {p.loc[m, 'mean_diff']:+.{DIGITS[m]}f} [{p.loc[m, 'bca_low']:+.{DIGITS[m]}f}, {p.loc[m, 'bca_high']:+.{DIGITS[m]}f}]")
     key = '; '.join(f(m) for m in ('psnr', 'stlpips', 'niqe', 'chroma_err') if m in p.index)
@@ -378,12 +380,12 @@ def conclusion_markdown(per_image: pd.DataFrame, run=None, strategies=None) -> s
                 best.append(f"{METRIC_NAMES.get(m, m)}: {METHOD_NAMES.get(b, b)}")
         lines.append(f"**Strategy {s}.** Best mean per metric — " + '; '.join(best) + '.')
         if {'srgan', 'srresnet'} <= set(d['method']):
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                pv = stats.paired_vs_baseline(d[d['method'].isin(['srgan', 'srresnet'])], baseline='srresnet', metrics=metrics)
+            pv = srgan_vs(d, 'srresnet', metrics)
             lines.append(f"SRGAN against the SRResNet it started from (paired 95% BCa intervals excluding 0): {better_worse(pv)}.")
             lines.append(tradeoff_sentence(pv, d))
             lines.append(twin_sentence(d, metrics))
+            if SHARPENED_METHOD in set(d['method']):
+                lines.append(f"SRGAN against {METHOD_NAMES[SHARPENED_METHOD]}, NIQE's favourite: {better_worse(srgan_vs(d, SHARPENED_METHOD, metrics))}.")
         run = run or Run()
         ts = run.train_summaries.get(s) or {}
         h = run.histories.get(s)
@@ -401,8 +403,7 @@ def strategy_comparison(per_image: pd.DataFrame, a: str = 's1', b: str = 's2', m
     "`stats.compare_strategies` on whole test images: per method and metric, the paired difference `a` - `b` (empty when nothing pairs)."
     import warnings
     from srgan_nb.stats import compare_strategies, StatsWarning
-    df = per_image
-    df = whole_images(df)
+    df = whole_images(per_image)
     metrics = [m for m in metrics if m in df and df[m].notna().any()]
     methods = [m for m in methods if m in set(df['method'])]
     if not metrics or not methods or not {a, b} <= set(df['strategy']): return pd.DataFrame()

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import matplotlib.pyplot as plt
 
-from .layout import TWIN_METHOD
+from .layout import TWIN_METHOD, SHARPENED_METHOD
+from .images import SHARPENING_CONTROL
 from .suite import REGISTRY, REFERENCE_METHOD, whole_images
 
 # %% auto #0
@@ -18,9 +19,10 @@ __all__ = ['METHODS', 'METHOD_NAMES', 'METHOD_ORDER', 'METRIC_NAMES', 'COLUMN_FO
 METHODS = ('bicubic', 'srresnet', 'srgan')
 METHOD_NAMES = {'bicubic': 'Bicubic', 'bicubic_skip_init': 'Untrained (bicubic skip)', 'srresnet': 'SRResNet', 'srgan': 'SRGAN',
                 TWIN_METHOD: 'SRGAN without its adversarial term (twin)',
+                SHARPENED_METHOD: 'SRResNet + unsharp mask (the sharpening control: radius {radius:g}, {percent}%)'.format(**SHARPENING_CONTROL),
                 'shipped_psnr': 'psnr model (trained elsewhere)', 'shipped_gan': 'gan model (trained elsewhere)',
                 REFERENCE_METHOD: 'HR original (reference)'}
-METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan', TWIN_METHOD, 'shipped_psnr', 'shipped_gan', REFERENCE_METHOD)   # reference rows first, shipped last
+METHOD_ORDER = ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan', TWIN_METHOD, SHARPENED_METHOD, 'shipped_psnr', 'shipped_gan', REFERENCE_METHOD)   # reference rows first, shipped last
 METRIC_NAMES = {k: m.label for k, m in REGISTRY.items()}   # labels: a view of the registry
 
 # %% ../nbs/21_tables.ipynb #d17f1127
