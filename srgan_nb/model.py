@@ -259,7 +259,7 @@ class UNetDiscriminator(nn.Module):
 
 # %% ../nbs/06_model.ipynb #26d3b310
 def describe_discriminator(cfg) -> str:
-    "One sentence on the discriminator of `cfg` (`d_arch`, `d_norm`, `d_view`, `d_joint_batch`), for the report's methodology."
+    "One sentence on the discriminator of `cfg` (`d_arch`, `d_norm`, `d_view`, `d_joint_batch`, `d_warmup_steps`), for the report's methodology."
     if getattr(cfg, 'd_arch', 'srgan') == 'unet':
         s = ("Real-ESRGAN's U-Net with spectral normalisation: three stride-2 convolutions down (64 to 512 channels), three back up "
              "with skip connections, one logit per pixel (its BCE is averaged over the pixels)")
@@ -268,6 +268,7 @@ def describe_discriminator(cfg) -> str:
         s = f"Eight 3x3 convolutions (64 to 512 channels, LeakyReLU 0.2) with {norm}, two dense layers, one logit"
     if cfg.d_joint_batch: s += "; HR and SR patches pass through it in one batch"
     if getattr(cfg, 'd_view', 'rgb') == 'haar': s += "; it sees only the Haar detail bands of the luma, at half resolution (it cannot judge colour)"
+    if getattr(cfg, 'd_warmup_steps', 0): s += f"; the GAN phase's first {cfg.d_warmup_steps} steps train it alone, the generator left as it is (warm-up)"
     return s + "."
 
 # %% ../nbs/06_model.ipynb #aef7d01d
