@@ -154,7 +154,7 @@ class RunConfig:
                                      # tone, not detail) | l1: L1 on the pixels (ESRGAN/BasicSR use 1e-2 beside a VGG loss) | chroma: L1 on Cb, Cr
     artifact_weight: float = setting(0.0, 'run_id training')     # LDL artifact map (Liang et al. 2022): L1 on the pixels where the generator is worse
                                      # than its EMA, weighted by local residual variance (0: off; needs ema_decay > 0; LDL uses 1)
-    d_warmup_steps: int = setting(0, 'run_id training')          # the GAN phase's first steps train D alone (BasicSR's net_d_init_iters; 0: off)
+    d_warmup_steps: int = setting(0, 'run_id training')          # the GAN phase's first steps train D alone (BasicSR's net_d_init_iters; a twin idles as long; 0: off)
     ema_decay: float = setting(0.99, 'run_id training')           # exponential moving average of the generator over the GAN steps, written as generator_srgan.pt
                                      # (0: off; BasicSR uses 0.999)
     icnr: bool = setting(False, 'run_id training')               # ICNR initialisation of the sub-pixel convolutions (Aitken et al. 2017: no checkerboard at

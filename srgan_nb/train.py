@@ -234,7 +234,7 @@ def run_epoch(s: TrainState, data: TrainingData, cfg: RunConfig, ep: int, prog: 
     idx = shard_indices(len(data.lr), ep, cfg.seed, rank, world).to(data.device)
     aug_gen = torch.Generator().manual_seed(int(cfg.seed) * 7919 + ep) if cfg.augment else None
     n_steps = math.ceil(len(idx) / batch_size)
-    warmup = int(cfg.d_warmup_steps) if cfg.adversarial_weight else 0   # no D to warm without the adversarial term
+    warmup = int(cfg.d_warmup_steps)   # the twin (no D) idles as long: both generators train the same steps
     checks = set(health_steps(n_steps, cfg.d_health_checks)) if phase == 'gan' and main and data.health and cfg.adversarial_weight else set()
     parts = _PRETRAIN_PARTS if phase == 'pretrain' else [p for p in _GAN_PARTS if cfg.adversarial_weight or p not in d_parts()]
     tracker, accs, accs_eval = LossTracker(parts, s.device), [], []
