@@ -290,7 +290,8 @@ def evaluate_run(cfg: RunConfig, strategy: str | None = None, patches: bool = Tr
     suite = MetricSuite(metrics, device=device)
     skip_init = reference and any(getattr(g, 'bicubic_skip', False) for g in gens.values())
     shared = shared_rows(cfg, images, pset, suite, skip_init, device, progress, precision)
-    methods = {**gens, **(dial_blends(gens) if wants_strength_curve(cfg) else {}), **sharpening_control(gens, cfg.scale, device, precision)}
+    extras = {**dial_blends(gens), **sharpening_control(gens, cfg.scale, device, precision)} if wants_strength_curve(cfg) else {}
+    methods = {**gens, **extras}   # the dial and the sharpening control: full runs (quick runs stay quick)
     own = evaluate(methods, images, scale=cfg.scale, strategy=strategy, patches=pset, suite=suite, device=device,
                    progress=progress, precision=precision, hr_rows=False, fresh=False)
     df = _in_order(_concat(shared.assign(strategy=strategy), own), ['bicubic', *methods])

@@ -253,10 +253,10 @@ def test_evaluate_run(reports_tmp):
     images = load_split_images(cfg, 'test')
     ids = {i for i, _ in images}
     img, patch = df[df.level == 'image'], df[df.level == 'patch']
-    assert set(img.method) == {'bicubic', 'bicubic_skip_init', 'srresnet', 'srgan', 'srresnet_usm'} and set(img.strategy) == {'s2'}
-    for m in ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan', 'srresnet_usm'):
+    assert set(img.method) == {'bicubic', 'bicubic_skip_init', 'srresnet', 'srgan'} and set(img.strategy) == {'s2'}   # quick: no dial, no control
+    for m in ('bicubic', 'bicubic_skip_init', 'srresnet', 'srgan'):
         assert set(img[img.method == m].image_id) == ids
-    assert set(patch.image_id) == ids and set(patch.method) == {'bicubic', 'srresnet', 'srgan', 'srresnet_usm'}   # the reference: whole images only
+    assert set(patch.image_id) == ids and set(patch.method) == {'bicubic', 'srresnet', 'srgan'}   # the reference: whole images only
     assert patch.vif.isna().all() and patch.psnr.notna().all() and img.vif.notna().all()
     untrained = E.as_method(Generator(n_blocks=1, channels=8, bicubic_skip=True))
     i0, hr0 = images[0]
@@ -297,7 +297,7 @@ def test_rows_no_strategy_changes_are_scored_once_per_run(reports_tmp, monkeypat
         real = E.evaluate
         monkeypatch.setattr(E, 'evaluate', lambda methods, *a, **k: calls.append(list(methods)) or real(methods, *a, **k))
         second = E.evaluate_run(cfg, 's1', **kw)
-    assert calls == [['srresnet', 'srgan', 'srresnet_usm']]      # only this strategy's generators (and its sharpening control) were scored
+    assert calls == [['srresnet', 'srgan']]                      # only this strategy's generators were scored
     assert run_files(cfg).reference_rows.exists()
     pd.testing.assert_frame_equal(first.drop(columns=['strategy', 'sr_seconds']), second.drop(columns=['strategy', 'sr_seconds']))
     assert set(second.strategy) == {'s1'}
@@ -307,7 +307,7 @@ def test_rows_no_strategy_changes_are_scored_once_per_run(reports_tmp, monkeypat
     with warnings.catch_warnings():                              # other metrics: another key, scored afresh
         warnings.simplefilter('ignore')
         E.evaluate_run(cfg, 's1', metrics=['psnr'], progress=False)
-    assert calls[-3:] == [['bicubic'], ['bicubic_skip_init'], ['srresnet', 'srgan', 'srresnet_usm']]
+    assert calls[-3:] == [['bicubic'], ['bicubic_skip_init'], ['srresnet', 'srgan']]
 
 def test_too_small_images_give_nan_with_one_warning(hr):
     suite = Su.MetricSuite(['psnr', 'ssim', 'vif'])
