@@ -1,8 +1,8 @@
 """Can the discriminator tell a run's SR from HR? Each discriminator is trained alone, as in a warm-up (`d_warmup_steps`), on
 a trained run's SRResNet output (fixed) against its HR training patches, through the training code's own
 `steps.discriminator_step` (the run's precision and memory format), and measured every `--every` steps on the run's
-validation patches by `monitor.d_health_record`: pairwise accuracy, mean D(hr), D(sr), and the logit gap
-mean(D(hr)) - mean(D(sr)). Seconds per D step are measured side by side in the same process.
+validation patches by `monitor.d_health_record`: pairwise accuracy, mean D(hr), D(sr), and the logit gap between those
+means, logit(mean D(hr)) - logit(mean D(sr)). Seconds per D step are measured side by side in the same process.
 
 Why: a discriminator whose logits stay at chance gives the generator a push that is noise, and
 `adversarial_balance=adaptive` scales that noise up to the size of the reconstruction's gradient.

@@ -96,7 +96,7 @@ def d_health_mode(s: TrainState) -> str:
 @torch.no_grad()
 def d_pairwise_accuracy(s: TrainState, lr_u8: torch.Tensor, hr_u8: torch.Tensor, batch_size: int = 50, mode: str = 'eval',
                         sr_u8: torch.Tensor | None = None) -> dict:
-    "D's pairwise accuracy (share of patches with D(hr) > D(G(lr)), ties half) and mean D(hr), D(sr) on uint8 patches, D in `mode` (see `d_health_mode`)."
+    "D's pairwise accuracy (share of patches with D(hr) > D(G(lr)), ties half; of pixels for a per-pixel D) and mean D(hr), D(sr) on uint8 patches, D in `mode` (see `d_health_mode`)."
     if mode not in ('eval', 'train-separate', 'train-joint'): raise ValueError(f"mode must be eval, train-separate or train-joint, got {mode!r}")
     D = unwrap(s.discriminator)
     if sr_u8 is None: sr_u8 = upscale_batch(s.generator, lr_u8, s.device, s.precision, 50)
