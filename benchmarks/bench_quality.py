@@ -4,7 +4,7 @@ Sets: the 500 held-out faces-utk photos of the package's list (srgan_nb/weights/
 model trained on them; each file is checked against its sha256), Set5 and Set14 (../shared/data). Each set is
 scored by the project's own evaluation (`srgan_nb.evaluate.evaluate`: HR cropped to a multiple of 4, LR by PIL
 bicubic, SR by `infer.Upscaler` in fp32 with tiles), on the Y-PSNR and SSIM of the SR literature and the metrics
-that no training loss of the project uses (HaarPSI, FSIM, MDSI, LR consistency, dlib face identity; LPIPS when its
+that no training loss of the project uses (HaarPSI, FSIM, MDSI, LR consistency, dlib face identity and 68-point landmark distance; LPIPS when its
 weights are on disk). Every interval is a 95% BCa bootstrap interval over the images; every difference is paired
 (the same images): each model against bicubic, and gan against psnr.
 
@@ -44,7 +44,7 @@ from srgan_nb.pretrained import DEFAULT_RULE, MODEL_NAMES, PHASES, choose_defaul
 from srgan_nb.release import finished_phases, write_model_cards
 from srgan_nb.suite import REFERENCE_METHOD, whole_images
 
-METRICS = ['psnr', 'psnr_rgb', 'ssim', 'stlpips', 'niqe', 'chroma_err', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist', 'lpips']
+METRICS = ['psnr', 'psnr_rgb', 'ssim', 'stlpips', 'niqe', 'chroma_err', 'haarpsi', 'fsim', 'mdsi', 'lr_psnr', 'face_dist', 'lmd', 'lpips']
 PAIRS = (('shipped_gan', 'shipped_psnr'), ('shipped_gan', 'krasserm-srgan'), ('shipped_psnr', 'krasserm-srresnet'))
 
 
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
         print('\n== speed: fp32, tiles of 256 LR px, best of 3 ==\n' + sp.to_string(index=False))
     if a.write_cards:
         cols = ['set', 'method', 'n', 'psnr', 'Δpsnr vs bicubic', 'psnr_rgb', 'ssim', 'stlpips', 'Δstlpips vs bicubic', 'niqe',
-                'Δniqe vs bicubic', 'chroma_err', 'Δchroma_err vs bicubic', 'face_dist', 'Δface_dist vs bicubic', 'haarpsi', 'lr_psnr']
+                'Δniqe vs bicubic', 'chroma_err', 'Δchroma_err vs bicubic', 'face_dist', 'Δface_dist vs bicubic', 'lmd', 'Δlmd vs bicubic', 'haarpsi', 'lr_psnr']
         q = {}
         for n in names:
             t = per[per.method.isin(['bicubic', f'shipped_{n}', REFERENCE_METHOD])]   # HR's own NIQE: what the SR should reach

@@ -26,7 +26,7 @@ __all__ = ['ANCHOR_KINDS', 'CBCR', 'GAN_LOSSES', 'VGG19_FILE', 'IMAGENET_MEAN', 
            'bicubic_pairs', 'local_variance', 'artifact_map', 'artifact_loss', 'LossTerm', 'LossInputs',
            'register_loss', 'loss_terms', 'read_setting', 'term_weight', 'objective_settings', 'loss_weights',
            'objective_terms', 'weighted_sum', 'objective', 'generator_objective', 'discriminator_objective',
-           'adaptive_balance']
+           'describe_objective', 'adaptive_balance']
 
 # %% ../nbs/07_losses.ipynb #0b5116de
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, criterion: str = 'mse') -> torch.Tensor:
@@ -479,6 +479,11 @@ register_loss(LossTerm('d_loss_real', 'discriminator', None, 'd_real',
 register_loss(LossTerm('artifact_loss', 'generator', 'artifact_weight', 'artifact',
     lambda c: 'L1(M ⊙ SR, M ⊙ HR), M the LDL artifact map against the EMA',
     lambda x, c: artifact_loss(x.sr, x.hr, x.sr_ema) if x.sr_ema is not None else _zero(x), optional=True))
+
+# %% ../nbs/07_losses.ipynb #04ee3150
+def describe_objective(name: str, cfg) -> str:
+    "Objective `name` ('generator' or 'discriminator') as a formula: each registered term `cfg` trains, with its weight (a term without a weight field: none shown)."
+    return ' + '.join((f"{term_weight(t, cfg):g} · " if t.weight else '') + t.formula(cfg) for t in loss_terms(name) if term_weight(t, cfg))
 
 # %% ../nbs/07_losses.ipynb #950bf1f7
 def adaptive_balance(rec: torch.Tensor, adv: torch.Tensor, sr: torch.Tensor, eps: float = 1e-4,

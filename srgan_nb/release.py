@@ -12,18 +12,19 @@ import torch
 from PIL import Image
 from skimage import data as skd
 
-from .config import make_config, load_config, pick_precision
+from .config import make_config, load_config, pick_precision, fields_affecting
 from .sources import file_sha256, read_photo_list, write_photo_list
 from .layout import ReportsFiles, StrategyFiles, atomic_write
-from .model import atomic_save, load_generator, GENERATOR_FORMAT
+from .model import atomic_save, load_generator, GENERATOR_FORMAT, describe_discriminator
+from .losses import describe_objective
 from .pretrained import RECIPE, MODEL_NAMES, MODELS_JSON, TRAIN_LIST, WEIGHTS_LICENCE, PHASES, DEFAULT_RULE, weights_dir, shipped_models
 from .train import fit
 from .testing import toy_patches
 
 
 # %% auto #0
-__all__ = ['half_state', 'finished_phases', 'export_models', 'markdown_table', 'model_card', 'write_model_cards',
-           'toy_recipe_run']
+__all__ = ['half_state', 'recipe_settings', 'finished_phases', 'export_models', 'markdown_table', 'model_card',
+           'write_model_cards', 'toy_recipe_run']
 
 # %% ../nbs/17_release.ipynb #924ad350
 def half_state(sd: dict) -> dict:
@@ -58,6 +59,18 @@ def _run_precision(run_dir: Path, cfg) -> str:
     p = StrategyFiles(run_dir).train_summary
     if p.exists(): return json.loads(p.read_text()).get('precision', cfg.precision)
     return pick_precision(cfg.precision, torch.device('cpu'))
+
+def recipe_settings(cfg) -> dict:
+    "The training settings of run config `cfg` that differ from its strategy's own: the `--set` values that reproduce its training."
+    base = make_config(cfg.strategy)
+    return {k: getattr(cfg, k) for k in fields_affecting('training') if getattr(cfg, k) != getattr(base, k)}
+
+def _gan_record(run_dir: Path, cfg) -> dict:
+    "What a shipped gan was trained on: its recipe's settings, the generator objective and the discriminator, as the report states them."
+    s = StrategyFiles(run_dir).train_summary
+    backbone = json.loads(s.read_text()).get('backbone', cfg.backbone) if s.exists() else cfg.backbone
+    return dict(settings=recipe_settings(cfg), objective=describe_objective('generator', cfg), backbone=backbone,
+                discriminator=describe_discriminator(cfg))
 
 def finished_phases(run_dir) -> list[str]:
     "The shipped-model names a run can give now: psnr once its pixel phase (if any) is over, gan once the run has finished."
@@ -99,7 +112,7 @@ def export_models(run_dir, out=None, names=None, machine: str | None = None) -> 
                             params=sum(p.numel() for p in g.parameters()), scale=g.scale, n_blocks=g.n_blocks, channels=g.channels,
                             phase=phase, **_phase_numbers(run_dir, cfg, phase), run_id=cfg.run_id, seed=cfg.seed,
                             precision=_run_precision(run_dir, cfg), machine=machine or f"{_cpu_name()}, {os.cpu_count()} cores",
-                            licence=WEIGHTS_LICENCE, **_init_record(g.meta, models))
+                            licence=WEIGHTS_LICENCE, **_init_record(g.meta, models), **(_gan_record(run_dir, cfg) if name == 'gan' else {}))
     train = _train_photos(run_dir, cfg)
     lst = pd.DataFrame(dict(name=train.image_id, sha256=[file_sha256(p) for p in train.path]))
     if set(models) - set(names) and (out/TRAIN_LIST).is_file():  # models kept from other runs: their photos stay listed
@@ -124,10 +137,15 @@ def model_card(name: str, entry: dict, quality: pd.DataFrame | None = None, vers
             'gan': 'the `psnr` network trained on by the GAN phase of the default recipe (perceptual + 1e-4 adversarial against a '
                    'spectrally normalised discriminator, an L1 anchor on Cb and Cr that keeps colour, an average of the weights; no pixel '
                    'loss on the luma); what that gains and costs against `psnr` is measured below'}[name]
-    hours, init = entry['train_seconds'] / 3600, entry.get('init_model')
+    if 'objective' in entry:   # a gan exported with its recipe: the objective it trained, from the loss registry
+        what = (f"the `psnr` network trained on by a GAN phase that minimises L_G = {entry['objective']} (φ: the frozen "
+                f"{entry['backbone']} features), against a discriminator of {entry['discriminator'][0].lower()}{entry['discriminator'][1:-1]}; "
+                "what that gains and costs against `psnr` is measured below")
+    hours, init, recipe = entry['train_seconds'] / 3600, entry.get('init_model'), 'this recipe' if 'settings' in entry else 'default recipe'
+    sets = ''.join(f" --set {k}={v}" for k, v in entry.get('settings', {}).items())
     phases = ("pixel-MSE phase" if name == 'psnr' else
-              f"the GAN phase (default recipe) alone, started from the shipped `{init}` model (sha256 `{entry['init_sha256'][:16]}...`, "
-              f"its {entry['init_steps']:,} steps)" if init else "pixel-MSE phase, then the GAN phase (default recipe)")
+              f"the GAN phase ({recipe}) alone, started from the shipped `{init}` model (sha256 `{entry['init_sha256'][:16]}...`, "
+              f"its {entry['init_steps']:,} steps)" if init else f"pixel-MSE phase, then the GAN phase ({recipe})")
     took = (f"{hours:.2f} h (the GAN phase) on {entry['machine']}, after the `{init}` model's {entry['init_train_seconds'] / 3600:.2f} h "
             f"on {entry['init_machine']}" if init else
             f"{hours:.2f} h ({'pixel phase' if name == 'psnr' else 'both phases'}) on {entry['machine']}")
@@ -139,7 +157,7 @@ def model_card(name: str, entry: dict, quality: pd.DataFrame | None = None, vers
              f"| data | {entry['train_photos']:,} UTKFace photos (faces-utk, 200x200 crops), {entry['train_patches']:,} patches of 96x96 "
              f"from the inner half of each photo, LR = bicubic x1/{entry['scale']}; excluded: the default split's validation and "
              f"test photos and the 500 photos of `heldout_faces_utk.txt` |",
-             f"| recipe | `srgan-nb run --strategies {RECIPE}` (srgan_nb.config.STRATEGIES): {phases}"
+             f"| recipe | `srgan-nb run --strategies {RECIPE}{sets}` (srgan_nb.config.STRATEGIES): {phases}"
              f"; {entry['steps']:,} steps of the last phase at batch {entry['batch_size']}, Adam, seed {entry['seed']} |",
              f"| training | {took}, precision {entry['precision']} |",
              f"| validation | Y-PSNR {entry['val_psnr']:.2f} dB on the run's 250 validation patches (bicubic {entry['val_psnr_bicubic']:.2f}) |",

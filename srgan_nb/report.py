@@ -16,7 +16,7 @@ from .config import RunConfig, load_config, QUICK_CAPS, STRATEGIES, repo_root
 from .model import build_models, count_parameters, describe_discriminator
 from .train import read_history
 from .plots import plot_d_health, plot_photo_history
-from .losses import loss_terms, term_weight
+from .losses import describe_objective
 from .layout import TWIN_METHOD, SHARPENED_METHOD, RunFiles, atomic_write
 from .suite import REGISTRY, REFERENCE_METHOD, whole_images
 from . import stats
@@ -178,8 +178,6 @@ def _fmt_w(w: float) -> str: return f"{w:g}"
 def methodology_markdown(cfg: RunConfig, backbone: str | None = None) -> str:
     "The generator objective with the weights `cfg` used, the discriminator's loss and the degradation, as markdown."
     bb = backbone or cfg.backbone
-    terms = [f"{_fmt_w(term_weight(t, cfg))} · {t.formula(cfg)}" for t in loss_terms('generator') if term_weight(t, cfg)]   # from the registry: what training sums
-    d_terms = [t.formula(cfg) for t in loss_terms('discriminator')]
     return ("## Methodology\n\n"
             f"**Degradation.** From each training photo, {cfg.patches_per_image} HR patches of {cfg.hr_size}x{cfg.hr_size} are cut at "
             f"random positions in the inner half of the photo; each LR patch is its PIL bicubic downsample by {cfg.scale} "
@@ -191,7 +189,7 @@ def methodology_markdown(cfg: RunConfig, backbone: str | None = None) -> str:
             f"**Phase 1, SRResNet.** {cfg.pretrain_epochs} epochs minimising the pixel loss "
             f"{cfg.pixel_criterion.upper()}(SR, HR) with Adam (learning rate {_fmt_w(cfg.lr_pretrain or cfg.lr_g)}).\n\n"
             f"**Phase 2, SRGAN.** Each step first updates the discriminator on "
-            + "L_D = " + " + ".join(d_terms) + f", then the generator on\n\nL_G = " + " + ".join(terms) + "\n\n"
+            + "L_D = " + describe_objective('discriminator', cfg) + ", then the generator on\n\nL_G = " + describe_objective('generator', cfg) + "\n\n"
             f"where φ is the frozen {bb} feature extractor (VGG54 in the paper; EfficientNet-Lite0 when VGG19's ImageNet weights are not "
             f"available offline). Adam with learning rates {_fmt_w(cfg.lr_g)} (generator) and {_fmt_w(cfg.lr_d)} (discriminator), "
             f"betas ({cfg.beta1}, {cfg.beta2})" + (f"; recipe preset '{cfg.gan}'" if cfg.gan else '') + "."
