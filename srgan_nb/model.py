@@ -315,8 +315,11 @@ def layer_shapes(model: nn.Module, x: torch.Tensor, depth: int = 1) -> pd.DataFr
 
 # %% ../nbs/06_model.ipynb #16b9ccbd
 def atomic_save(obj, path) -> Path:
-    "torch.save `obj` to `path`, whole or not at all (`layout.atomic_write`)."
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save `obj` to `path`, whole or not at all (`layout.atomic_write`). Saved through a file handle, so the archive's
+    folder is torch's `archive`, not the temporary file's name: the same object gives the same bytes (and sha256) wherever it is saved."""
+    def write(tmp):
+        with open(tmp, 'wb') as f: torch.save(obj, f)
+    return atomic_write(path, write)
 
 def load_checkpoint(path, map_location='cpu') -> dict:
     "Load a file written by `atomic_save` (weights_only: plain data and tensors only)."
