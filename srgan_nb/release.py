@@ -54,11 +54,15 @@ def _phase_numbers(run_dir: Path, cfg, phase: str) -> dict:
                 train_photos=photos, train_patches=patches, train_seconds=round(float(h.seconds.sum()), 1),
                 val_psnr=round(float(h.val_psnr.iloc[-1]), 3), val_psnr_bicubic=round(float(h.val_psnr_bicubic.iloc[-1]), 3))
 
+def _train_summary(run_dir: Path) -> dict:
+    "A run's train_summary.json ({} before it exists)."
+    p = StrategyFiles(run_dir).train_summary
+    return json.loads(p.read_text()) if p.exists() else {}
+
 def _run_precision(run_dir: Path, cfg) -> str:
     "The precision training ran in (train_summary.json; before it exists, what `auto` resolves to on this CPU)."
-    p = StrategyFiles(run_dir).train_summary
-    if p.exists(): return json.loads(p.read_text()).get('precision', cfg.precision)
-    return pick_precision(cfg.precision, torch.device('cpu'))
+    s = _train_summary(run_dir)
+    return s.get('precision', cfg.precision) if s else pick_precision(cfg.precision, torch.device('cpu'))
 
 def recipe_settings(cfg) -> dict:
     "The training settings of run config `cfg` that differ from its strategy's own: the `--set` values that reproduce its training."
@@ -67,9 +71,8 @@ def recipe_settings(cfg) -> dict:
 
 def _gan_record(run_dir: Path, cfg) -> dict:
     "What a shipped gan was trained on: its recipe's settings, the generator objective and the discriminator, as the report states them."
-    s = StrategyFiles(run_dir).train_summary
-    backbone = json.loads(s.read_text()).get('backbone', cfg.backbone) if s.exists() else cfg.backbone
-    return dict(settings=recipe_settings(cfg), objective=describe_objective('generator', cfg), backbone=backbone,
+    return dict(settings=recipe_settings(cfg), objective=describe_objective('generator', cfg),
+                backbone=_train_summary(run_dir).get('backbone', cfg.backbone),
                 discriminator=describe_discriminator(cfg))
 
 def finished_phases(run_dir) -> list[str]:
@@ -133,19 +136,16 @@ def markdown_table(df: pd.DataFrame) -> str:
 # %% ../nbs/17_release.ipynb #dd01518f
 def model_card(name: str, entry: dict, quality: pd.DataFrame | None = None, versus: pd.DataFrame | None = None) -> str:
     "The markdown model card of shipped model `name` from its models.json `entry`, bench_quality's table and its gan - psnr table."
-    what = {'psnr': 'SRResNet trained on the pixel MSE only: the highest PSNR/SSIM, smooth textures',
-            'gan': 'the `psnr` network trained on by the GAN phase of the default recipe (perceptual + 1e-4 adversarial against a '
-                   'spectrally normalised discriminator, an L1 anchor on Cb and Cr that keeps colour, an average of the weights; no pixel '
-                   'loss on the luma); what that gains and costs against `psnr` is measured below'}[name]
-    if 'objective' in entry:   # a gan exported with its recipe: the objective it trained, from the loss registry
-        what = (f"the `psnr` network trained on by a GAN phase that minimises L_G = {entry['objective']} (φ: the frozen "
-                f"{entry['backbone']} features), against a discriminator of {entry['discriminator'][0].lower()}{entry['discriminator'][1:-1]}; "
-                "what that gains and costs against `psnr` is measured below")
-    hours, init, recipe = entry['train_seconds'] / 3600, entry.get('init_model'), 'this recipe' if 'settings' in entry else 'default recipe'
+    what = ('SRResNet trained on the pixel MSE only: the highest PSNR/SSIM, smooth textures' if name == 'psnr' else
+            # a gan states the objective it trained (export_models records it from the loss registry)
+            f"the `psnr` network trained on by a GAN phase that minimises L_G = {entry['objective']} (φ: the frozen "
+            f"{entry['backbone']} features), against a discriminator of {entry['discriminator'][0].lower()}{entry['discriminator'][1:-1]}; "
+            "what that gains and costs against `psnr` is measured below")
+    hours, init = entry['train_seconds'] / 3600, entry.get('init_model')
     sets = ''.join(f" --set {k}={v}" for k, v in entry.get('settings', {}).items())
     phases = ("pixel-MSE phase" if name == 'psnr' else
-              f"the GAN phase ({recipe}) alone, started from the shipped `{init}` model (sha256 `{entry['init_sha256'][:16]}...`, "
-              f"its {entry['init_steps']:,} steps)" if init else f"pixel-MSE phase, then the GAN phase ({recipe})")
+              f"the GAN phase alone, started from the shipped `{init}` model (sha256 `{entry['init_sha256'][:16]}...`, "
+              f"its {entry['init_steps']:,} steps)" if init else "pixel-MSE phase, then the GAN phase")
     took = (f"{hours:.2f} h (the GAN phase) on {entry['machine']}, after the `{init}` model's {entry['init_train_seconds'] / 3600:.2f} h "
             f"on {entry['init_machine']}" if init else
             f"{hours:.2f} h ({'pixel phase' if name == 'psnr' else 'both phases'}) on {entry['machine']}")
