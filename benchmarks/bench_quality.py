@@ -5,8 +5,8 @@ model trained on them; each file is checked against its sha256), Set5 and Set14 
 scored by the project's own evaluation (`srgan_nb.evaluate.evaluate`: HR cropped to a multiple of 4, LR by PIL
 bicubic, SR by `infer.Upscaler` in fp32 with tiles), on the Y-PSNR and SSIM of the SR literature and the metrics
 that no training loss of the project uses (HaarPSI, FSIM, MDSI, LR consistency, dlib face identity and 68-point
-landmark distance; LPIPS when its weights are on disk). Every interval is a 95% BCa bootstrap interval over the images; every difference is paired
-(the same images): each model against bicubic, and gan against psnr.
+landmark distance; LPIPS when its weights are on disk). Every interval is a 95% BCa bootstrap interval over the
+images; every difference is paired (the same images): each model against bicubic, and gan against psnr.
 
 Same-paper peers: with the optional extra installed (pip install 'srgan-nb[peers]'), krasserm's Keras SRResNet and SRGAN
 (x4, trained on DIV2K, ported by `srgan_nb.peers`) are scored beside them as the reference rows `krasserm-srresnet` and

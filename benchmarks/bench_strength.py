@@ -4,8 +4,9 @@ Each strength a = 0, 0.25, 0.5, 0.75, 1 blends the weights of the shipped `psnr`
 (`model.blend_generators`); each is scored by the project's own evaluation (`evaluate.evaluate`, fp32, tiled) beside
 bicubic and the HR photos' own NIQE, on Y-PSNR (distortion), ST-LPIPS and NIQE (perception; neither is a training
 loss of the shipped models), chroma error, RGB PSNR, dlib face identity and landmark distance. Printed: mean [95% BCa]
-per strength, paired differences of each strength against a = 0, the default strength by `pretrained.DEFAULT_RULE` (the rule that
-chose the default model, applied to strengths), and the perception-distortion curve as a figure (`--figure`).
+per strength, paired differences of each strength against a = 0, the default strength by `pretrained.DEFAULT_RULE`
+(the rule that chose the default model, applied to strengths), and the perception-distortion curve as a figure
+(`--figure`).
 
     # two one-thread parts side by side on 2 cores (about 12 minutes), then the tables and the figure from both
     for i in 1 2; do .venv/bin/python benchmarks/bench_strength.py --threads 1 --part $i/2 --out bs$i.csv & done; wait
